@@ -1,0 +1,53 @@
+"""Seeding helpers that make DataLoader pipelines reproducible, with or without workers."""
+
+from __future__ import annotations
+
+import random
+
+import cv2
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, numpy's global generator and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    """Return a torch generator for ``DataLoader(generator=...)`` (shuffling, worker seeds)."""
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return generator
+
+
+def _reseed_transforms(dataset: object, seed: int, depth: int = 0) -> None:
+    """Reseed every transform with a ``reseed`` method inside (possibly wrapped) datasets."""
+    if depth > 8 or dataset is None:
+        return
+    transform = getattr(dataset, "transform", None)
+    if transform is not None and hasattr(transform, "reseed"):
+        transform.reseed(seed)
+    # torch Subset / ConcatDataset wrappers.
+    _reseed_transforms(getattr(dataset, "dataset", None), seed, depth + 1)
+    for child in getattr(dataset, "datasets", ()) or ():
+        _reseed_transforms(child, seed, depth + 1)
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """``DataLoader(worker_init_fn=...)``: derive every generator of a worker from torch's seed.
+
+    torch gives worker ``i`` the seed ``base_seed + i``, where ``base_seed`` is drawn from the
+    DataLoader's generator at each epoch; so with ``generator=make_generator(seed)`` a run is
+    reproducible for a fixed ``num_workers`` and every epoch sees new augmentations. OpenCV is
+    limited to one thread per worker so workers do not oversubscribe the cores.
+    """
+    info = torch.utils.data.get_worker_info()
+    seed = torch.initial_seed() % 2**32 if info is None else info.seed % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    cv2.setNumThreads(1)
+    if info is not None:
+        _reseed_transforms(info.dataset, seed)
