@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
 from slimseg_ros.data.base import SegmentationDataset, Transform
+from slimseg_ros.data.class_spec import ClassSpec
 
 
 def _camvid(root: Path, split: str, transform: Transform | None, **kw: Any) -> SegmentationDataset:
@@ -15,6 +17,43 @@ def _camvid(root: Path, split: str, transform: Transform | None, **kw: Any) -> S
     return CamVidDataset(root, split, transform=transform)
 
 
+def _cityscapes(
+    root: Path, split: str, transform: Transform | None, **kw: Any
+) -> SegmentationDataset:
+    from slimseg_ros.data.cityscapes import CityscapesDataset
+
+    _no_extra("cityscapes", kw)
+    return CityscapesDataset(root, split, transform=transform)
+
+
+def _folder(
+    root: Path,
+    split: str,
+    transform: Transform | None,
+    classes: str | Path | ClassSpec | None = None,
+) -> SegmentationDataset:
+    """Read ``{root}/images/{split}/`` and ``{root}/masks/{split}/`` (spec: ``classes``)."""
+    from slimseg_ros.data.folder import FolderDataset
+
+    if classes is None:
+        classes = root / "classes.yaml"
+        if not classes.is_file():
+            raise ValueError(
+                f"folder dataset needs a class spec: pass classes=NAME_OR_YAML or create {classes}"
+            )
+    return FolderDataset(root / "images" / split, root / "masks" / split, classes, transform)
+
+
+def _synthetic(
+    root: Path | None, split: str, transform: Transform | None, seed: int = 0, **kw: Any
+) -> SegmentationDataset:
+    """Synthetic scenes; each split gets its own stream of scenes derived from ``seed``."""
+    from slimseg_ros.data.synthetic import SyntheticScenes
+
+    split_seed = int(seed) * 1_000_003 + zlib.crc32(split.encode())
+    return SyntheticScenes(seed=split_seed, transform=transform, **kw)
+
+
 def _no_extra(name: str, kwargs: dict[str, Any]) -> None:
     if kwargs:
         raise ValueError(f"dataset {name!r} takes no options, got {', '.join(sorted(kwargs))}")
@@ -22,6 +61,9 @@ def _no_extra(name: str, kwargs: dict[str, Any]) -> None:
 
 _BUILDERS: dict[str, Callable[..., SegmentationDataset]] = {
     "camvid": _camvid,
+    "cityscapes": _cityscapes,
+    "folder": _folder,
+    "synthetic": _synthetic,
 }
 
 DATASET_NAMES: tuple[str, ...] = tuple(_BUILDERS)
@@ -41,7 +83,10 @@ def build_dataset(
         root: Dataset root directory (ignored by ``synthetic``).
         split: Split name (``train``, ``val``, ``test``).
         transform: Optional ``transform(image, label)`` applied by ``__getitem__``.
-        **options: Dataset-specific options (see each builder).
+        **options: Dataset-specific options: ``folder`` takes ``classes`` (spec name, YAML path
+            or ClassSpec; default ``{root}/classes.yaml``) and reads ``{root}/images/{split}/``
+            with ``{root}/masks/{split}/``; ``synthetic`` takes the arguments of
+            :class:`SyntheticScenes` (``n``, ``size``, ``num_classes``, ``seed``, ...).
 
     Returns:
         The dataset.
