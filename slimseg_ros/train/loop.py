@@ -1,0 +1,285 @@
+"""The training loop: data, optimiser, schedule, AMP, data parallelism, validation, checkpoints.
+
+Model-agnostic apart from :func:`~slimseg_ros.train.step.slimseg_step`, which it calls once per
+batch. Multi-GPU runs start through ``torchrun``: every process trains on its own shard and the
+gradients are averaged across processes after all widths have back-propagated (one all-reduce per
+step instead of one per width, and no DDP bookkeeping about the per-width BN parameters that a
+given width leaves unused).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
+
+from ..data import TrainTransform, build_dataset, make_generator, seed_everything, worker_init_fn
+from ..model.checkpoint import CheckpointMeta, save_checkpoint
+from ..model.slimseg import SlimSegNet
+from .config import TrainConfig
+from .step import slimseg_step
+from .validate import validate
+
+__all__ = ["train", "TrainResult", "resolve_device", "poly_lr"]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_checkpoint: Path | None
+    last_checkpoint: Path
+    steps: int
+    history: list[dict[str, Any]]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available here")
+    return device
+
+
+def poly_lr(step: int, total: int, base: float, power: float, warmup: int,
+            time_fraction: float = 0.0) -> float:
+    """Linear warm-up then polynomial decay to 0 at ``total`` steps.
+
+    With a wall-clock budget, ``time_fraction`` (elapsed / budget) advances the decay too, so a
+    run that hits its time limit before its step count still ends on a fully decayed schedule.
+    """
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    progress = min(1.0, max((step - warmup) / max(1, total - warmup), time_fraction))
+    return base * (1.0 - progress) ** power
+
+
+def _time_fraction(cfg: TrainConfig, elapsed_s: float) -> float:
+    return elapsed_s / (cfg.time_limit_min * 60) if cfg.time_limit_min else 0.0
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # no decay on BN affine parameters and biases (1-D tensors), as usual for conv nets
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _average_gradients(model: torch.nn.Module, world: int) -> None:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if world == 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _batches(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator[Any]:
+    epoch = 0
+    while True:
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        yield from loader
+        epoch += 1
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Run ``cfg`` to completion (or its time limit); resumes from ``cfg.out`` when state exists."""
+    rank, world = _distributed()
+    seed_everything(cfg.seed + rank)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    d = cfg.data
+    transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank)
+    train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform)
+    val_set = build_dataset(d.dataset, d.root, d.val_split)
+    if train_set.num_classes != cfg.model.num_classes:
+        raise ValueError(f"the dataset has {train_set.num_classes} classes but model.num_classes "
+                         f"is {cfg.model.num_classes}")
+    sampler = DistributedSampler(train_set, world, rank, seed=cfg.seed) if world > 1 else None
+    loader = DataLoader(
+        train_set, batch_size=d.batch_size, shuffle=sampler is None, sampler=sampler,
+        num_workers=d.workers, drop_last=True, worker_init_fn=worker_init_fn,
+        generator=make_generator(cfg.seed), persistent_workers=d.workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    # channels-last runs the depthwise/pointwise convs noticeably faster on CPUs (and on GPUs
+    # with tensor cores); measured in docs/benchmarks.md
+    model = SlimSegNet(cfg.model).to(device, memory_format=torch.channels_last).train()
+    if world > 1:  # identical starting weights everywhere
+        for tensor in model.state_dict().values():
+            dist.broadcast(tensor, 0)
+    o = cfg.optim
+    if o.optimizer == "adamw":
+        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
+            _param_groups(model, o.weight_decay), lr=o.lr)
+    else:
+        optimizer = torch.optim.SGD(_param_groups(model, o.weight_decay), lr=o.lr,
+                                    momentum=o.momentum, nesterov=True)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    spec = train_set.class_spec
+    meta = CheckpointMeta(
+        config=cfg.model, class_names=spec.names, palette=spec.palette,
+        input_size=d.val_size, mean=transform.mean, std=transform.std,
+        ignore_index=spec.ignore_index,
+    )
+    state_path = out / "train_state.pt"
+    start, best_score, history = 0, -1.0, []
+    if state_path.is_file():
+        state = torch.load(state_path, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        start, best_score = int(state["step"]), float(state["best_score"])
+        history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
+        if rank == 0:
+            print(f"resuming from step {start} in {out}")
+
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(out / "tensorboard"))
+        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    widths = cfg.widths_to_train
+    ignore = spec.ignore_index
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else None
+    batches = _batches(loader, sampler)
+    t0 = time.monotonic()
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+    best_path: Path | None = out / "best.safetensors" if (out / "best.safetensors").is_file() else None
+    step = start
+
+    def evaluate_and_save(step: int) -> None:
+        nonlocal best_score, best_path
+        model.eval()
+        res = validate(model, val_set, widths, mean=meta.mean, std=meta.std,
+                       input_size=meta.input_size, max_images=cfg.val_images, device=device)
+        model.train()
+        score = sum(r["miou"] for r in res.values()) / len(res)  # type: ignore[misc]
+        entry = {"step": step, "mean_miou": score,
+                 "widths": {f"{w:g}": {k: v for k, v in r.items() if k != "per_class_iou"}
+                            for w, r in res.items()}}
+        history.append(entry)
+        if writer is not None:
+            for w, r in res.items():
+                writer.add_scalar(f"val/miou_w{w:g}", r["miou"], step)  # type: ignore[arg-type]
+                writer.add_scalar(f"val/boundary_f1_w{w:g}", r["boundary_f1"], step)  # type: ignore[arg-type]
+        summary = _summary(cfg, step, res, time.monotonic() - t0)
+        save_checkpoint(out / "last.safetensors", model, meta.replace(training=summary))
+        if score > best_score:
+            best_score = score
+            best_path = save_checkpoint(out / "best.safetensors", model, meta.replace(training=summary))
+        (out / "history.json").write_text(json.dumps(history, indent=2))
+        print(f"step {step}: " + ", ".join(f"w{w:g} mIoU {r['miou']:.3f} bF1 {r['boundary_f1']:.3f}"
+                                            for w, r in res.items()), flush=True)
+
+    try:
+        while step < cfg.steps:
+            if cfg.time_limit_min and time.monotonic() - t0 > cfg.time_limit_min * 60:
+                print(f"time limit of {cfg.time_limit_min} min reached at step {step}")
+                break
+            images, labels = next(batches)
+            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+            labels = labels.to(device, non_blocking=True)
+            lr = poly_lr(step, cfg.steps, o.lr, o.poly_power, o.warmup_steps,
+                         time_fraction=_time_fraction(cfg, time.monotonic() - t0))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            report = slimseg_step(model, images, labels, widths, cfg.loss, ignore_index=ignore,
+                                  backward=lambda loss: scaler.scale(loss).backward(),
+                                  autocast=autocast)
+            scaler.unscale_(optimizer)
+            _average_gradients(model, world)
+            if o.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            total = sum(r["total"] for r in report.values())
+            if not math.isfinite(total):
+                raise FloatingPointError(f"non-finite loss {total} at step {step}; lower optim.lr")
+            if rank == 0:
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
+                if writer is not None and step % cfg.log_every == 0:
+                    writer.add_scalar("train/lr", lr, step)
+                    for w, parts in report.items():
+                        for name, value in parts.items():
+                            writer.add_scalar(f"train/{name}_w{w:g}", value, step)
+                if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
+                    evaluate_and_save(step)
+                if step % cfg.checkpoint_every == 0:
+                    _save_state(state_path, model, optimizer, scaler, step, best_score)
+        if rank == 0:
+            evaluate_and_save(step)
+            _save_state(state_path, model, optimizer, scaler, step, best_score)
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+        if world > 1:
+            dist.destroy_process_group()
+    return TrainResult(out, best_path, out / "last.safetensors", step, history)
+
+
+def _summary(cfg: TrainConfig, step: int, res: dict[float, dict[str, object]],
+             seconds: float) -> dict[str, Any]:
+    return {
+        "dataset": cfg.data.dataset,
+        "train_split": cfg.data.train_split,
+        "val_split": cfg.data.val_split,
+        "steps": step,
+        "batch_size": cfg.data.batch_size,
+        "crop_size": list(cfg.data.crop_size),
+        "kd": cfg.loss.kd,
+        "boundary_weight": cfg.loss.boundary_weight,
+        "train_widths": list(cfg.widths_to_train),
+        "wall_clock_min": round(seconds / 60, 1),
+        "val": {f"{w:g}": {k: v for k, v in r.items() if k != "per_class_iou"} for w, r in res.items()},
+    }
+
+
+def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                scaler: torch.amp.GradScaler, step: int, best_score: float) -> None:
+    # Our own resumable state, loaded back with weights_only=True (no arbitrary unpickling).
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(), "step": step, "best_score": best_score}, tmp)
+    os.replace(tmp, path)
