@@ -48,6 +48,7 @@ class SegmentationEngine:
         latency_s: width -> median seconds of one end-to-end inference, measured at warm-up;
             seeds the width controller.
         notes: how the backend was chosen, cache hits, etc. (logged by callers).
+        model_path: the checkpoint file, or None for a randomly initialised stand-in.
     """
 
     runners: Mapping[float, Runner]
@@ -58,6 +59,7 @@ class SegmentationEngine:
     input_size: tuple[int, int]
     latency_s: dict[float, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    model_path: str | None = None
 
     @property
     def widths(self) -> tuple[float, ...]:

@@ -87,15 +87,16 @@ def load_engine(
     notes.append(f"backend {chosen}: {why}")
     for note in notes:
         say(note)
+    checkpoint = None if source.startswith("randomly") else source
     runners, used_device, build_notes = build_runners(
         chosen, model, meta, device=device, precision=precision, cache_dir=cache_dir,
-        upsample=upsample, model_path=None if source.startswith("randomly") else source,
+        upsample=upsample, model_path=checkpoint,
     )
     for note in build_notes:
         say(note)
     engine = SegmentationEngine(
         runners=runners, meta=meta, backend=chosen, device=used_device, precision=precision,
-        input_size=size, notes=notes + list(build_notes),  # type: ignore[arg-type]
+        input_size=size, notes=notes + list(build_notes), model_path=checkpoint,
     )
     latency = engine.warm_up(repeats=warmup_repeats)
     say("warm-up latency: " + ", ".join(f"w{w:g} {s * 1e3:.1f} ms" for w, s in latency.items()))
