@@ -1,0 +1,183 @@
+"""``slimseg bench``: per-width latency of the deployed graph and of two references, in one run.
+
+Everything is timed end to end from a uint8 (H, W, 3) image to uint8 (H, W) labels. The three
+variants of a width are timed round-robin within the same loop, so the machine's slow and fast
+moments hit all of them alike and their *ratios* are trustworthy even on a noisy 2-core VM:
+
+* ``frozen``: the engine's runner (``freeze(width)``, BN folded, on the chosen backend);
+* ``independent_static``: a plain network with the same channel counts, built directly;
+* ``eager_slimmable``: the slimmable network itself at that width (sliced weights, switchable BN).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..model.pipeline import SegmentationPipeline
+from ..model.profile import count_flops, count_params
+from ..model.slimseg import SlimSegNet, build_static
+from .loader import load_engine, load_model
+
+__all__ = ["matmul_gflops", "run_benchmark"]
+
+
+def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """The machine's fp32 matmul throughput (GFLOP/s) with torch's current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    runs, t0 = 0, time.perf_counter()
+    best = float("inf")
+    while time.perf_counter() - t0 < seconds or runs < 3:
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+        runs += 1
+    return 2 * n**3 / best / 1e9
+
+
+class _EagerWidth(torch.nn.Module):
+    """The slimmable net pinned to one width, so it can sit inside the uint8 pipeline."""
+
+    def __init__(self, model: SlimSegNet, width: float) -> None:
+        super().__init__()
+        self.model = model
+        self.width = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.model.set_width(self.width)
+        return self.model(x)
+
+
+def _torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
+    module = module.eval().to(memory_format=torch.channels_last)
+
+    def run(image: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return module(torch.from_numpy(image)).numpy()
+
+    return run
+
+
+def _pct(samples: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples) * 1e3, q))
+
+
+def run_benchmark(
+    checkpoint: str | None = None,
+    *,
+    backend: str = "torch",
+    device: str = "cpu",
+    input_size: tuple[int, int] = (360, 480),
+    repeats: int = 30,
+    threads: int = 2,
+    cache_dir: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    say = progress or (lambda _m: None)
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    engine = load_engine(checkpoint, backend=backend, device=device, input_size=input_size,
+                         cache_dir=cache_dir, allow_random=True, warmup_repeats=1, log=say)
+    model, meta, source = load_model(checkpoint, allow_random=True)
+    model.eval()
+    mean, std = meta.mean, meta.std
+    image = np.random.default_rng(0).integers(0, 256, (*input_size, 3), dtype=np.uint8)
+    batch = np.ascontiguousarray(image[None])
+    say(f"matmul throughput ({threads} threads)...")
+    gflops_machine = matmul_gflops()
+
+    widths = engine.widths
+    variants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
+        "frozen": {w: engine.runner(w) for w in widths},
+        "independent_static": {
+            w: _torch_runner(SegmentationPipeline(build_static(model.config, w), mean, std))
+            for w in widths
+        },
+        "eager_slimmable": {
+            w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std)) for w in widths
+        },
+    }
+    times: dict[str, dict[float, list[float]]] = {v: {w: [] for w in widths} for v in variants}
+    for runners in variants.values():  # warm-up outside the timed loop
+        for run in runners.values():
+            run(batch)
+            run(batch)
+    say(f"timing {len(widths)} widths x {len(variants)} variants x {repeats} runs...")
+    for _ in range(repeats):
+        for w in widths:
+            for name, runners in variants.items():
+                t0 = time.perf_counter()
+                runners[w](batch)
+                times[name][w].append(time.perf_counter() - t0)
+
+    # switching: the cost of the switch itself, and the first frame after a switch
+    say("width switching...")
+    switch_s: list[float] = []
+    after_switch: dict[float, list[float]] = {w: [] for w in widths}
+    rng = np.random.default_rng(1)
+    current = widths[-1]
+    for _ in range(max(40, 4 * repeats)):
+        target = float(rng.choice([w for w in widths if w != current]))
+        t0 = time.perf_counter()
+        engine.runner(target)
+        switch_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.infer(image, target)
+        after_switch[target].append(time.perf_counter() - t0)
+        current = target
+
+    doc: dict[str, Any] = {
+        "backend": engine.backend,
+        "device": engine.device,
+        "precision": engine.precision,
+        "threads": threads,
+        "input_size": list(input_size),
+        "model": source,
+        "repeats": repeats,
+        "matmul_gflops": round(gflops_machine, 1),
+        "widths": {},
+        "references": {"independent_static": {}, "eager_slimmable": {}},
+        "switch_ms_p99": round(_pct(switch_s, 99), 4),
+    }
+    for w in widths:
+        frozen = model.freeze(w)
+        flops = count_flops(frozen, input_size)
+        p50 = _pct(times["frozen"][w], 50)
+        doc["widths"][f"{w:g}"] = {
+            "latency_ms_p50": round(p50, 2),
+            "latency_ms_p90": round(_pct(times["frozen"][w], 90), 2),
+            "gflops": round(flops / 1e9, 3),
+            "params": count_params(frozen),
+            "achieved_gflops_per_s": round(flops / 1e9 / (p50 / 1e3), 1),
+            "first_frame_after_switch_ms_p50": round(_pct(after_switch[w], 50), 2),
+        }
+        for ref in ("independent_static", "eager_slimmable"):
+            doc["references"][ref][f"{w:g}"] = {
+                "latency_ms_p50": round(_pct(times[ref][w], 50), 2),
+                "latency_ms_p90": round(_pct(times[ref][w], 90), 2),
+            }
+    doc["summary"] = _summary(doc, widths)
+    return doc
+
+
+def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
+    """The ratios the foundation issue sets targets on, computed from this one run."""
+    per = doc["widths"]
+    static = doc["references"]["independent_static"]
+    lo, hi = f"{widths[0]:g}", f"{widths[-1]:g}"
+    return {
+        "frozen_over_static": {
+            k: round(per[k]["latency_ms_p50"] / static[k]["latency_ms_p50"], 3) for k in per
+        },
+        "narrowest_over_widest": round(per[lo]["latency_ms_p50"] / per[hi]["latency_ms_p50"], 3),
+        "first_frame_after_switch_over_p50": {
+            k: round(per[k]["first_frame_after_switch_ms_p50"] / per[k]["latency_ms_p50"], 3)
+            for k in per
+        },
+        "widest_fraction_of_matmul": round(per[hi]["achieved_gflops_per_s"] / doc["matmul_gflops"], 3),
+    }
