@@ -1,0 +1,156 @@
+"""The node's counters and latency window, and their ``/diagnostics`` message.
+
+``diagnostic_updater`` is not installable everywhere the node runs, so the node fills a
+``diagnostic_msgs/DiagnosticArray`` itself: one ``DiagnosticStatus`` named ``<node>: segmentation``
+with the keys of DESIGN.md section 10 (:data:`DIAGNOSTIC_KEYS`) plus a few more.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..control import RateMeter
+
+__all__ = ["DIAGNOSTIC_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status"]
+
+DIAGNOSTIC_KEYS: tuple[str, ...] = (
+    "width", "adaptive", "backend", "device", "precision", "input_fps", "output_fps",
+    "latency_p50_ms", "latency_p95_ms", "dropped_frames", "rejected_frames", "battery",
+    "last_switch_reason",
+)
+"""Keys every status carries (DESIGN.md section 10); more follow them."""
+
+
+class LatencyWindow:
+    """The last ``size`` samples (seconds) and their percentiles. Thread-safe."""
+
+    def __init__(self, size: int = 300) -> None:
+        self._samples: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._samples.append(seconds)
+
+    def percentiles_ms(self, *qs: float) -> tuple[float | None, ...]:
+        """Percentiles in milliseconds, None each while there are no samples."""
+        with self._lock:
+            samples = np.array(self._samples, dtype=np.float64)
+        if samples.size == 0:
+            return tuple(None for _ in qs)
+        return tuple(float(v) * 1e3 for v in np.percentile(samples, qs))
+
+
+@dataclass
+class NodeStats:
+    """Counters shared by the callbacks and the worker (guarded by ``lock``)."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    processed: int = 0
+    """Frames answered with labels."""
+    rejected: int = 0
+    """Messages that were not a usable image."""
+    rejected_by_kind: dict[str, int] = field(default_factory=dict)
+    last_rejection: str = ""
+    failed: int = 0
+    """Frames the engine failed on (never expected; counted rather than fatal)."""
+    output_rate: RateMeter = field(default_factory=RateMeter)
+    latency: LatencyWindow = field(default_factory=LatencyWindow)
+    """Arrival in the callback -> labels published, seconds."""
+    inference: LatencyWindow = field(default_factory=LatencyWindow)
+    """Time inside the runtime's ``infer``, seconds."""
+
+    def reject(self, kind: str, reason: str) -> None:
+        with self.lock:
+            self.rejected += 1
+            self.rejected_by_kind[kind] = self.rejected_by_kind.get(kind, 0) + 1
+            self.last_rejection = reason
+
+    def answered(self, now: float, latency_s: float, inference_s: float) -> None:
+        with self.lock:
+            self.processed += 1
+            self.output_rate.tick(now)
+        self.latency.add(latency_s)
+        self.inference.add(inference_s)
+
+
+@dataclass(frozen=True)
+class DiagnosticsView:
+    """Everything one status message shows, gathered by the node."""
+
+    width: float
+    adaptive: bool
+    backend: str
+    device: str
+    precision: str
+    input_fps: float | None
+    output_fps: float | None
+    latency_ms: tuple[float | None, float | None]
+    inference_ms: tuple[float | None, float | None]
+    received: int
+    processed: int
+    dropped: int
+    rejected: int
+    rejected_by_kind: dict[str, int]
+    last_rejection: str
+    failed: int
+    battery: str
+    reason: str
+    switches: int
+    budget_ms: float
+    input_topic: str
+    input_reliability: str
+    model: str
+    input_size: tuple[int, int]
+    rejected_recently: int = 0
+    """Rejections since the previous status (decides the WARN level)."""
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "nan" if value is None else f"{value:.{digits}f}"
+
+
+def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, str]]]:
+    """(level name ``OK``/``WARN``, message, key-value pairs) for one status."""
+    pairs = [
+        ("width", f"{view.width:g}"),
+        ("adaptive", str(view.adaptive).lower()),
+        ("backend", view.backend),
+        ("device", view.device),
+        ("precision", view.precision),
+        ("input_fps", _num(view.input_fps)),
+        ("output_fps", _num(view.output_fps)),
+        ("latency_p50_ms", _num(view.latency_ms[0])),
+        ("latency_p95_ms", _num(view.latency_ms[1])),
+        ("dropped_frames", str(view.dropped)),
+        ("rejected_frames", str(view.rejected)),
+        ("battery", view.battery),
+        ("last_switch_reason", view.reason),
+        ("inference_p50_ms", _num(view.inference_ms[0])),
+        ("inference_p95_ms", _num(view.inference_ms[1])),
+        ("received_frames", str(view.received)),
+        ("processed_frames", str(view.processed)),
+        ("failed_frames", str(view.failed)),
+        ("rejected_by_kind", ", ".join(f"{k}: {n}" for k, n in sorted(view.rejected_by_kind.items()))),
+        ("last_rejection", view.last_rejection),
+        ("switches", str(view.switches)),
+        ("budget_ms", _num(view.budget_ms, 1)),
+        ("input_topic", view.input_topic),
+        ("input_reliability", view.input_reliability),
+        ("model", view.model),
+        ("input_size", f"{view.input_size[0]}x{view.input_size[1]}"),
+    ]
+    if view.rejected_recently:
+        level = "WARN"
+        message = f"{view.rejected_recently} messages rejected: {view.last_rejection}"
+    elif view.received == 0:
+        level = "OK"
+        message = f"waiting for images on {view.input_topic}"
+    else:
+        level = "OK"
+        message = f"width {view.width:g} ({'adaptive' if view.adaptive else 'pinned'})"
+    return level, message, pairs

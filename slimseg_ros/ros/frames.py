@@ -1,0 +1,76 @@
+"""The hand-off between the subscription callback and the inference worker: latest frame wins.
+
+The callback only puts the newest message here; a frame that was still waiting when a newer one
+came is dropped and counted, so the worker never works through a queue of stale frames.
+Pure Python (no ROS), thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Frame", "LatestSlot"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received message and when it arrived."""
+
+    msg: Any
+    """The message as received (``sensor_msgs/Image`` or ``CompressedImage``)."""
+    compressed: bool
+    """True for ``CompressedImage``."""
+    received: float
+    """``time.monotonic()`` at arrival."""
+
+
+class LatestSlot(Generic[T]):
+    """A one-place mailbox: ``put`` replaces what is there, ``take`` waits for something."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._closed = False
+        self.put_count = 0
+        """Items put since start."""
+        self.dropped = 0
+        """Items replaced before anyone took them."""
+
+    def put(self, item: T) -> bool:
+        """Store ``item``; True if it replaced one nobody took (that one is dropped)."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self.put_count += 1
+            if replaced:
+                self.dropped += 1
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float | None = None) -> T | None:
+        """The newest item, waiting up to ``timeout`` seconds; None on timeout or when closed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._item is None and not self._closed:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            item, self._item = self._item, None
+            return item
+
+    def close(self) -> None:
+        """Wake every waiter; ``take`` returns what is left, then None."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        with self._cond:
+            return self._closed

@@ -1,0 +1,190 @@
+"""The node's parameters: names, defaults, descriptors, and the checks that go beyond ranges.
+
+One table (:data:`NODE_PARAMETERS`) drives the declarations, the YAML in ``config/`` (a test keeps
+them equal) and ``docs/node.md``. Defaults of the controller's parameters come from
+:class:`~slimseg_ros.control.ControllerConfig`, so there is one source of truth. rclpy checks
+types, ranges and read-only flags before the node's callback runs; the callback adds what a
+descriptor cannot say (a width the model has, thresholds that descend, one of a few strings).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any, Mapping, Sequence
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+from ..control import ControllerConfig
+from .qos import RELIABILITY_MODES
+
+__all__ = [
+    "ParamSpec", "NODE_PARAMETERS", "CHECKPOINT_PARAMETERS", "CONTROLLER_PARAMETERS",
+    "INPUT_TRANSPORTS", "PRECISIONS", "DEFAULT_MAX_IMAGE_PIXELS", "descriptor", "spec",
+    "controller_config", "check_choice", "check_device", "check_input_size", "backend_choices",
+]
+
+INPUT_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
+DEFAULT_MAX_IMAGE_PIXELS = 3840 * 2160
+_DEFAULTS = ControllerConfig()
+
+
+def backend_choices() -> tuple[str, ...]:
+    """``auto`` and every backend the runtime registers (read at call time: backends grow)."""
+    from ..runtime.backends import BACKEND_NAMES
+
+    return ("auto", *BACKEND_NAMES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: its default (which fixes its type) and how it is described."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+    constraints: str = ""
+    """Human-readable rules beyond the range (shown by ``ros2 param describe``)."""
+
+
+NODE_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("model_path", "", "SlimSeg checkpoint (.safetensors); empty = the shipped default "
+              "model (share/slimseg_ros/models/slimseg_camvid.safetensors)", read_only=True),
+    ParamSpec("backend", "auto", "inference backend; auto picks the fastest available and logs "
+              "why", read_only=True, constraints="auto or a backend of slimseg_ros.runtime"),
+    ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N", read_only=True,
+              constraints="auto, cpu, cuda or cuda:N"),
+    ParamSpec("precision", "fp32", "fp32 | fp16 (fp16 needs a GPU)", read_only=True,
+              constraints="fp32 or fp16"),
+    ParamSpec("input_size", [0, 0], "[H, W] the network runs at; [0, 0] = the checkpoint's. "
+              "Images of any size are accepted; labels always come at the image's size",
+              read_only=True, constraints="[0, 0] or two integers >= 32"),
+    ParamSpec("engine_cache_dir", "", "where compiled per-width engines are kept; empty = the "
+              "runtime's default cache directory", read_only=True),
+    ParamSpec("width", 1.0, "the width in use. Setting it pins that width (adaptive becomes "
+              "false); while adaptive the node keeps it equal to the width in use",
+              float_range=(0.0, 1.0), constraints="one of the model's widths (see 'widths')"),
+    ParamSpec("adaptive", True, "choose the width from battery and frame-rate feedback; true "
+              "resumes adapting after a pin"),
+    ParamSpec("target_fps", _DEFAULTS.target_fps, "frame rate to keep up with; a slower camera "
+              "lowers the budget to its own rate", float_range=(0.1, 1000.0)),
+    ParamSpec("min_width", _DEFAULTS.min_width, "never run narrower than this (0 = no floor)",
+              float_range=(0.0, 1.0), constraints="min_width <= max_width"),
+    ParamSpec("max_width", _DEFAULTS.max_width, "never run wider than this",
+              float_range=(0.0, 1.0), constraints="> 0; a model width must lie in "
+              "[min_width, max_width]"),
+    ParamSpec("battery_thresholds", list(_DEFAULTS.battery_thresholds), "battery fractions "
+              "(0..1, strictly descending); below thresholds[i] the width is capped at "
+              "battery_widths[i]", constraints="strictly descending values in (0, 1), one per "
+              "battery width"),
+    ParamSpec("battery_widths", list(_DEFAULTS.battery_widths), "width caps, one per battery "
+              "threshold", constraints="values in (0, 1] that do not increase"),
+    ParamSpec("battery_hysteresis", _DEFAULTS.battery_hysteresis, "a battery cap is lifted only "
+              "once the battery is this far above its threshold", float_range=(0.0, 0.5),
+              constraints="< 0.5"),
+    ParamSpec("min_dwell_s", _DEFAULTS.min_dwell_s, "seconds of headroom before the width steps "
+              "up (no flapping)", float_range=(0.0, 3600.0)),
+    ParamSpec("overrun_frames", _DEFAULTS.overrun_frames, "consecutive frames over budget that "
+              "step the width down", int_range=(1, 1000)),
+    ParamSpec("publish_color", True, "publish labels_color (rgb8 palette) while it has "
+              "subscribers"),
+    ParamSpec("publish_overlay", True, "publish overlay (image blended with the palette) while "
+              "it has subscribers"),
+    ParamSpec("overlay_alpha", 0.5, "weight of the palette colour in overlay",
+              float_range=(0.0, 1.0)),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS, "larger images are rejected and "
+              "counted", int_range=(1, 1 << 30)),
+    ParamSpec("input_transport", "raw", "raw: subscribe to image (sensor_msgs/Image); "
+              "compressed: to image/compressed (sensor_msgs/CompressedImage)",
+              constraints="raw or compressed"),
+    ParamSpec("input_reliability", "auto", "auto matches the publishers on the input topic "
+              "(re-checked every second); best_effort | reliable force one",
+              constraints="auto, best_effort or reliable"),
+)
+"""Declared before the model loads (their values choose the model and the engine)."""
+
+CHECKPOINT_PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec("class_names", ["unknown"], "class of each label value, from the checkpoint",
+              read_only=True),
+    ParamSpec("widths", [1.0], "the widths this model runs at, from the checkpoint",
+              read_only=True),
+)
+"""Declared after the model loads, from its checkpoint (YAML values are ignored)."""
+
+CONTROLLER_PARAMETERS: tuple[str, ...] = (
+    "target_fps", "min_width", "max_width", "battery_thresholds", "battery_widths",
+    "battery_hysteresis", "min_dwell_s", "overrun_frames",
+)
+"""Parameters that are fields of :class:`ControllerConfig` with the same name."""
+
+_SPECS = {s.name: s for s in NODE_PARAMETERS + CHECKPOINT_PARAMETERS}
+
+
+def spec(name: str) -> ParamSpec:
+    """The spec of parameter ``name`` (KeyError if the node has no such parameter)."""
+    return _SPECS[name]
+
+
+def descriptor(s: ParamSpec) -> ParameterDescriptor:
+    """The ``ParameterDescriptor`` rclpy checks and ``ros2 param describe`` shows."""
+    d = ParameterDescriptor(description=s.description, read_only=s.read_only,
+                            additional_constraints=s.constraints)
+    if s.float_range is not None:
+        d.floating_point_range = [FloatingPointRange(
+            from_value=float(s.float_range[0]), to_value=float(s.float_range[1]), step=0.0)]
+    if s.int_range is not None:
+        d.integer_range = [IntegerRange(
+            from_value=int(s.int_range[0]), to_value=int(s.int_range[1]), step=1)]
+    return d
+
+
+def controller_config(values: Mapping[str, Any], base: ControllerConfig | None = None
+                      ) -> ControllerConfig:
+    """``base`` with the controller parameters in ``values`` applied (others are ignored).
+
+    Raises:
+        ValueError: the result is not a valid config; one line per problem, from
+            :class:`ControllerConfig`.
+    """
+    changes = {k: v for k, v in values.items() if k in CONTROLLER_PARAMETERS}
+    for key in ("battery_thresholds", "battery_widths"):
+        if key in changes:
+            changes[key] = tuple(changes[key])
+    return (base or ControllerConfig()).replace(**changes)
+
+
+def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices``; else ValueError naming them."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+    return value
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> str:
+    """``value`` if it looks like a device the runtime takes; else ValueError."""
+    if not _DEVICE.match(value):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}")
+    return value
+
+
+def check_input_size(value: Sequence[int]) -> tuple[int, int] | None:
+    """None for [0, 0] (the checkpoint's size), else (H, W); ValueError if neither."""
+    size = tuple(int(v) for v in value)
+    if size == (0, 0):
+        return None
+    if len(size) != 2 or min(size) < 32:
+        raise ValueError(f"input_size must be [H, W] with both >= 32, or [0, 0] for the "
+                         f"checkpoint's size; got {list(size)}")
+    return size  # type: ignore[return-value]
+
+
+def reliability_modes() -> tuple[str, ...]:
+    """The values ``input_reliability`` takes."""
+    return RELIABILITY_MODES
