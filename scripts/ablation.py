@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from slimseg_ros.model import count_flops, load_checkpoint
+from slimseg_ros.model.config import width_key
 from slimseg_ros.train.config import load_train_config
 from slimseg_ros.train.loop import train
 
@@ -54,7 +55,7 @@ def main() -> None:
         base = load_train_config(args.config, common)
         widths = base.model.widths
         runs = [(f"{arm}", [])] if arm != "independent" else [
-            (f"independent_w{w:g}", [f"train_widths=[{w}]"]) for w in widths]
+            (f"independent_w{width_key(w)}", [f"train_widths=[{w}]"]) for w in widths]
         for name, extra in runs:
             if name in results:
                 print(f"{name}: done already")
@@ -76,7 +77,7 @@ def table(results: dict, out: Path) -> str:
     rows = ["| width | GFLOPs | " + " | ".join(f"{a} mIoU / bF1" for a in arms)
             + " | independent mIoU / bF1 |", "|---" * (3 + len(arms)) + "|"]
     for w in model.widths:
-        key = f"{w:g}"
+        key = width_key(w)
         cells = [f"{results[a]['val'][key]['miou']:.3f} / {results[a]['val'][key]['boundary_f1']:.3f}"
                  for a in arms]
         ind = results.get(f"independent_w{key}", {}).get("val", {}).get(key)

@@ -6,10 +6,15 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-__all__ = ["ModelConfig", "ARCHITECTURES", "DEFAULT_WIDTHS"]
+__all__ = ["ModelConfig", "ARCHITECTURES", "DEFAULT_WIDTHS", "width_key"]
 
 DEFAULT_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 ARCHITECTURES: tuple[str, ...] = ("mobilenetv2_lraspp",)
+
+
+def width_key(width: float) -> str:
+    """The key of a width in every JSON document: ``0.25 -> "0.25"``, ``1 -> "1.0"``."""
+    return str(float(width))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..model.config import width_key
 from ..model.pipeline import SegmentationPipeline
 from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
@@ -148,7 +149,7 @@ def run_benchmark(
         frozen = model.freeze(w)
         flops = count_flops(frozen, input_size)
         p50 = _pct(times["frozen"][w], 50)
-        doc["widths"][f"{w:g}"] = {
+        doc["widths"][width_key(w)] = {
             "latency_ms_p50": round(p50, 2),
             "latency_ms_p90": round(_pct(times["frozen"][w], 90), 2),
             "gflops": round(flops / 1e9, 3),
@@ -157,7 +158,7 @@ def run_benchmark(
             "first_frame_after_switch_ms_p50": round(_pct(after_switch[w], 50), 2),
         }
         for ref in ("independent_static", "eager_slimmable"):
-            doc["references"][ref][f"{w:g}"] = {
+            doc["references"][ref][width_key(w)] = {
                 "latency_ms_p50": round(_pct(times[ref][w], 50), 2),
                 "latency_ms_p90": round(_pct(times[ref][w], 90), 2),
             }
@@ -169,7 +170,7 @@ def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
     """The ratios the foundation issue sets targets on, computed from this one run."""
     per = doc["widths"]
     static = doc["references"]["independent_static"]
-    lo, hi = f"{widths[0]:g}", f"{widths[-1]:g}"
+    lo, hi = width_key(widths[0]), width_key(widths[-1])
     return {
         "frozen_over_static": {
             k: round(per[k]["latency_ms_p50"] / static[k]["latency_ms_p50"], 3) for k in per

@@ -186,25 +186,24 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     def evaluate_and_save(step: int) -> None:
         nonlocal best_score, best_path
         model.eval()
-        res = validate(model, val_set, widths, mean=meta.mean, std=meta.std,
-                       input_size=meta.input_size, max_images=cfg.val_images, device=device)
+        res = validate(model, val_set, widths, meta, max_images=cfg.val_images, device=str(device))
         model.train()
-        score = sum(r["miou"] for r in res.values()) / len(res)  # type: ignore[misc]
+        score = sum(r["miou"] for r in res.values()) / len(res)
         entry = {"step": step, "mean_miou": score,
-                 "widths": {f"{w:g}": {k: v for k, v in r.items() if k != "per_class_iou"}
+                 "widths": {w: {k: v for k, v in r.items() if k != "per_class_iou"}
                             for w, r in res.items()}}
         history.append(entry)
         if writer is not None:
             for w, r in res.items():
-                writer.add_scalar(f"val/miou_w{w:g}", r["miou"], step)  # type: ignore[arg-type]
-                writer.add_scalar(f"val/boundary_f1_w{w:g}", r["boundary_f1"], step)  # type: ignore[arg-type]
+                writer.add_scalar(f"val/miou_w{w}", r["miou"], step)
+                writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
         summary = _summary(cfg, step, res, time.monotonic() - t0)
         save_checkpoint(out / "last.safetensors", model, meta.replace(training=summary))
         if score > best_score:
             best_score = score
             best_path = save_checkpoint(out / "best.safetensors", model, meta.replace(training=summary))
         (out / "history.json").write_text(json.dumps(history, indent=2))
-        print(f"step {step}: " + ", ".join(f"w{w:g} mIoU {r['miou']:.3f} bF1 {r['boundary_f1']:.3f}"
+        print(f"step {step}: " + ", ".join(f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1']:.3f}"
                                             for w, r in res.items()), flush=True)
 
     try:
@@ -259,7 +258,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     return TrainResult(out, best_path, out / "last.safetensors", step, history)
 
 
-def _summary(cfg: TrainConfig, step: int, res: dict[float, dict[str, object]],
+def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
              seconds: float) -> dict[str, Any]:
     return {
         "dataset": cfg.data.dataset,
@@ -272,7 +271,7 @@ def _summary(cfg: TrainConfig, step: int, res: dict[float, dict[str, object]],
         "boundary_weight": cfg.loss.boundary_weight,
         "train_widths": list(cfg.widths_to_train),
         "wall_clock_min": round(seconds / 60, 1),
-        "val": {f"{w:g}": {k: v for k, v in r.items() if k != "per_class_iou"} for w, r in res.items()},
+        "val": {w: {k: v for k, v in r.items() if k != "per_class_iou"} for w, r in res.items()},
     }
 
 

@@ -1,0 +1,43 @@
+"""``slimseg train``: run a training recipe (YAML + key=value overrides)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a slimmable network (SlimSeg) from a YAML recipe",
+        description="Train every width of one slimmable network per step (widest first), with "
+        "stepwise downward knowledge distillation and the boundary-guided loss as the recipe "
+        "says. Resumes from --out when it holds a previous run's state. For several GPUs start it "
+        "with torchrun --nproc_per_node N $(which slimseg) train ...",
+        epilog="example: slimseg train --config config/train_camvid.yaml "
+        "--data-root ../shared/data/camvid steps=4000 optim.lr=0.002",
+    )
+    p.add_argument("--config", required=True, help="YAML recipe, e.g. config/train_camvid.yaml")
+    p.add_argument("--data-root", default=None, help="dataset root (overrides data.root)")
+    p.add_argument("--out", default=None, help="run directory (overrides out)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    p.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="override any recipe value, e.g. loss.kd=inplace data.batch_size=16")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.config import load_train_config
+    from ..train.loop import train
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={args.data_root}")
+    if args.out:
+        overrides.append(f"out={args.out}")
+    cfg = load_train_config(args.config, overrides)
+    result = train(cfg, progress=not args.no_progress)
+    print(f"trained {result.steps} steps; best: {result.best_checkpoint}; last: "
+          f"{result.last_checkpoint}")
+    return 0
