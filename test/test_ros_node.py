@@ -1,0 +1,355 @@
+"""The slimseg node over real DDS, in this process: one node, driven like a robot would.
+
+The node and a probe node spin in one executor thread; the test thread publishes images and
+battery states, sets parameters through the SetParameters service (what ``ros2 param set``
+calls) and waits, with deadlines, for what the node publishes.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
+
+from slimseg_ros.ros.harness import (  # noqa: E402
+    Collector, isolate_ros_domain, make_compressed, make_header, make_image,
+    make_test_checkpoint, stamp_ns, wait_until)
+
+isolate_ros_domain()  # before any rclpy.init in this process
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.parameter_client import AsyncParameterClient  # noqa: E402
+from sensor_msgs.msg import BatteryState, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Float32  # noqa: E402
+
+from slimseg_ros.ros import qos  # noqa: E402
+from slimseg_ros.ros.conversions import blend, image_to_rgb  # noqa: E402
+from slimseg_ros.ros.diagnostics import DIAGNOSTIC_KEYS  # noqa: E402
+from slimseg_ros.ros.node import FrameTiming, SlimSegNode  # noqa: E402
+
+DEADLINE = 30.0  # seconds; generous because a training job may share the 2 cores
+WIDTHS = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class Env:
+    node: SlimSegNode
+    probe: Any
+    params: AsyncParameterClient
+    image_pub: Any
+    labels: Collector
+    width: Collector
+    diagnostics: Collector
+    timings: dict[int, FrameTiming] = field(default_factory=dict)
+    next_stamp: int = 1_000_000_000
+
+    def stamp(self) -> int:
+        self.next_stamp += 1_000_017
+        return self.next_stamp
+
+    def request(self, make_msg, publisher=None, collector=None, timeout: float = DEADLINE):
+        """Publish ``make_msg(header)`` until the labels with its stamp arrive; those labels."""
+        stamp = self.stamp()
+        msg = make_msg(make_header(stamp, "camera_optical"))
+        publisher = publisher or self.image_pub
+        collector = collector or self.labels
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            publisher.publish(msg)
+            got = collector.wait_for_stamp(stamp, 0.5)
+            if got is not None:
+                return msg, got
+        pytest.fail(f"no answer for stamp {stamp} within {timeout:.0f} s")
+
+    def set(self, **values) -> list:
+        """Set parameters one by one through the service; the SetParametersResult of each."""
+        parameters = [Parameter(k, value=v) for k, v in values.items()]
+        future = self.params.set_parameters(parameters)
+        assert wait_until(future.done, DEADLINE), "SetParameters service did not answer"
+        return list(future.result().results)
+
+    def width_in_use(self, width: float, timeout: float = DEADLINE) -> bool:
+        """Wait until the newest ``~/width`` message says ``width``."""
+        def newest() -> bool:
+            messages = self.width.snapshot()
+            return bool(messages) and abs(messages[-1].data - width) < 1e-6
+        return bool(wait_until(newest, timeout))
+
+    def set_ok(self, **values) -> None:
+        for result in self.set(**values):
+            assert result.successful, result.reason
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    checkpoint = make_test_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = SlimSegNode(context=context, parameter_overrides=[
+        Parameter("model_path", value=str(checkpoint)),
+        Parameter("target_fps", value=2.0),  # tiny budget pressure: adaptive stays wide
+    ])
+    probe = rclpy.create_node("slimseg_probe", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    e = Env(
+        node=node, probe=probe, params=AsyncParameterClient(probe, "slimseg"),
+        image_pub=probe.create_publisher(Image, "image", 10),
+        labels=Collector(probe, Image, "labels"),
+        width=Collector(probe, Float32, "/slimseg/width", qos.latched_qos()),
+        diagnostics=Collector(probe, DiagnosticArray, "/diagnostics", keep=20),
+    )
+    node.frame_observer = lambda t: e.timings.__setitem__(t.stamp_ns, t)
+    assert e.params.wait_for_services(DEADLINE)
+    yield e
+    executor.shutdown()
+    node.destroy_node()
+    probe.destroy_node()
+    rclpy.shutdown(context=context)
+    spinner.join(10)
+
+
+def _rgb(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _labels(msg: Image) -> np.ndarray:
+    return np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.width)
+
+
+def _status(array: DiagnosticArray):
+    return next((s for s in array.status if s.name == "slimseg: segmentation"), None)
+
+
+@pytest.mark.parametrize("encoding", [
+    "rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "yuv422", "yuv422_yuy2"])
+def test_every_encoding_gets_labels_with_its_header_and_size(env: Env, encoding: str) -> None:
+    rgb = _rgb(48, 62, seed=3)
+    sent, labels = env.request(lambda header: make_image(rgb, encoding, header))
+    assert labels.header.stamp == sent.header.stamp
+    assert labels.header.frame_id == "camera_optical"
+    assert (labels.height, labels.width, labels.encoding, labels.step) == (48, 62, "mono8", 62)
+    # The labels are the runtime's for what the node saw, at the width it used for this frame.
+    timing = env.timings[stamp_ns(sent.header)]
+    seen = image_to_rgb(sent.encoding, sent.height, sent.width, sent.step, sent.data,
+                        bool(sent.is_bigendian))
+    np.testing.assert_array_equal(_labels(labels), env.node.engine.infer(seen, timing.width))
+
+
+def test_compressed_input(env: Env) -> None:
+    env.set_ok(input_transport="compressed")
+    try:
+        pub = env.probe.create_publisher(CompressedImage, "image/compressed", 10)
+        for fmt in ("jpeg", "png"):
+            rgb = _rgb(40, 56, seed=1)
+            sent, labels = env.request(lambda h: make_compressed(rgb, fmt, h), publisher=pub)
+            assert labels.header == sent.header
+            assert (labels.height, labels.width) == (40, 56)
+        before = env.node.stats.rejected_by_kind.get("decode", 0)
+        garbage = CompressedImage(header=make_header(5), format="jpeg", data=b"\xff\xd8garbage")
+        pub.publish(garbage)
+        assert wait_until(lambda: env.node.stats.rejected_by_kind.get("decode", 0) > before,
+                          DEADLINE)
+        env.request(lambda h: make_compressed(_rgb(40, 56), "png", h), publisher=pub)
+        env.probe.destroy_publisher(pub)
+    finally:
+        env.set_ok(input_transport="raw")
+
+
+def test_width_parameter_pins_and_rejects_unknown_widths(env: Env) -> None:
+    env.set_ok(adaptive=True)
+    result, = env.set(width=0.25)
+    assert result.successful, result.reason
+    assert env.width_in_use(0.25)
+    assert wait_until(lambda: env.node.get_parameter("adaptive").value is False, DEADLINE)
+    sent, _ = env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    assert env.timings[stamp_ns(sent.header)].width == 0.25  # used from the next frame
+
+    result, = env.set(width=0.3)
+    assert not result.successful
+    assert "0.25, 0.5, 0.75, 1" in result.reason
+    assert env.node.controller.width == 0.25
+    assert env.node.get_parameter("width").value == 0.25
+    sent, _ = env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    assert env.timings[stamp_ns(sent.header)].width == 0.25
+
+    result, = env.set(width=2.0)  # outside the descriptor's range: rclpy says so
+    assert not result.successful and result.reason
+
+    env.set_ok(width=0.75)
+    assert env.width_in_use(0.75)
+    env.set_ok(adaptive=True)
+    assert env.node.controller.adaptive
+    assert env.node.get_parameter("adaptive").value is True
+
+
+def test_controller_parameters_are_validated(env: Env) -> None:
+    before = env.node.controller.config
+    cases = {
+        "battery_thresholds": ([0.2, 0.4, 0.1], "strictly descending"),
+        "battery_widths": ([0.5, 0.75, 0.25], "do not increase"),
+        "max_width": (0.1, "no model width lies in"),
+        "target_fps": (0.0, ""),          # below the descriptor's range
+        "overrun_frames": (0, ""),
+        "model_path": ("/elsewhere.safetensors", ""),  # read-only
+        "input_reliability": ("fast", "auto, best_effort, reliable"),
+    }
+    for name, (value, words) in cases.items():
+        result, = env.set(**{name: value})
+        assert not result.successful, name
+        assert result.reason and words in result.reason, (name, result.reason)
+    assert env.node.controller.config == before
+    env.set_ok(target_fps=30.0, overrun_frames=5)
+    assert env.node.controller.config.target_fps == 30.0
+    assert env.node.controller.config.overrun_frames == 5
+    env.set_ok(target_fps=2.0, overrun_frames=before.overrun_frames)
+
+
+def test_width_follows_the_battery_while_adaptive(env: Env) -> None:
+    env.set_ok(adaptive=True, min_dwell_s=0.0, target_fps=1.0)
+    battery = env.probe.create_publisher(BatteryState, "battery_state", qos.battery_qos())
+    frames_stop = threading.Event()
+
+    def camera() -> None:  # frames keep flowing, as on a robot
+        rgb = _rgb()
+        while not frames_stop.is_set():
+            env.image_pub.publish(make_image(rgb, "rgb8", make_header(env.stamp())))
+            frames_stop.wait(0.1)
+
+    feeder = threading.Thread(target=camera, daemon=True)
+    feeder.start()
+    try:
+        def drain_to(percentage: float, status: int, width: float) -> None:
+            msg = BatteryState(percentage=percentage, power_supply_status=status)
+            got = wait_until(lambda: battery.publish(msg) or env.width_in_use(width, 0.2),
+                             DEADLINE)
+            assert got, f"~/width never became {width} at battery {percentage}"
+            assert wait_until(lambda: env.node.get_parameter("width").value == width, DEADLINE)
+
+        assert env.width_in_use(1.0)  # headroom: adaptive goes to the widest width first
+        discharging = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+        drain_to(0.45, discharging, 0.75)   # below 0.5: cap 0.75
+        drain_to(0.2, discharging, 0.5)     # below 0.3: cap 0.5
+        drain_to(0.1, discharging, 0.25)    # below 0.15: cap 0.25
+        drain_to(0.1, BatteryState.POWER_SUPPLY_STATUS_CHARGING, 1.0)  # charging lifts caps
+        assert env.node.get_parameter("adaptive").value is True
+    finally:
+        frames_stop.set()
+        feeder.join(10)
+        env.probe.destroy_publisher(battery)
+        env.set_ok(min_dwell_s=3.0, target_fps=2.0)
+
+
+def test_diagnostics_carry_the_contract_keys(env: Env) -> None:
+    env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    found = env.diagnostics.wait_for(
+        lambda a: _status(a) is not None and any(
+            kv.key == "processed_frames" and int(kv.value) > 0 for kv in _status(a).values),
+        DEADLINE)
+    assert found is not None
+    values = {kv.key: kv.value for kv in _status(found).values}
+    assert set(DIAGNOSTIC_KEYS) <= set(values)
+    assert float(values["width"]) in WIDTHS
+    assert values["backend"] == env.node.engine.backend and values["device"] == "cpu"
+    assert float(values["latency_p50_ms"]) > 0
+    assert values["adaptive"] in ("true", "false")
+
+
+def test_malformed_images_are_counted_while_good_frames_are_answered(env: Env) -> None:
+    env.set_ok(max_image_pixels=48 * 64)
+    try:
+        def bad(encoding: str, h: int, w: int, step: int, data: bytes) -> Image:
+            return Image(header=make_header(env.stamp()), height=h, width=w, encoding=encoding,
+                         step=step, data=data)
+
+        cases = {
+            "size": bad("rgb8", 48, 64, 192, bytes(192 * 48 - 5)),          # short data
+            "encoding": bad("bayer_grbg8", 48, 64, 64, bytes(64 * 48)),
+            "empty": bad("rgb8", 0, 0, 0, b""),
+            "too_large": make_image(_rgb(64, 64), "rgb8", make_header(env.stamp())),
+        }
+        wrong_step = bad("rgb8", 48, 64, 100, bytes(100 * 48))
+        for kind, msg in list(cases.items()) + [("size", wrong_step)]:
+            count = env.node.stats.rejected_by_kind.get(kind, 0)
+            got = wait_until(lambda: env.image_pub.publish(msg) or wait_until(
+                lambda: env.node.stats.rejected_by_kind.get(kind, 0) > count, 0.5), DEADLINE)
+            assert got, f"{kind} image was not counted"
+            env.request(lambda h: make_image(_rgb(), "bgr8", h))  # and the node still answers
+        rejected = env.node.stats.rejected
+        found = env.diagnostics.wait_for(
+            lambda a: _status(a) is not None and any(
+                kv.key == "rejected_frames" and int(kv.value) >= rejected
+                for kv in _status(a).values), DEADLINE)
+        assert found is not None
+    finally:
+        env.set_ok(max_image_pixels=3840 * 2160)
+
+
+def test_latest_frame_wins_and_every_frame_is_accounted_for(env: Env) -> None:
+    env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    rgb = _rgb(seed=9)
+    stamps = [env.stamp() for _ in range(30)]
+    for s in stamps:
+        env.image_pub.publish(make_image(rgb, "rgb8", make_header(s)))
+    assert env.labels.wait_for_stamp(stamps[-1], DEADLINE) is not None
+    answered = [stamp_ns(m.header) for m in env.labels.snapshot() if stamp_ns(m.header) in stamps]
+    assert answered == sorted(answered)  # never an older frame after a newer one
+
+    def balanced() -> bool:
+        s = env.node.stats
+        with s.lock:
+            done = s.processed + s.rejected + s.failed
+        return env.node._slot.put_count == done + env.node._slot.dropped
+    assert wait_until(balanced, DEADLINE)
+
+
+def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None:
+    published = {"labels_color": 0, "overlay": 0}
+    for name, pub in (("labels_color", env.node._color_pub), ("overlay", env.node._overlay_pub)):
+        original = pub.publish
+
+        def counting(msg, name=name, original=original):
+            published[name] += 1
+            original(msg)
+        monkeypatch.setattr(pub, "publish", counting)
+
+    env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    assert published == {"labels_color": 0, "overlay": 0}
+
+    colour = Collector(env.probe, Image, "labels_color")
+    overlay = Collector(env.probe, Image, "overlay")
+    try:
+        assert wait_until(lambda: env.node._color_pub.get_subscription_count() > 0
+                          and env.node._overlay_pub.get_subscription_count() > 0, DEADLINE)
+        rgb = _rgb(seed=4)
+        sent, labels = env.request(lambda h: make_image(rgb, "rgb8", h), collector=overlay)
+        stamp = stamp_ns(sent.header)
+        labels = env.labels.wait_for_stamp(stamp, DEADLINE)
+        colour_msg = colour.wait_for_stamp(stamp, DEADLINE)
+        assert colour_msg.header == sent.header and colour_msg.encoding == "rgb8"
+        expected = env.node._palette[_labels(labels)]
+        got = np.frombuffer(colour_msg.data, np.uint8).reshape(48, 64, 3)
+        np.testing.assert_array_equal(got, expected)
+        mixed = np.frombuffer(overlay.wait_for_stamp(stamp, 1).data, np.uint8).reshape(48, 64, 3)
+        np.testing.assert_array_equal(mixed, blend(rgb, expected, 0.5))
+
+        env.set_ok(publish_color=False)
+        count = published["labels_color"]
+        env.request(lambda h: make_image(rgb, "rgb8", h), collector=overlay)
+        assert published["labels_color"] == count
+    finally:
+        env.set_ok(publish_color=True)
+        env.probe.destroy_subscription(colour.subscription)
+        env.probe.destroy_subscription(overlay.subscription)

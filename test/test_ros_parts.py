@@ -1,0 +1,159 @@
+"""The node's parts that need no DDS: frame slot, QoS choice, parameter table, diagnostics."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
+
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
+
+from slimseg_ros.control import ControllerConfig  # noqa: E402
+from slimseg_ros.ros import params as P  # noqa: E402
+from slimseg_ros.ros.diagnostics import (  # noqa: E402
+    DIAGNOSTIC_KEYS, DiagnosticsView, LatencyWindow, diagnostic_status)
+from slimseg_ros.ros.frames import LatestSlot  # noqa: E402
+from slimseg_ros.ros.qos import choose_reliability, input_qos, latched_qos  # noqa: E402
+from slimseg_ros.runtime.backends import BACKEND_NAMES  # noqa: E402
+
+R, B = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
+
+
+def test_slot_keeps_only_the_newest_and_counts_drops() -> None:
+    slot: LatestSlot[int] = LatestSlot()
+    assert slot.put(1) is False
+    assert slot.put(2) is True
+    assert slot.put(3) is True
+    assert slot.take(timeout=0) == 3
+    assert slot.take(timeout=0.01) is None
+    assert (slot.put_count, slot.dropped) == (3, 2)
+
+
+def test_slot_wakes_a_waiting_taker_and_close_releases_it() -> None:
+    slot: LatestSlot[str] = LatestSlot()
+    got = []
+    taker = threading.Thread(target=lambda: got.append(slot.take(timeout=30)))
+    taker.start()
+    slot.put("frame")
+    taker.join(30)
+    assert got == ["frame"]
+    waiter = threading.Thread(target=lambda: got.append(slot.take(timeout=30)))
+    waiter.start()
+    slot.close()
+    waiter.join(30)
+    assert not waiter.is_alive() and got[-1] is None and slot.closed
+
+
+@pytest.mark.parametrize("mode, publishers, expected", [
+    ("auto", [], B),            # nobody yet: sensor-data QoS matches whatever comes
+    ("auto", [R], R),
+    ("auto", [R, R], R),
+    ("auto", [R, B], B),        # a reliable subscription would not match the best-effort one
+    ("auto", [B], B),
+    ("reliable", [B], R),
+    ("best_effort", [R], B),
+])
+def test_reliability_choice(mode, publishers, expected) -> None:
+    policy, reason = choose_reliability(mode, publishers)
+    assert policy == expected and reason
+
+
+def test_reliability_choice_rejects_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="auto, best_effort, reliable"):
+        choose_reliability("fast", [])
+
+
+def test_qos_profiles() -> None:
+    assert input_qos(R).depth == 1 and input_qos(B).reliability == B
+    assert latched_qos().durability.name == "TRANSIENT_LOCAL"
+
+
+def test_parameter_table_matches_the_contract() -> None:
+    names = {s.name for s in P.NODE_PARAMETERS + P.CHECKPOINT_PARAMETERS}
+    contract = {"model_path", "backend", "device", "precision", "input_size",
+                "engine_cache_dir", "width", "adaptive", "target_fps", "min_width", "max_width",
+                "battery_thresholds", "battery_widths", "battery_hysteresis", "min_dwell_s",
+                "overrun_frames", "publish_color", "publish_overlay", "max_image_pixels",
+                "class_names", "widths", "input_reliability", "input_transport"}
+    assert contract <= names
+    for name in ("model_path", "input_size", "engine_cache_dir", "class_names", "widths"):
+        assert P.descriptor(P.spec(name)).read_only, name
+    for s in P.NODE_PARAMETERS:
+        assert s.description, s.name
+    width = P.descriptor(P.spec("width"))
+    assert not width.read_only
+    assert (width.floating_point_range[0].from_value, width.floating_point_range[0].to_value) == (
+        0.0, 1.0)
+    assert P.descriptor(P.spec("overrun_frames")).integer_range[0].from_value == 1
+
+
+def test_controller_defaults_come_from_the_controller_config() -> None:
+    defaults = ControllerConfig()
+    for name in P.CONTROLLER_PARAMETERS:
+        expected = getattr(defaults, name)
+        value = P.spec(name).default
+        assert (tuple(value) if isinstance(value, list) else value) == expected, name
+
+
+def test_controller_config_from_parameters() -> None:
+    base = ControllerConfig()
+    cfg = P.controller_config({"target_fps": 30.0, "battery_thresholds": [0.4, 0.2],
+                               "battery_widths": [0.5, 0.25], "publish_color": False}, base)
+    assert cfg.target_fps == 30.0 and cfg.battery_thresholds == (0.4, 0.2)
+    with pytest.raises(ValueError, match="strictly descending"):
+        P.controller_config({"battery_thresholds": [0.2, 0.4, 0.1]}, base)
+    with pytest.raises(ValueError, match="one width per threshold"):
+        P.controller_config({"battery_thresholds": [0.4, 0.2]}, base)
+
+
+def test_choice_and_size_checks() -> None:
+    assert set(BACKEND_NAMES) | {"auto"} == set(P.backend_choices())
+    with pytest.raises(ValueError, match="raw, compressed"):
+        P.check_choice("input_transport", "theora", P.INPUT_TRANSPORTS)
+    assert P.check_device("cuda:1") == "cuda:1"
+    with pytest.raises(ValueError, match="cuda:N"):
+        P.check_device("gpu")
+    assert P.check_input_size([0, 0]) is None
+    assert P.check_input_size([360, 480]) == (360, 480)
+    with pytest.raises(ValueError, match=">= 32"):
+        P.check_input_size([10, 480])
+
+
+def test_latency_window_percentiles() -> None:
+    window = LatencyWindow(size=100)
+    assert window.percentiles_ms(50, 95) == (None, None)
+    for i in range(1, 101):
+        window.add(i / 1000)
+    p50, p95 = window.percentiles_ms(50, 95)
+    assert p50 == pytest.approx(50.5) and p95 == pytest.approx(95.05)
+
+
+def _view(**changes) -> DiagnosticsView:
+    values = dict(
+        width=0.5, adaptive=True, backend="torch", device="cpu", precision="fp32",
+        input_fps=30.0, output_fps=12.5, latency_ms=(40.0, 55.0), inference_ms=(35.0, 50.0),
+        received=100, processed=40, dropped=58, rejected=2, rejected_by_kind={"size": 2},
+        last_rejection="data has 3 bytes", failed=0, battery="battery at 40%", reason="why",
+        switches=3, budget_ms=33.3, input_topic="/camera/image_raw",
+        input_reliability="reliable", model="m.safetensors", input_size=(360, 480))
+    values.update(changes)
+    return DiagnosticsView(**values)
+
+
+def test_diagnostic_status_has_the_contract_keys() -> None:
+    level, message, pairs = diagnostic_status(_view())
+    keys = [k for k, _ in pairs]
+    assert keys[: len(DIAGNOSTIC_KEYS)] == list(DIAGNOSTIC_KEYS)
+    values = dict(pairs)
+    assert values["width"] == "0.5" and values["dropped_frames"] == "58"
+    assert values["latency_p95_ms"] == "55.00" and values["input_fps"] == "30.00"
+    assert level == "OK" and "0.5" in message
+
+
+def test_diagnostic_status_warns_on_fresh_rejections_and_waits_for_input() -> None:
+    level, message, _ = diagnostic_status(_view(rejected_recently=2))
+    assert level == "WARN" and "data has 3 bytes" in message
+    level, message, pairs = diagnostic_status(_view(received=0, input_fps=None))
+    assert level == "OK" and "waiting" in message and dict(pairs)["input_fps"] == "nan"
