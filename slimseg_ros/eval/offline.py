@@ -2,7 +2,9 @@
 
 ``slimseg bag eval --mode offline`` runs this on the frames of a bag; run on the frames of a
 dataset it is the plain per-frame evaluation, and both give the same numbers for the same frames
-(same engine, same metric code in :class:`~slimseg_ros.eval.scoring.WidthScores`).
+(same engine, and the metric classes that ``slimseg eval``'s
+:func:`~slimseg_ros.eval.scoring.score_engine` uses, via
+:class:`~slimseg_ros.eval.width_scores.WidthScores`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .bagio import inspect_bag, iter_labelled_frames, resolve_topics
-from .scoring import WidthScores
+from .width_scores import WidthScores
 
 __all__ = ["OfflineResult", "evaluate_bag_offline", "evaluate_frames", "select_widths"]
 
