@@ -36,6 +36,7 @@ class DataConfig:
     batch_size: int = 8
     workers: int = 1
     val_size: tuple[int, int] = (360, 480)  # evaluation resolution (the deployment input size)
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific (e.g. folder classes)
 
 
 @dataclass(frozen=True)

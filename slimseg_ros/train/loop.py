@@ -38,6 +38,7 @@ class TrainResult:
     last_checkpoint: Path
     steps: int
     history: list[dict[str, Any]]
+    losses: list[float]  # summed loss over widths of every step run in this call
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,8 +120,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
 
     d = cfg.data
     transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank)
-    train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform)
-    val_set = build_dataset(d.dataset, d.root, d.val_split)
+    train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform, **d.options)
+    val_set = build_dataset(d.dataset, d.root, d.val_split, **d.options)
     if train_set.num_classes != cfg.model.num_classes:
         raise ValueError(f"the dataset has {train_set.num_classes} classes but model.num_classes "
                          f"is {cfg.model.num_classes}")
@@ -182,6 +183,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     best_path: Path | None = out / "best.safetensors" if (out / "best.safetensors").is_file() else None
     step = start
+    losses: list[float] = []
 
     def evaluate_and_save(step: int) -> None:
         nonlocal best_score, best_path
@@ -230,6 +232,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             scaler.update()
             step += 1
             total = sum(r["total"] for r in report.values())
+            losses.append(total)
             if not math.isfinite(total):
                 raise FloatingPointError(f"non-finite loss {total} at step {step}; lower optim.lr")
             if rank == 0:
@@ -255,7 +258,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             writer.close()
         if world > 1:
             dist.destroy_process_group()
-    return TrainResult(out, best_path, out / "last.safetensors", step, history)
+    return TrainResult(out, best_path, out / "last.safetensors", step, history, losses)
 
 
 def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],

@@ -1,0 +1,100 @@
+"""The training loop end to end on synthetic scenes, and the recipe/config machinery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slimseg_ros.eval.scoring import score_engine
+from slimseg_ros.model import ModelConfig, SlimSegNet, load_checkpoint
+from slimseg_ros.runtime import load_engine
+from slimseg_ros.train.config import LossConfig, load_train_config
+from slimseg_ros.train.loop import poly_lr, train
+from slimseg_ros.train.step import slimseg_step
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _synthetic_config(tmp_path: Path, *extra: str):
+    return load_train_config(None, [
+        "model.num_classes=4", "model.head_channels=32", "data.dataset=synthetic",
+        "data.crop_size=[64,64]", "data.scale_range=[0.8,1.2]", "data.batch_size=4",
+        "data.workers=0", "data.val_size=[64,64]", "data.options={n: 16, size: 64}",
+        "steps=20", "val_every=0", "optim.lr=0.003", "optim.warmup_steps=2", "threads=1",
+        f"out={tmp_path / 'run'}", *extra,
+    ])
+
+
+def test_twenty_steps_lower_the_loss_and_write_a_checkpoint_that_evaluates(tmp_path: Path) -> None:
+    cfg = _synthetic_config(tmp_path)
+    result = train(cfg, progress=False)
+    assert result.steps == 20 and len(result.losses) == 20
+    assert np.mean(result.losses[-5:]) < 0.8 * np.mean(result.losses[:5])
+    model, meta = load_checkpoint(result.last_checkpoint)
+    assert meta.widths == cfg.model.widths and meta.training["steps"] == 20
+    assert set(meta.training["val"]) == {"0.25", "0.5", "0.75", "1.0"}
+    engine = load_engine(result.last_checkpoint, backend="torch", device="cpu", warmup_repeats=1)
+    from slimseg_ros.data import build_dataset
+    val = build_dataset("synthetic", None, "val", n=4, size=64)
+    results, count = score_engine(engine, (val.load(i) for i in range(4)), engine.widths,
+                                  meta.class_names)
+    assert count == 4 and all(0.0 <= r["miou"] <= 1.0 for r in results.values())
+    assert set(results) == {"0.25", "0.5", "0.75", "1.0"}
+
+
+def test_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
+    first = train(_synthetic_config(tmp_path, "steps=4", "checkpoint_every=2"), progress=False)
+    assert first.steps == 4
+    again = train(_synthetic_config(tmp_path, "steps=6", "checkpoint_every=2"), progress=False)
+    assert again.steps == 6 and len(again.losses) == 2  # only the two missing steps ran
+
+
+def test_single_width_training_leaves_other_widths_untouched(tmp_path: Path) -> None:
+    cfg = _synthetic_config(tmp_path, "train_widths=[0.5]", "steps=2")
+    result = train(cfg, progress=False)
+    model, _ = load_checkpoint(result.last_checkpoint)
+    fresh = SlimSegNet(cfg.model)
+    stem_bn = model.net.stem.bn
+    assert not torch.equal(stem_bn[1].running_mean, fresh.net.stem.bn[1].running_mean)
+    assert torch.equal(stem_bn[0].running_mean, fresh.net.stem.bn[0].running_mean)
+    assert set(result.history[-1]["widths"]) == {"0.5"}
+
+
+@pytest.mark.parametrize("kd", ["none", "inplace", "stepwise"])
+def test_step_reports_every_width_and_kd_only_below_the_widest(kd: str) -> None:
+    torch.manual_seed(0)
+    model = SlimSegNet(ModelConfig(num_classes=3, head_channels=16)).train()
+    images = torch.randn(2, 3, 32, 32)
+    labels = torch.randint(0, 3, (2, 32, 32))
+    report = slimseg_step(model, images, labels, model.widths, LossConfig(kd=kd))
+    assert set(report) == set(model.widths)
+    assert "kd" not in report[1.0]
+    assert all(("kd" in report[w]) == (kd != "none") for w in (0.25, 0.5, 0.75))
+    assert all(p.grad is not None for p in model.parameters() if p.ndim > 1)
+
+
+def test_recipe_loads_and_overrides_apply() -> None:
+    cfg = load_train_config(REPO / "config" / "train_camvid.yaml", ["optim.lr=0.01", "loss.kd=inplace"])
+    assert cfg.optim.lr == 0.01 and cfg.loss.kd == "inplace"
+    assert cfg.model.widths == (0.25, 0.5, 0.75, 1.0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lrr=1", "unknown key.*optim.lrr"),
+    ("loss.kd=sideways", "loss.kd must be one of"),
+    ("train_widths=[0.3]", "not model widths"),
+    ("steps", "section.key=value"),
+])
+def test_bad_overrides_are_rejected_by_name(override: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_train_config(REPO / "config" / "train_camvid.yaml", [override])
+
+
+def test_poly_schedule_warms_up_then_decays_to_zero_also_by_time() -> None:
+    assert poly_lr(0, 100, 1.0, 0.9, 10) == pytest.approx(0.1)
+    assert poly_lr(10, 100, 1.0, 0.9, 10) == pytest.approx(1.0)
+    assert poly_lr(100, 100, 1.0, 0.9, 10) == 0.0
+    assert poly_lr(20, 100, 1.0, 0.9, 10, time_fraction=1.0) == 0.0

@@ -1,0 +1,81 @@
+"""SlimSeg losses on hand-made tensors and label maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from slimseg_ros.train.losses import boundary_guided_loss, boundary_mask, ce_loss, kd_loss
+
+I = 255  # ignore
+
+
+def test_kd_is_zero_for_identical_logits_and_positive_otherwise() -> None:
+    logits = torch.randn(2, 5, 4, 6)
+    assert kd_loss(logits, logits.clone()).item() == pytest.approx(0.0, abs=1e-6)
+    assert kd_loss(logits, logits + torch.randn_like(logits)).item() > 1e-3
+
+
+def test_kd_matches_hand_computed_kl_with_temperature_squared() -> None:
+    student = torch.tensor([[[[0.0]], [[0.0]]]])  # (1, 2, 1, 1): uniform
+    teacher = torch.tensor([[[[2.0]], [[0.0]]]])
+    t = 2.0
+    p = torch.softmax(teacher[0, :, 0, 0] / t, 0)
+    expected = (p * (p.log() - torch.log(torch.tensor([0.5, 0.5])))).sum() * t * t
+    assert kd_loss(student, teacher, temperature=t).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_kd_does_not_backpropagate_into_the_teacher() -> None:
+    student = torch.randn(1, 3, 2, 2, requires_grad=True)
+    teacher = torch.randn(1, 3, 2, 2, requires_grad=True)
+    kd_loss(student, teacher).backward()
+    assert student.grad is not None and teacher.grad is None
+
+
+def test_boundary_mask_on_a_two_class_map() -> None:
+    labels = torch.tensor([[[0, 0, 0, 1, 1, 1]] * 3])
+    mask = boundary_mask(labels, kernel_size=3)
+    expected = torch.tensor([[[False, False, True, True, False, False]] * 3])
+    assert torch.equal(mask, expected)
+
+
+def test_wider_kernel_marks_a_wider_band() -> None:
+    labels = torch.tensor([[[0, 0, 0, 0, 1, 1, 1, 1]]])
+    assert boundary_mask(labels, 3).sum() == 2
+    assert boundary_mask(labels, 5).sum() == 4
+
+
+def test_ignore_pixels_make_no_boundary_and_are_never_on_one() -> None:
+    labels = torch.tensor([[[0, 0, I, I, 0, 0],
+                            [0, 0, I, I, 0, 0],
+                            [0, 0, I, I, 2, 2]]])
+    mask = boundary_mask(labels, kernel_size=3, ignore_index=I)
+    expected = torch.tensor([[[False, False, False, False, False, False],
+                              [False, False, False, False, True, True],
+                              [False, False, False, False, True, True]]])
+    assert torch.equal(mask, expected)
+
+
+def test_boundary_kernel_must_be_odd() -> None:
+    with pytest.raises(ValueError, match="odd"):
+        boundary_mask(torch.zeros(1, 4, 4, dtype=torch.long), kernel_size=4)
+
+
+def test_ce_ignores_ignore_pixels_and_is_finite_when_all_ignored() -> None:
+    logits = torch.zeros(1, 2, 1, 2)
+    labels = torch.tensor([[[0, I]]])
+    assert ce_loss(logits, labels).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
+    assert ce_loss(logits, torch.full((1, 1, 2), I)).item() == 0.0
+
+
+def test_boundary_guided_loss_only_sees_boundary_pixels() -> None:
+    labels = torch.tensor([[[0, 0, 1, 1]]])
+    mask = torch.tensor([[[False, True, True, False]]])
+    good = torch.tensor([[[[5.0, 5.0, -5.0, -5.0]], [[-5.0, -5.0, 5.0, 5.0]]]])
+    wrong_off_boundary = good.clone()
+    wrong_off_boundary[0, :, 0, 0] = torch.tensor([-5.0, 5.0])  # pixel 0 is off the boundary
+    assert boundary_guided_loss(good, labels, mask).item() == pytest.approx(
+        boundary_guided_loss(wrong_off_boundary, labels, mask).item())
+    wrong_on_boundary = good.clone()
+    wrong_on_boundary[0, :, 0, 1] = torch.tensor([-5.0, 5.0])
+    assert boundary_guided_loss(wrong_on_boundary, labels, mask) > boundary_guided_loss(good, labels, mask)
