@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ __all__ = [
     "OUTPUT_NAME",
     "build_onnxruntime_runners",
     "export_onnx",
+    "onnx_builder",
     "onnx_key",
     "onnx_toolchain",
     "resolve_ort_device",
@@ -123,6 +124,18 @@ def export_onnx(module: nn.Module, example: torch.Tensor, path: str | os.PathLik
         if program is None:  # only the legacy exporter returns None
             raise RuntimeError("torch.onnx.export(dynamo=True) returned no program")
         program.save(str(path), external_data=False)
+
+
+def onnx_builder(model: SlimSegNet, meta: CheckpointMeta, width: float, precision: str,
+                 upsample: str) -> Callable[[Path], None]:
+    """A function that writes the ONNX artifact of one width to the path it is given."""
+
+    def build(path: Path) -> None:
+        pipe = pipeline_for_width(model, meta, width, upsample)
+        example = torch.zeros((1, *meta.input_size, 3), dtype=torch.uint8)
+        export_onnx(pipe.half() if precision == "fp16" else pipe, example, path)
+
+    return build
 
 
 def resolve_ort_device(device: str, providers: Sequence[str] | None = None) -> tuple[str, int]:
@@ -257,19 +270,15 @@ def build_onnxruntime_runners(
     cache = EngineCache(root)
     sha = model_fingerprint(model, model_path)
     size = tuple(meta.input_size)
-    example = torch.zeros((1, *size, 3), dtype=torch.uint8)
     runners: dict[float, Runner] = {}
     for width in model.widths if widths is None else widths:
         key = onnx_key(sha, width, size, precision, upsample)
         trt_dir = _trt_provider_dir(root, key, available, kind, index, precision)
 
-        def build(tmp: Path, width: float = width) -> None:
-            pipe = pipeline_for_width(model, meta, width, upsample)
-            export_onnx(pipe.half() if precision == "fp16" else pipe, example, tmp)
-
         def load(path: Path) -> Any:
             return make_session(path, kind, index, precision, threads, trt_dir)
 
+        build = onnx_builder(model, meta, width, precision, upsample)
         session, outcome = cache.get_or_build(key, build, load, force=force)
         runners[float(width)] = OrtRunner(session)
         notes.append(outcome.describe(f"onnxruntime w{width:g}"))
