@@ -304,8 +304,9 @@ def inspect_bag(path: str | Path) -> BagInfo:
             typ, n = topics.get(conn.topic, (conn.msgtype, 0))
             topics[conn.topic] = (typ, n + conn.msgcount)
         storage = "mcap" if any(path.glob("*.mcap")) else "sqlite3"
+        # rosbags' end_time is one nanosecond after the last message
         return BagInfo(path, storage, topics, int(reader.start_time),
-                       int(max(0, reader.end_time - reader.start_time)))
+                       int(max(0, reader.end_time - 1 - reader.start_time)))
 
 
 def resolve_topics(info: BagInfo, image: str | None = None, labels: str | None = None,

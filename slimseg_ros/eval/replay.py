@@ -208,7 +208,7 @@ def plan_replay(info: BagInfo, topics: BagTopics, config: ReplayConfig) -> Repla
             t = duration_s * i / (n - 1)
             level = start + (end - start) * i / (n - 1)
             stamp = min(stamps) + int(t * speed * 1e9)
-            data = store.serialize_cdr(make_battery(store, level, stamp), BATTERY_TYPE)
+            data = bytes(store.serialize_cdr(make_battery(store, level, stamp), BATTERY_TYPE))
             synthetic.append((t, "publish", (battery_topic, data, None)))
             battery_series.append((t, level))
     elif use_bag_battery:
@@ -465,7 +465,8 @@ def run_replay(
     info = inspect_bag(bag)
     topics = resolve_topics(info, image_topic, label_topic, battery_topic)
     plan = plan_replay(info, topics, config)
-    names = list(class_names) if class_names else _class_names(config.model_path)
+    names = list(class_names) if class_names else _class_names(config.model_path,
+                                                                config.spawn_node)
 
     from ..ros.replay_client import ReplayClient  # rclpy only when a replay really runs
 
@@ -495,6 +496,13 @@ def run_replay(
         client.wait_for_node(config.startup_timeout_s,
                              node.problem if node is not None else None)
         startup_s = time.monotonic() - t_wait
+        wanted = ["class_names", "widths"] + [p.name for p in config.param_events]
+        node_values = client.get_parameters(list(dict.fromkeys(wanted)))
+        if not names:
+            names = list(node_values.get("class_names") or [])
+            if not names:
+                raise ValueError(f"{config.node_fqn} has no class_names parameter; pass the "
+                                 f"checkpoint so the labels can be scored")
         say(f"node ready after {startup_s:.1f} s; replaying {plan.frames} frames over "
             f"{plan.duration_s:.1f} s")
         if progress:
@@ -524,6 +532,7 @@ def run_replay(
         "model": config.model_path,
         "node": {
             "name": config.node_fqn, "spawned": config.spawn_node, "params": params,
+            "widths": node_values.get("widths"),
             "command": cmd, "startup_s": round(startup_s, 2), "exit_code": exit_code,
             "log": str(node.log_path) if node is not None else None,
         },
@@ -552,11 +561,15 @@ def run_replay(
     return ReplayResult(doc, scores)
 
 
-def _class_names(model_path: str | None) -> list[str]:
+def _class_names(model_path: str | None, required: bool) -> list[str]:
+    """Class names from the checkpoint (empty: ask the running node later)."""
     from ..model.checkpoint import read_metadata
     from ..runtime.loader import default_model_path
 
     path = model_path or default_model_path()
     if path is None:
-        raise ValueError("class names are needed: pass a checkpoint (--checkpoint)")
+        if required:
+            raise ValueError("no checkpoint given and the default model is not installed; "
+                             "pass --checkpoint")
+        return []
     return list(read_metadata(path).class_names)

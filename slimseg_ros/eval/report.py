@@ -44,6 +44,8 @@ def sliding_rate(times: Sequence[float], at: Sequence[float], window_s: float = 
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
+    if hasattr(obj, "tolist"):  # numpy and array.array
+        return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"cannot write {type(obj).__name__} to JSON")
@@ -109,6 +111,8 @@ def format_summary(doc: dict[str, Any]) -> str:
 
 def _markdown(doc: dict[str, Any], plots: list[str], title: str, command: str | None) -> str:
     out = [f"# {title}", ""]
+    if doc.get("warning"):
+        out += [f"> **{doc['warning']}**", ""]
     if command:
         out += ["Command:", "", "```", command, "```", ""]
     out += [f"- bag: `{doc.get('bag')}`", f"- mode: {doc.get('mode')}",

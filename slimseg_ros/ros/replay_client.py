@@ -19,7 +19,9 @@ from typing import Any, Callable, Iterable
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.msg import Parameter as _ParameterMsg
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -121,6 +123,9 @@ class ReplayClient:
                                        _qos(ReliabilityPolicy.BEST_EFFORT, 10))
         self._param_client = self._node.create_client(
             SetParameters, self.node_name + "/set_parameters")
+        self._get_client = self._node.create_client(
+            GetParameters, self.node_name + "/get_parameters")
+        self._param_types: dict[str, int] = {}
         self._executor = SingleThreadedExecutor(context=self._context)
         self._executor.add_node(self._node)
         self._spinner = threading.Thread(target=self._spin, name="replay-spin", daemon=True)
@@ -219,12 +224,43 @@ class ReplayClient:
                 return
             time.sleep(0.05)
 
+    def get_parameters(self, names: list[str], timeout_s: float = 5.0) -> dict[str, Any]:
+        """The node's values of ``names`` (what ``ros2 param get`` shows); unset ones omitted.
+
+        Also remembers each parameter's type, so :meth:`set_parameter` can send ``15`` to a
+        double parameter as ``15.0`` (a typed service would reject the integer).
+        """
+        if not self._get_client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"service {self.node_name}/get_parameters not available")
+        request = GetParameters.Request()
+        request.names = list(names)
+        future = self._get_client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        if not done.wait(timeout_s) or future.result() is None:
+            raise TimeoutError(f"{self.node_name} did not answer get_parameters")
+        out = {}
+        for name, value in zip(names, future.result().values):
+            if value.type == ParameterType.PARAMETER_NOT_SET:
+                continue
+            self._param_types[name] = value.type
+            plain = Parameter.from_parameter_msg(_ParameterMsg(name=name, value=value)).value
+            # array parameters come as array.array / numpy: plain lists for JSON
+            out[name] = plain.tolist() if hasattr(plain, "tolist") else plain
+        return out
+
     # -- the replay ------------------------------------------------------------------------------
 
     def set_parameter(self, name: str, value: Any) -> dict[str, Any]:
         """Request a parameter change (like ``ros2 param set``); the answer is recorded later."""
         entry: dict[str, Any] = {"t": self._now(), "name": name, "value": value,
                                  "successful": None, "reason": "", "t_done": None}
+        kind = self._param_types.get(name)
+        if kind == ParameterType.PARAMETER_DOUBLE and isinstance(value, int) and not isinstance(
+                value, bool):
+            value = float(value)
+        elif kind == ParameterType.PARAMETER_DOUBLE_ARRAY and isinstance(value, list):
+            value = [float(v) for v in value]
         request = SetParameters.Request()
         request.parameters = [Parameter(name, value=value).to_parameter_msg()]
         future = self._param_client.call_async(request)
@@ -269,7 +305,8 @@ class ReplayClient:
                 time.sleep(delay)
             if kind == "publish":
                 topic, data, stamp = payload
-                self._publishers[topic].publish(data)
+                # bytes: published as the serialised message it is (rclpy's publish_raw)
+                self._publishers[topic].publish(bytes(data))
                 now = self._now()
                 if stamp is not None:
                     rec.sent.append((int(stamp), now))
