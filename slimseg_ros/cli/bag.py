@@ -236,9 +236,15 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> Any:
+    from ..eval.bagio import inspect_bag, resolve_topics
     from ..eval.offline import evaluate_bag_offline
     from ..runtime import load_engine
 
+    # check the bag before spending seconds on the model
+    topics = resolve_topics(inspect_bag(args.bag), args.image_topic, args.label_topic)
+    if topics.labels is None:
+        raise UserError(f"{args.bag} has no label topic to score against; name it with "
+                        f"--label-topic")
     checkpoint = _checkpoint(args.checkpoint, required=True)
     engine = load_engine(checkpoint, backend=args.backend, device=args.device,
                          precision=args.precision, cache_dir=args.engine_cache_dir,
