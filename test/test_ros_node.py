@@ -95,6 +95,7 @@ def env(tmp_path_factory):
     context = rclpy.Context()
     rclpy.init(context=context)
     node = SlimSegNode(context=context, parameter_overrides=[
+        Parameter("backend", value="torch"),
         Parameter("model_path", value=str(checkpoint)),
         Parameter("target_fps", value=2.0),  # tiny budget pressure: adaptive stays wide
     ])

@@ -52,7 +52,7 @@ except ImportError:  # pragma: no cover - older rclpy
     class ExternalShutdownException(Exception):  # type: ignore[no-redef]
         """Stand-in so the except clauses below stay valid."""
 
-__all__ = ["SlimSegNode", "StartupError", "FrameTiming", "main"]
+__all__ = ["SlimSegNode", "StartupError", "FrameTiming", "main", "run"]
 
 # A zero-copy rgb8 view is read-only; torch warns once about it and only reads it.
 warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
@@ -215,14 +215,16 @@ class SlimSegNode(Node):
         reliability, why = choose_reliability(
             self._reliability_mode, [i.qos_profile.reliability for i in infos])
         key = (topic, compressed, reliability)
+        reason = f"{reliability_name(reliability)} ({why})"
         if not force and key == self._sub_key:
+            self._input_reason = reason  # same QoS, but the publishers may have changed
             return
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         msg_type = CompressedImage if compressed else Image
         self._sub = self.create_subscription(msg_type, topic, self._on_image, input_qos(reliability))
         self._sub_key = key
-        self._input_reason = f"{reliability_name(reliability)} ({why})"
+        self._input_reason = reason
         self.get_logger().info(
             f"subscribed to {topic} ({msg_type.__name__}), {self._input_reason}")
 
@@ -421,14 +423,21 @@ class SlimSegNode(Node):
         super().destroy_node()
 
 
-def main(args: list[str] | None = None) -> int:
-    """Console script ``slimseg_node``: run the node until SIGINT/SIGTERM; exit status."""
+def run(args: list[str] | None = None,
+        frame_observer: Callable[[FrameTiming], None] | None = None) -> int:
+    """Run a node until SIGINT/SIGTERM; the exit status (0, or 1 if it could not start).
+
+    Args:
+        args: command line (``--ros-args ...``); None = ``sys.argv``.
+        frame_observer: set as the node's ``frame_observer`` (benchmarks).
+    """
     rclpy.init(args=args)
     logger = rclpy.logging.get_logger("slimseg")
     node: SlimSegNode | None = None
     code = 0
     try:
         node = SlimSegNode()
+        node.frame_observer = frame_observer
         executor = SingleThreadedExecutor()
         executor.add_node(node)
         executor.spin()
@@ -446,6 +455,11 @@ def main(args: list[str] | None = None) -> int:
             node.destroy_node()
         rclpy.try_shutdown()
     return code
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``slimseg_node``: run the node until SIGINT/SIGTERM; exit status."""
+    return run(args)
 
 
 if __name__ == "__main__":
