@@ -1,0 +1,154 @@
+"""Replay planning and scoring without ROS: schedules, loops, stamp matching with drops."""
+
+from __future__ import annotations
+
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+from slimseg_ros.eval import bagio
+from slimseg_ros.eval.msgcodec import BATTERY_TYPE, cdr_stamp_ns, typestore_for
+from slimseg_ros.eval.replay import (
+    ParamEvent, ReplayConfig, node_command, node_params, plan_replay, score_recording)
+
+NAMES = tuple(f"c{i}" for i in range(4))
+
+
+def _bag(tmp_path, n=5, rate=10.0, battery=None, compressed=None):
+    rng = np.random.default_rng(0)
+    frames = [(rng.integers(0, 256, (8, 10, 3), dtype=np.uint8),
+               rng.integers(0, 4, (8, 10), dtype=np.uint8)) for _ in range(n)]
+    info = bagio.write_frames_bag(tmp_path / "bag", frames, rate_hz=rate, n_frames=n,
+                                  battery=battery, compressed=compressed)
+    return info, bagio.resolve_topics(info), frames
+
+
+def test_plan_follows_recorded_rate_times_speed(tmp_path):
+    info, topics, _ = _bag(tmp_path, n=5, rate=10.0, battery=(1.0, 0.5))
+    plan = plan_replay(info, topics, ReplayConfig(speed=2.0))
+    events = list(plan.events())
+    frames = [e for e in events if e[1] == "publish" and e[2][2] is not None]
+    assert [round(e[0], 6) for e in frames] == [0.0, 0.05, 0.1, 0.15, 0.2]
+    assert [e[2][2] for e in frames] == [bagio.DEFAULT_START_NS + i * 10**8 for i in range(5)]
+    assert plan.frames == 5 and plan.duration_s == pytest.approx(0.2)
+    # the bag's own battery goes out too, at its recorded times, before a frame of equal time
+    battery = [e for e in events if e[2][0] == "/battery_state"]
+    assert [round(e[0], 6) for e in battery] == [0.0, 0.2]
+    assert events.index(battery[0]) < events.index(frames[0])
+    assert plan.battery_series == [(0.0, pytest.approx(1.0)), (0.2, pytest.approx(0.5))]
+    assert plan.publish_topics == {"/camera/image_raw": "sensor_msgs/msg/Image",
+                                   "/battery_state": BATTERY_TYPE}
+
+
+def test_loops_shift_stamps_and_keep_ground_truth(tmp_path):
+    info, topics, _ = _bag(tmp_path, n=3, rate=10.0)
+    plan = plan_replay(info, topics, ReplayConfig(loops=3))
+    frames = [e for e in plan.events() if e[2][2] is not None]
+    assert [round(e[0], 6) for e in frames] == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    stamps = [e[2][2] for e in frames]
+    assert len(set(stamps)) == 9
+    # the bytes carry the new stamp, and each maps back to the frame it repeats
+    assert [cdr_stamp_ns(e[2][1]) for e in frames] == stamps
+    base = bagio.DEFAULT_START_NS
+    assert [plan.original_stamp[s] - base for s in stamps] == [0, 10**8, 2 * 10**8] * 3
+    assert plan.frames == 9
+
+
+def test_synthetic_battery_and_parameter_events(tmp_path):
+    info, topics, _ = _bag(tmp_path, n=11, rate=10.0, battery=(0.2, 0.2))
+    config = ReplayConfig(battery=(1.0, 0.0), battery_rate_hz=5.0,
+                          param_events=(ParamEvent(0.45, "target_fps", 15.0),))
+    plan = plan_replay(info, topics, config)
+    events = list(plan.events())
+    store = typestore_for("humble")
+    levels = [(t, store.deserialize_cdr(p[1], BATTERY_TYPE).percentage)
+              for t, kind, p in events if kind == "publish" and p[0] == "/battery_state"]
+    # replaces the bag's battery (which stays at 0.2) with a linear drain over the whole run
+    assert [round(t, 6) for t, _ in levels] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert [round(v, 6) for _, v in levels] == [1.0, 0.8, 0.6, 0.4, 0.2, 0.0]
+    params = [(round(t, 6), p) for t, kind, p in events if kind == "param"]
+    assert params == [(0.45, ("target_fps", 15.0))]
+    times = [e[0] for e in events]
+    assert times == sorted(times)
+
+
+def test_repeated_stamps_cannot_be_matched(tmp_path):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    info = bagio.write_frames_bag(tmp_path / "bag", [(rgb, None)] * 2, rate_hz=1e12)
+    with pytest.raises(ValueError, match="repeat header stamps"):
+        plan_replay(info, bagio.resolve_topics(info), ReplayConfig())
+
+
+def _label(stamp, t, width, pred):
+    return SimpleNamespace(stamp_ns=stamp, t=t, width=width, height_px=pred.shape[0],
+                           width_px=pred.shape[1], encoding="mono8", step=pred.shape[1],
+                           data_z=zlib.compress(pred.tobytes()))
+
+
+def test_stamp_matching_with_frames_dropped_on_purpose():
+    rng = np.random.default_rng(5)
+    truth = {s: rng.integers(0, 4, (6, 7), dtype=np.uint8) for s in range(100, 110)}
+    sent = [(s, 0.1 * i) for i, s in enumerate(truth)]
+    answered = [100, 101, 103, 104, 106, 107, 109]  # 102, 105, 108 dropped by the "node"
+    labels = [_label(s, 0.1 * (s - 100) + 0.03, 1.0 if s < 105 else 0.5, truth[s])
+              for s in answered]
+    wrong = np.where(truth[109] == 0, 1, 0).astype(np.uint8)
+    labels.append(_label(109, 1.0, 0.5, wrong))             # a second answer: not double counted
+    labels.append(_label(999, 1.0, 0.5, truth[100]))        # not a frame we sent
+    recording = SimpleNamespace(sent=sent, labels=labels)
+    seen = []
+
+    def gt(stamps):
+        seen.append(set(stamps))
+        return iter((s, truth[s]) for s in sorted(stamps))
+
+    counts, scores = score_recording(recording, {s: s for s, _ in sent}, gt, NAMES)
+    assert seen == [set(answered)]  # only the answered frames' ground truth is read
+    assert counts["frames_sent"] == 10 and counts["frames_processed"] == 7
+    assert counts["frames_dropped"] == 3 and counts["processed_fraction"] == 0.7
+    assert counts["frames_scored"] == 7
+    assert counts["unexpected_outputs"] == 1 and counts["duplicate_outputs"] == 1
+    dropped = [f["stamp_ns"] for f in counts["frames"] if f["t_received"] is None]
+    assert dropped == [102, 105, 108]
+    assert counts["latency_ms"]["p50"] == pytest.approx(30.0)
+    assert scores.summary()["miou"] == 1.0
+    assert scores.summary(1.0)["frames"] == 4 and scores.summary(0.5)["frames"] == 3
+
+
+def test_loop_answers_are_scored_against_the_original_frame():
+    truth = {1: np.array([[0, 1], [2, 3]], np.uint8)}
+    sent = [(1, 0.0), (11, 1.0)]
+    labels = [_label(1, 0.05, 1.0, truth[1]), _label(11, 1.05, 0.25, truth[1][::-1].copy())]
+    counts, scores = score_recording(SimpleNamespace(sent=sent, labels=labels), {1: 1, 11: 1},
+                                     lambda stamps: iter((s, truth[s]) for s in stamps), NAMES)
+    assert counts["frames_scored"] == 2
+    assert scores.summary(1.0)["miou"] == 1.0 and scores.summary(0.25)["miou"] == 0.0
+
+
+def test_node_command_wires_the_bag_topics(tmp_path):
+    info, topics, _ = _bag(tmp_path, n=2, compressed="png")
+    config = ReplayConfig(node_name="/robot/seg", labels_topic="/seg/labels", width=0.5,
+                          target_fps=10, model_path="m.safetensors",
+                          node_params={"backend": "torch"})
+    params = node_params(config, topics)
+    assert params["adaptive"] is False and params["width"] == 0.5
+    assert params["input_transport"] == "compressed" and params["target_fps"] == 10.0
+    assert params["model_path"].endswith("m.safetensors")
+    cmd = node_command(config, topics, tmp_path / "p.yaml")
+    remaps = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-r"]
+    assert remaps == ["__node:=seg", "__ns:=/robot", "image:=/camera/image_raw",
+                      "battery_state:=/battery_state", "labels:=/seg/labels",
+                      "image/compressed:=/camera/image_raw/compressed"]
+    assert yaml.safe_load(yaml.safe_dump(params)) == params
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"speed": 0}, "speed"), ({"loops": 0}, "loops"), ({"battery": (1.5, 0.1)}, "battery"),
+    ({"domain_id": 300}, "domain"), ({"target_fps": -1}, "target_fps"),
+])
+def test_replay_config_checks_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ReplayConfig(**kwargs)
