@@ -1,0 +1,120 @@
+"""Replay through the real node over DDS (a spawned ``slimseg_ros.ros.node`` process).
+
+A tiny random model keeps it fast; what is checked is the plumbing: frames matched by stamp,
+labels at the input size, the width attribution, parameter changes through the service,
+battery messages reaching the controller, compressed input.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+
+import numpy as np
+import pytest
+import torch
+
+from slimseg_ros.data import build_dataset
+from slimseg_ros.eval import bagio
+from slimseg_ros.eval.replay import ParamEvent, ReplayConfig, run_replay
+from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+from slimseg_ros.model.config import ModelConfig
+from slimseg_ros.model.slimseg import SlimSegNet
+from slimseg_ros.runtime import load_engine
+
+pytest.importorskip("rclpy")
+
+# Our own range of domains (the node tests draw theirs from 1..100), so runs never cross.
+DOMAIN = 150 + os.getpid() % 50
+NET_SIZE = (48, 64)
+FRAME_SIZE = (60, 80)  # differs from the network input: labels must still come at this size
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(1)
+    config = ModelConfig()
+    path = tmp_path_factory.mktemp("model") / "random.safetensors"
+    save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config, NET_SIZE))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return build_dataset("synthetic", None, "val", n=10, size=FRAME_SIZE, num_classes=11)
+
+
+def _config(checkpoint, tmp_path, **kw):
+    return ReplayConfig(model_path=str(checkpoint), domain_id=DOMAIN, settle_s=5.0,
+                        node_params={"backend": "torch", "device": "cpu"},
+                        node_log=tmp_path / "node.log", **kw)
+
+
+def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint, dataset):
+    bag = tmp_path / "bag"
+    bagio.write_dataset_bag(dataset, bag, rate_hz=10)
+    config = _config(checkpoint, tmp_path, loops=2, target_fps=10.0, battery=(1.0, 0.05),
+                     param_events=(ParamEvent(0.5, "target_fps", 12),
+                                   ParamEvent(0.6, "width", 0.3)))
+    result = run_replay(bag, config)
+    doc = result.doc
+    assert doc["frames_sent"] == 20 and doc["loops"] == 2
+    assert doc["frames_processed"] >= 1
+    assert doc["unexpected_outputs"] == 0 and doc["size_mismatches"] == 0
+    assert doc["frames_scored"] == doc["frames_processed"]
+    assert 0 < doc["processed_fraction"] <= 1
+    answered = [f for f in doc["frames"] if f["t_received"] is not None]
+    assert all(f["width"] in (0.25, 0.5, 0.75, 1.0) for f in answered)
+    assert all(f["latency_ms"] > 0 for f in answered)
+    assert sum(r["frames"] for r in doc["widths"].values()) == doc["frames_processed"]
+    # the integer 12 was sent as the double the parameter is; 0.3 is no width of the model
+    fps, width = doc["param_changes"]
+    assert fps["name"] == "target_fps" and fps["successful"] is True
+    assert width["successful"] is False and "0.25" in width["reason"]
+    # the battery ends at 5%, under the last threshold (15%): the node caps the width at 0.25
+    assert doc["width_timeline"][-1]["width"] == 0.25
+    assert "battery" in doc["width_timeline"][-1]["reason"]
+    assert doc["battery_timeline"][0][1] == 1.0 and doc["battery_timeline"][-1][1] == 0.05
+    assert doc["node"]["exit_code"] == 0 and doc["node"]["widths"] == [0.25, 0.5, 0.75, 1.0]
+    assert "width 1" in (tmp_path / "node.log").read_text()
+
+
+def test_compressed_bag_pinned_width_matches_offline_inference(tmp_path, checkpoint, dataset):
+    bag = tmp_path / "bag"
+    bagio.write_dataset_bag(dataset, bag, rate_hz=10, compressed="png", storage="sqlite3")
+    result = run_replay(bag, _config(checkpoint, tmp_path, width=0.5))
+    doc = result.doc
+    assert doc["node"]["params"]["input_transport"] == "compressed"
+    assert doc["node"]["params"]["adaptive"] is False
+    assert doc["frames_processed"] >= 1 and doc["unexpected_outputs"] == 0
+    assert set(doc["widths"]) == {"0.5"}
+    assert [s["width"] for s in doc["width_timeline"]] == [0.5]
+
+    # what came over DDS is what the runtime computes for that frame at width 0.5
+    engine = load_engine(checkpoint, backend="torch", device="cpu", warmup_repeats=1)
+    start = bagio.DEFAULT_START_NS
+    frames = {start + i * 100_000_000: dataset.load(i) for i in range(len(dataset))}
+    received = {f["stamp_ns"] for f in doc["frames"] if f["t_received"] is not None}
+    assert received and received <= set(frames)
+    overall = result.scores.confusion()
+    expected_cm = np.zeros_like(overall)
+    for stamp in received:
+        rgb, labels = frames[stamp]
+        pred = engine.infer(rgb, 0.5)
+        assert pred.shape == FRAME_SIZE
+        valid = labels != 255
+        np.add.at(expected_cm, (labels[valid].astype(int), pred[valid].astype(int)), 1)
+    agreement = np.minimum(expected_cm, overall).sum() / overall.sum()
+    assert agreement > 0.99  # thread counts differ between processes: rare argmax ties
+
+
+def test_recording_keeps_label_pixels(tmp_path):
+    """The client stores labels zlib-compressed; the scorer reads them back row by row."""
+    from slimseg_ros.eval.replay import _prediction
+
+    pred = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    padded = np.zeros((3, 6), np.uint8)
+    padded[:, :4] = pred
+    label = type("L", (), dict(data_z=zlib.compress(padded.tobytes()), encoding="mono8",
+                               step=6, height_px=3, width_px=4))()
+    np.testing.assert_array_equal(_prediction(label), pred)
