@@ -1,0 +1,124 @@
+"""After ``pip install`` into a prefix, ``<prefix>/lib/slimseg_ros/slimseg_node`` exists and starts
+the node (that is where ``ros2 run`` and launch_ros look), and the share files are in place.
+
+The install goes into a temporary prefix (``pip install --prefix --ignore-installed``, no
+dependencies, no build isolation) from a copy of the sources, so neither the checkout nor this
+environment's own install is touched; the dependencies come from this environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
+
+from slimseg_ros.ros.harness import (  # noqa: E402
+    Collector, isolate_ros_domain, make_test_checkpoint)
+
+isolate_ros_domain()
+
+import rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from std_msgs.msg import Float32  # noqa: E402
+
+from slimseg_ros.ros import qos  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("setup.py", "setup.cfg", "package.xml", "resource", "launch", "config", "slimseg_ros")
+
+
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("install")
+    src = work / "src"
+    src.mkdir()
+    for name in SOURCES:
+        path = ROOT / name
+        if path.is_dir():
+            shutil.copytree(path, src / name, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.pyc", "*.egg-info"))
+        else:
+            shutil.copy2(path, src / name)
+    target = work / "prefix"
+    # --ignore-installed: without it pip uninstalls this environment's own (editable) slimseg_ros
+    # before installing into the prefix.
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+         "--no-index", "--ignore-installed", "--quiet", "--prefix", str(target), str(src)],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    still = subprocess.run([sys.executable, "-c", "import slimseg_ros"], cwd=work,
+                           capture_output=True, text=True, timeout=120)
+    assert still.returncode == 0, "the install into the prefix removed this environment's copy"
+    return target
+
+
+def _site_packages(prefix: Path) -> Path:
+    found = sorted(prefix.glob("lib/python3*/site-packages"))
+    assert found, f"no site-packages under {prefix}"
+    return found[0]
+
+
+def _env(prefix: Path) -> dict[str, str]:
+    # The prefix has no python of its own: the launcher falls back to python3 on PATH (this
+    # environment's), which finds the installed package first through PYTHONPATH.
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                PYTHONPATH=str(_site_packages(prefix)), OMP_NUM_THREADS="1")
+
+
+def test_install_puts_the_ros_files_where_ros_looks(prefix: Path) -> None:
+    launcher = prefix / "lib" / "slimseg_ros" / "slimseg_node"
+    assert launcher.is_file() and os.access(launcher, os.X_OK)
+    share = prefix / "share" / "slimseg_ros"
+    for relative in ("package.xml", "launch/seg.launch.py", "config/slimseg.yaml",
+                     "config/fastdds_large_data.xml"):
+        assert (share / relative).is_file(), relative
+    assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "slimseg_ros"
+            ).is_file()
+    assert (prefix / "bin" / "slimseg_node").is_file()
+
+
+def test_installed_launcher_starts_the_installed_node(prefix: Path, tmp_path: Path) -> None:
+    env = _env(prefix)
+    where = subprocess.run([sys.executable, "-c", "import slimseg_ros.ros.node as m; "
+                            "print(m.__file__)"], env=env, cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert Path(where.stdout.strip()).is_relative_to(prefix), where.stdout + where.stderr
+
+    checkpoint = make_test_checkpoint(tmp_path / "tiny.safetensors")
+    launcher = prefix / "lib" / "slimseg_ros" / "slimseg_node"
+    log = tmp_path / "node.log"
+    with open(log, "wb") as stream:
+        proc = subprocess.Popen(
+            [str(launcher), "--ros-args", "-r", "__ns:=/installed", "-p",
+             f"model_path:={checkpoint}", "-p", "backend:=torch"],
+            env=env, cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    probe = rclpy.create_node("install_probe", context=context)
+    width = Collector(probe, Float32, "/installed/slimseg/width", qos.latched_qos())
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        started = width.wait_for(lambda m: True, 90.0)
+        assert started is not None, f"the installed node did not start:\n{log.read_text()}"
+        assert started.data in (0.25, 0.5, 0.75, 1.0)
+        proc.send_signal(signal.SIGINT)  # what `ros2 launch` sends on Ctrl-C
+        assert proc.wait(60) == 0, log.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.shutdown(context=context)
