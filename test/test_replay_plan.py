@@ -152,3 +152,26 @@ def test_node_command_wires_the_bag_topics(tmp_path):
 def test_replay_config_checks_values(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ReplayConfig(**kwargs)
+
+
+def test_timing_only_replay_report(tmp_path):
+    """A bag without labels still gives counts, latency and the timeline plot; no mIoU."""
+    from slimseg_ros.eval.report import format_summary, write_report
+
+    pred = np.zeros((4, 5), np.uint8)
+    sent = [(s, 0.1 * s) for s in range(6)]
+    labels = [_label(s, 0.1 * s + 0.02, 0.5, pred) for s in (0, 1, 3, 4)]
+    recording = SimpleNamespace(sent=sent, labels=labels)
+    counts, scores = score_recording(recording, {s: s for s, _ in sent}, None, NAMES)
+    assert counts["frames_processed"] == 4 and counts["frames_scored"] == 0
+    assert scores.widths == ()
+    doc = {"mode": "replay", "bag": "b", "duration_s": 0.5, "speed": 1.0, "loops": 1,
+           "overall": None, "widths": scores.per_width(),
+           "width_timeline": [{"t": 0.0, "width": 0.5, "reason": "pinned"}],
+           "battery_timeline": [], "param_changes": [], "fps": {"input": 10.0, "output": 8.0},
+           **counts}
+    paths = write_report(doc, scores, tmp_path / "r")
+    assert sorted(p.name for p in paths) == ["metrics.json", "report.md", "timeline.png"]
+    text = format_summary(doc)
+    assert "6 sent, 4 processed (66.7%), 2 dropped, 0 scored" in text
+    assert "width 0.5  pinned" in text

@@ -83,11 +83,12 @@ def _register_make(sub: argparse._SubParsersAction) -> None:
 def _register_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval", help="score a model on a bag, offline or replayed through the node",
-        description="Evaluate a checkpoint on the labelled frames of a rosbag2. --mode offline "
-        "runs every width on every frame (no ROS needed; the numbers equal `slimseg eval` on the "
-        "same frames). --mode replay plays the bag through the slimseg node over DDS and "
-        "measures what a robot gets: frames processed and dropped, end-to-end latency, the "
-        "width used per frame and mIoU per width used.",
+        description="Evaluate a checkpoint on the labelled frames of a rosbag2.\n"
+        "  --mode offline: every width on every frame (no ROS needed; the numbers equal\n"
+        "      `slimseg eval` on the same frames).\n"
+        "  --mode replay: play the bag through the slimseg node over DDS and measure what a\n"
+        "      robot gets: frames processed and dropped, end-to-end latency, the width used\n"
+        "      per frame and mIoU per width used.",
         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--bag", required=True, help="rosbag2 directory (mcap or sqlite3)")
@@ -103,7 +104,8 @@ def _register_eval(sub: argparse._SubParsersAction) -> None:
     topics.add_argument("--image-topic", default=None, help="camera images in the bag")
     topics.add_argument("--label-topic", default=None, help="ground-truth label images")
     topics.add_argument("--battery-topic", default=None, help="sensor_msgs/BatteryState")
-    off = p.add_argument_group("offline")
+    off = p.add_argument_group("model and backend (offline; a started node gets the backend "
+                               "settings too)")
     off.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
     add_backend_args(off, default_backend="torch")
     rep = p.add_argument_group("replay")
