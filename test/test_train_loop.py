@@ -98,3 +98,13 @@ def test_poly_schedule_warms_up_then_decays_to_zero_also_by_time() -> None:
     assert poly_lr(10, 100, 1.0, 0.9, 10) == pytest.approx(1.0)
     assert poly_lr(100, 100, 1.0, 0.9, 10) == 0.0
     assert poly_lr(20, 100, 1.0, 0.9, 10, time_fraction=1.0) == 0.0
+
+
+def test_optional_distillation_terms_are_reported_when_enabled() -> None:
+    torch.manual_seed(0)
+    model = SlimSegNet(ModelConfig(num_classes=3, head_channels=16)).train()
+    cfg = LossConfig(kd="stepwise", affinity_weight=1.0, image_kd_weight=0.5)
+    report = slimseg_step(model, torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
+                          model.widths, cfg)
+    assert "affinity" in report[0.25] and "image_kd" in report[0.5]
+    assert "affinity" not in report[1.0]

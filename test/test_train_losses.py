@@ -79,3 +79,21 @@ def test_boundary_guided_loss_only_sees_boundary_pixels() -> None:
     wrong_on_boundary = good.clone()
     wrong_on_boundary[0, :, 0, 1] = torch.tensor([-5.0, 5.0])
     assert boundary_guided_loss(wrong_on_boundary, labels, mask) > boundary_guided_loss(good, labels, mask)
+
+
+def test_affinity_loss_is_zero_for_same_structure_and_channel_count_free() -> None:
+    from slimseg_ros.train.losses import affinity_loss
+
+    x = torch.randn(2, 8, 28, 28)
+    assert affinity_loss(x, x * 3.0).item() == pytest.approx(0.0, abs=1e-6)  # scale-invariant
+    assert affinity_loss(x, torch.randn(2, 16, 28, 28)).item() > 1e-4  # works across widths
+
+
+def test_image_kd_loss_compares_pooled_logits() -> None:
+    from slimseg_ros.train.losses import image_kd_loss
+
+    a = torch.zeros(1, 2, 4, 4)
+    b = torch.zeros(1, 2, 4, 4)
+    b[:, 0] = 1.0
+    assert image_kd_loss(a, a).item() == 0.0
+    assert image_kd_loss(a, b).item() == pytest.approx(0.5)

@@ -48,6 +48,10 @@ class LossConfig:
     boundary_kernel: int = 7
     boundary_kd: bool = True  # also distil on boundary pixels (KD restricted to the mask)
     width_weights: tuple[float, ...] = ()  # per width (ascending order of widths); () = all 1
+    # optional terms from the other papers, between each width and its KD teacher (0 = off)
+    affinity_weight: float = 0.0  # Knowledge Adaptation / MGD region-level affinity matching
+    affinity_grid: int = 7
+    image_kd_weight: float = 0.0  # MGD image-level: L1 of globally pooled logits
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["boundary_mask", "kd_loss", "ce_loss", "masked_ce", "boundary_guided_loss"]
+__all__ = [
+    "boundary_mask", "kd_loss", "ce_loss", "masked_ce", "boundary_guided_loss", "affinity_loss",
+    "image_kd_loss",
+]
 
 
 def boundary_mask(labels: torch.Tensor, kernel_size: int = 5, ignore_index: int = 255) -> torch.Tensor:
@@ -77,3 +80,29 @@ def boundary_guided_loss(logits: torch.Tensor, labels: torch.Tensor, mask: torch
     if teacher is not None and kd_weight > 0.0:
         loss = loss + kd_weight * kd_loss(logits, teacher, temperature, mask)
     return loss
+
+
+def affinity_loss(student: torch.Tensor, teacher: torch.Tensor, grid: int = 7) -> torch.Tensor:
+    """Pairwise-affinity distillation (Knowledge Adaptation's affinity term, MGD's region term).
+
+    Both maps are average-pooled to ``grid`` x ``grid`` regions; each region's vector is
+    L2-normalised and the (grid^2 x grid^2) cosine-affinity matrices are matched with an MSE.
+    Comparing self-similarities makes the term independent of channel counts, so it works between
+    any two widths, and pooling keeps the O((hw)^2) cost negligible.
+    """
+
+    def affinity(x: torch.Tensor) -> torch.Tensor:
+        q = F.adaptive_avg_pool2d(x.float(), grid).flatten(2)  # (N, C, grid*grid)
+        q = F.normalize(q, dim=1)
+        return q.transpose(1, 2) @ q  # (N, grid*grid, grid*grid)
+
+    return F.mse_loss(affinity(student), affinity(teacher.detach()))
+
+
+def image_kd_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """MGD's image-level term: L1 between globally pooled logits, averaged over batch and classes.
+
+    (MGD sums over batch and classes and compensates with a tiny weight; the mean keeps the scale
+    independent of batch size and class count.)
+    """
+    return (student.float().mean((2, 3)) - teacher.detach().float().mean((2, 3))).abs().mean()

@@ -15,7 +15,9 @@ import torch.nn.functional as F
 
 from ..model.slimseg import SlimSegNet
 from .config import LossConfig
-from .losses import boundary_guided_loss, boundary_mask, ce_loss, kd_loss
+from .losses import (
+    affinity_loss, boundary_guided_loss, boundary_mask, ce_loss, image_kd_loss, kd_loss,
+)
 
 __all__ = ["slimseg_step", "width_loss"]
 
@@ -23,13 +25,24 @@ __all__ = ["slimseg_step", "width_loss"]
 def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
                mask: torch.Tensor | None, cfg: LossConfig,
                ignore_index: int = 255) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of one width: CE + KD from ``teacher`` (if any) + boundary-guided term."""
+    """The loss of one width: CE + KD from ``teacher`` (if any) + boundary-guided term.
+
+    With a teacher, the optional affinity and image-level terms join when their weights are > 0.
+    """
     ce = ce_loss(logits, labels, ignore_index)
     total, parts = ce, {"ce": float(ce.detach())}
     if teacher is not None and cfg.kd_weight > 0.0:
         kd = kd_loss(logits, teacher, cfg.temperature)
         total = total + cfg.kd_weight * kd
         parts["kd"] = float(kd.detach())
+    if teacher is not None and cfg.affinity_weight > 0.0:
+        aff = affinity_loss(logits, teacher, cfg.affinity_grid)
+        total = total + cfg.affinity_weight * aff
+        parts["affinity"] = float(aff.detach())
+    if teacher is not None and cfg.image_kd_weight > 0.0:
+        img = image_kd_loss(logits, teacher)
+        total = total + cfg.image_kd_weight * img
+        parts["image_kd"] = float(img.detach())
     if mask is not None and cfg.boundary_weight > 0.0:
         bd = boundary_guided_loss(
             logits, labels, mask,
