@@ -82,7 +82,7 @@ def evaluate_frames(
         for width in chosen:
             t0 = time.perf_counter()
             pred = engine.infer(rgb, width)
-            scores.add(width, pred, labels, time.perf_counter() - t0, overall=False)
+            scores.add(width, pred, labels, time.perf_counter() - t0)
     return scores
 
 

@@ -52,7 +52,10 @@ class _Meters:
 
 
 class WidthScores:
-    """Confusion matrix, boundary F1 and latencies per width (plus an overall total).
+    """Confusion matrix, boundary F1 and latencies per width, and their total.
+
+    Each frame is scored once, into the bucket of its width; :attr:`overall` merges the
+    buckets (a replay's result over all answers, whatever width made them).
 
     Args:
         class_names: one name per class id.
@@ -68,7 +71,8 @@ class WidthScores:
         self.ignore_index = int(ignore_index)
         self.boundary_tolerance = boundary_tolerance
         self._by_width: dict[float, _Meters] = {}
-        self.overall = self._new()
+        self._unknown = self._new()  # answers whose width is not known
+        self._overall: _Meters | None = None
 
     @property
     def num_classes(self) -> int:
@@ -79,12 +83,25 @@ class WidthScores:
         """Widths that have been scored, ascending."""
         return tuple(sorted(self._by_width))
 
+    @property
+    def overall(self) -> _Meters:
+        """Every scored frame together (merged on demand)."""
+        if self._overall is None:
+            total = self._new()
+            for m in [*self._by_width.values(), self._unknown]:
+                total.confusion.merge(m.confusion)
+                total.boundary.merge(m.boundary)
+                total.frames += m.frames
+                total.latency_s.extend(m.latency_s)
+            self._overall = total
+        return self._overall
+
     def _new(self) -> _Meters:
         return _Meters(ConfusionMatrix(self.num_classes, self.ignore_index),
                        BoundaryF1Meter(self.boundary_tolerance, self.ignore_index))
 
     def add(self, width: float | None, pred: np.ndarray, target: np.ndarray,
-            latency_s: float | None = None, overall: bool = True) -> None:
+            latency_s: float | None = None) -> None:
         """Score one frame predicted at ``width``.
 
         Args:
@@ -92,21 +109,19 @@ class WidthScores:
             pred: HxW predicted class ids.
             target: HxW ground truth; values that are not class ids are ignored.
             latency_s: how long the prediction took (optional).
-            overall: also count the frame in the overall total.
         """
         if pred.shape != target.shape:
             raise ValueError(f"prediction {pred.shape} and ground truth {target.shape} differ "
                              f"in size")
         target = clean_labels(target, self.num_classes, self.ignore_index)
-        meters = [] if width is None else [self._by_width.setdefault(float(width), self._new())]
-        if overall or width is None:
-            meters.append(self.overall)
-        for m in meters:
-            m.confusion.update(pred, target)
-            m.boundary.update(pred, target)
-            m.frames += 1
-            if latency_s is not None and math.isfinite(latency_s):
-                m.latency_s.append(float(latency_s))
+        m = self._unknown if width is None else self._by_width.setdefault(float(width),
+                                                                          self._new())
+        m.confusion.update(pred, target)
+        m.boundary.update(pred, target)
+        m.frames += 1
+        if latency_s is not None and math.isfinite(latency_s):
+            m.latency_s.append(float(latency_s))
+        self._overall = None
 
     def confusion(self, width: float | None = None) -> np.ndarray:
         """The confusion matrix (rows truth, columns prediction) of one width or overall."""
