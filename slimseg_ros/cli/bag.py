@@ -12,7 +12,14 @@ from typing import Any
 from .common import add_backend_args, parse_widths, write_json
 from .main import UserError
 
-__all__ = ["register", "run_make", "run_eval", "parse_param_event"]
+
+def command_line() -> str | None:
+    """The command as typed, for the report (None when not run as the ``slimseg`` script)."""
+    if not sys.argv or not Path(sys.argv[0]).name.startswith("slimseg"):
+        return None
+    return "slimseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+__all__ = ["register", "run_make", "run_eval", "parse_param_event", "command_line"]
 
 _EVAL_EPILOG = """\
 examples:
@@ -216,7 +223,7 @@ def run_make(args: argparse.Namespace) -> int:
 def run_eval(args: argparse.Namespace) -> int:
     from ..eval.report import format_summary, write_report
 
-    command = "slimseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv else None
+    command = command_line()
     if args.mode == "offline":
         result = _offline(args)
     else:

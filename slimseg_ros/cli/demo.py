@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import shlex
 import sys
 from pathlib import Path
 
+from .bag import command_line
 from .main import UserError
+
 
 __all__ = ["register", "run", "sample_root"]
 
@@ -128,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
                    "tighten_at_s": tighten_t, "battery": list(battery)}
     if is_random:
         doc["warning"] = RANDOM_BANNER
-    command = "slimseg " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = command_line()
     paths = write_report(doc, result.scores, out, title="slimseg demo: adaptive width on CamVid",
                          command=command)
     print()

@@ -1,4 +1,4 @@
-"""Through-the-node evaluation: replay a bag over DDS to the ``slimseg`` node and score what it says.
+"""Through-the-node evaluation: replay a bag over DDS to the ``slimseg`` node, score its answers.
 
 The replay starts the node as a subprocess (or uses a running one), publishes the bag's camera
 frames and battery readings at their recorded rate times ``speed`` (the CDR bytes unchanged, as

@@ -91,7 +91,8 @@ def format_summary(doc: dict[str, Any]) -> str:
             f"({_fmt(percent, 1)}%), {doc['frames_dropped']} dropped, "
             f"{doc['frames_scored']} scored")
         lines.append(f"fps: input {_fmt(fps.get('input'), 1)}, "
-                     f"output {_fmt(fps.get('output'), 1)}; end-to-end latency p50 {_fmt(lat.get('p50'), 1)} ms, "
+                     f"output {_fmt(fps.get('output'), 1)}; end-to-end latency p50 "
+                     f"{_fmt(lat.get('p50'), 1)} ms, "
                      f"p95 {_fmt(lat.get('p95'), 1)} ms, max {_fmt(lat.get('max'), 1)} ms")
         lines.append("width timeline (and parameter changes):")
         events = [(s["t"], f"width {s['width']:g}  {s['reason']}")

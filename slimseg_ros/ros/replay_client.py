@@ -1,4 +1,4 @@
-"""The DDS side of a rosbag replay: publish recorded messages on schedule, collect the node's output.
+"""The DDS side of a bag replay: publish recorded messages on schedule, collect the node's output.
 
 :mod:`slimseg_ros.eval.replay` plans the replay (which serialised message goes out when, which
 parameter changes when) and scores the result; this module only talks ROS 2. It publishes the
