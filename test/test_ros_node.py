@@ -67,6 +67,8 @@ class Env:
             publisher.publish(msg)
             got = collector.wait_for_stamp(stamp, 0.5)
             if got is not None:
+                # The worker reports a frame after everything for it was published.
+                assert wait_until(lambda: stamp in self.timings, timeout)
                 return msg, got
         pytest.fail(f"no answer for stamp {stamp} within {timeout:.0f} s")
 
@@ -354,3 +356,52 @@ def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None
         env.set_ok(publish_color=True)
         env.probe.destroy_subscription(colour.subscription)
         env.probe.destroy_subscription(overlay.subscription)
+
+
+def _other_node(env: Env, name: str, cli: list[str] | None = None, **params) -> SlimSegNode:
+    """A second node on the same engine (no model loading), same context."""
+    return SlimSegNode(name, context=env.node.context, engine=env.node.engine,
+                       cli_args=["--ros-args", *(cli or [])],
+                       parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+
+
+def test_compressed_topic_follows_the_image_remapping(env: Env) -> None:
+    node = _other_node(env, "slimseg_remap", ["-r", "image:=/cam/raw"],
+                       input_transport="compressed")
+    try:
+        assert node.input_topic() == "/cam/raw/compressed"
+        assert env.probe.get_publishers_info_by_topic("/cam/raw/compressed") == []
+        assert wait_until(lambda: env.probe.get_subscriptions_info_by_topic(
+            "/cam/raw/compressed"), DEADLINE)
+    finally:
+        node.destroy_node()
+    node = _other_node(env, "slimseg_remap2", ["-r", "image:=/cam/raw",
+                                                "-r", "image/compressed:=/cam/jpeg"],
+                       input_transport="compressed")
+    try:
+        assert node.input_topic() == "/cam/jpeg"
+    finally:
+        node.destroy_node()
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"adaptive": False, "width": 0.3}, "0.25, 0.5, 0.75, 1"),
+    ({"input_size": [10, 10]}, "input_size"),
+    ({"battery_thresholds": [0.1, 0.2]}, "strictly descending"),
+    ({"input_transport": "theora"}, "raw, compressed"),
+    ({"target_fps": -1.0}, "target_fps"),
+])
+def test_bad_start_parameters_stop_the_node_with_a_reason(env: Env, params, words) -> None:
+    from slimseg_ros.ros.node import StartupError
+
+    with pytest.raises(StartupError, match=words.replace(".", r"\.")):
+        _other_node(env, "slimseg_bad", **params)
+
+
+def test_pinned_start_uses_the_given_width(env: Env) -> None:
+    node = _other_node(env, "slimseg_pinned", adaptive=False, width=0.5)
+    try:
+        assert node.controller.width == 0.5 and not node.controller.adaptive
+        assert node.get_parameter("width").value == 0.5
+    finally:
+        node.destroy_node()

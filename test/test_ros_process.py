@@ -226,3 +226,15 @@ def test_sigterm_stops_the_node_cleanly(node_process) -> None:
         pytest.fail(f"node still running {DEADLINE:.0f} s after SIGTERM")
     assert code == 0, log.read_text()[-2000:]
     assert "Traceback" not in log.read_text()
+
+
+def test_unusable_model_exits_with_one_clear_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.safetensors"
+    done = subprocess.run(
+        [sys.executable, "-m", "slimseg_ros.ros.node", "--ros-args", "-r", "__node:=slimseg_bad",
+         "-p", f"model_path:={missing}"], env=node_env(), capture_output=True, text=True,
+        timeout=120)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "cannot load the model" in errors[0] and str(missing) in errors[0]
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ or ``python -m slimseg_ros.ros.node ...``.
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import threading
@@ -64,6 +65,19 @@ _QOS_CHECK_PERIOD_S = 1.0
 _DIAGNOSTICS_PERIOD_S = 1.0
 
 
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Log what a callback raises instead of letting it stop the executor (never die)."""
+    @functools.wraps(method)
+    def wrapper(self: Node, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            self.get_logger().error(f"{method.__name__} failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=_THROTTLE_S)
+            return None
+    return wrapper
+
+
 class StartupError(RuntimeError):
     """The node cannot start with these parameters; the message says why in one line."""
 
@@ -100,6 +114,13 @@ class SlimSegNode(Node):
         super().__init__(node_name, **kwargs)
         self.frame_observer: Callable[[FrameTiming], None] | None = None
         """Called by the worker after each answered frame (benchmarks)."""
+        try:
+            self._setup(engine)
+        except BaseException:
+            Node.destroy_node(self)  # the worker does not exist yet
+            raise
+
+    def _setup(self, engine: SegmentationEngine | None) -> None:
         try:
             for s in P.NODE_PARAMETERS:
                 self.declare_parameter(s.name, s.default, P.descriptor(s))
@@ -205,6 +226,7 @@ class SlimSegNode(Node):
             return explicit
         return self._resolve("image").rstrip("/") + "/compressed"
 
+    @_guarded
     def _update_input_subscription(self, force: bool = False) -> None:
         topic = self.input_topic()
         compressed = self._transport == "compressed"
@@ -233,6 +255,7 @@ class SlimSegNode(Node):
         self._slot.put(Frame(msg, isinstance(msg, CompressedImage), now))
         self.controller.observe_input(now)
 
+    @_guarded
     def _on_battery(self, msg: BatteryState) -> None:
         now = time.monotonic()
         warning = self.controller.observe_battery(now, msg.percentage, msg.power_supply_status)
@@ -322,6 +345,7 @@ class SlimSegNode(Node):
             self._width_pub.publish(Float32(data=float(width)))
         self.get_logger().info(f"width {width:g}: {reason}")
 
+    @_guarded
     def _sync_parameters(self) -> None:
         """Make the ``width``/``adaptive`` parameters show the controller's state."""
         width, adaptive = self.controller.width, self.controller.adaptive
@@ -342,6 +366,14 @@ class SlimSegNode(Node):
         """Check every value first, then apply them all (nothing changes on a rejection)."""
         if self._syncing:
             return SetParametersResult(successful=True)
+        try:
+            return self._apply_parameters(parameters)
+        except Exception as exc:  # noqa: BLE001 - a parameter must never stop the node
+            self.get_logger().error(f"setting parameters failed: {type(exc).__name__}: {exc}")
+            return SetParametersResult(successful=False,
+                                       reason=f"internal error: {type(exc).__name__}: {exc}")
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         values = {p.name: p.value for p in parameters}
         try:
             pin = match_width(values["width"], self.engine.widths) if "width" in values else None
@@ -398,6 +430,7 @@ class SlimSegNode(Node):
             input_size=tuple(engine.input_size),  # type: ignore[arg-type]
             rejected_recently=rejected - self._rejected_at_last_status)
 
+    @_guarded
     def _publish_diagnostics(self) -> None:
         view = self.diagnostics_view()
         self._rejected_at_last_status = view.rejected
