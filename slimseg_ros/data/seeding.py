@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 
-import cv2
 import numpy as np
 import torch
 
@@ -41,13 +40,15 @@ def worker_init_fn(worker_id: int) -> None:
 
     torch gives worker ``i`` the seed ``base_seed + i``, where ``base_seed`` is drawn from the
     DataLoader's generator at each epoch; so with ``generator=make_generator(seed)`` a run is
-    reproducible for a fixed ``num_workers`` and every epoch sees new augmentations. OpenCV is
-    limited to one thread per worker so workers do not oversubscribe the cores.
+    reproducible for a fixed ``num_workers`` and every epoch sees new augmentations.
+
+    OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a forked worker
+    can block forever on the parent's thread pool (seen here once torch.set_num_threads ran in
+    the parent). To limit OpenCV threads, call it in the main process before the loader starts.
     """
     info = torch.utils.data.get_worker_info()
     seed = torch.initial_seed() % 2**32 if info is None else info.seed % 2**32
     random.seed(seed)
     np.random.seed(seed)
-    cv2.setNumThreads(1)
     if info is not None:
         _reseed_transforms(info.dataset, seed)
