@@ -157,3 +157,13 @@ def test_diagnostic_status_warns_on_fresh_rejections_and_waits_for_input() -> No
     assert level == "WARN" and "data has 3 bytes" in message
     level, message, pairs = diagnostic_status(_view(received=0, input_fps=None))
     assert level == "OK" and "waiting" in message and dict(pairs)["input_fps"] == "nan"
+
+
+def test_every_parameter_is_documented() -> None:
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "node.md").read_text()
+    for s in P.NODE_PARAMETERS + P.CHECKPOINT_PARAMETERS:
+        assert f"| `{s.name}` |" in doc, s.name
+    for key in DIAGNOSTIC_KEYS:
+        assert f"`{key}`" in doc, key
