@@ -107,7 +107,11 @@ class ReplayClient:
         self._lock = threading.Lock()
         self._clock0 = time.monotonic()
         self._width: float | None = None
-        self._labels_sub = None
+        # Subscribed before the node exists, so discovery runs while it loads; reliable, because
+        # label images of 640x480 and up are lost over best effort between processes.
+        self._labels_sub = self._node.create_subscription(
+            Image, self.labels_topic, self._on_labels, _qos(ReliabilityPolicy.RELIABLE, 100))
+        self._labels_ready = False
         self.recording = ReplayRecording()
         # Reliable like `ros2 bag play` of a reliable recording: frames of 500 KB and more are
         # lost over best effort between processes with default Fast DDS settings.
@@ -196,21 +200,36 @@ class ReplayClient:
             elif not self._param_client.service_is_ready():
                 missing = f"service {self.node_name}/set_parameters not available"
             else:
-                self._subscribe_labels(labels_pubs)
+                self._subscribe_labels(labels_pubs, max(0.5, deadline - time.monotonic()))
                 self._wait_for_reliable_input(min(5.0, max(0.0, deadline - time.monotonic())))
                 return
             time.sleep(0.05)
         raise TimeoutError(f"node {self.node_name} not ready after {timeout_s:.0f} s: {missing}")
 
-    def _subscribe_labels(self, publishers: list[Any]) -> None:
+    def _subscribe_labels(self, publishers: list[Any], timeout_s: float) -> None:
         reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                        for p in publishers)
-        reliability = ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT
-        self._labels_sub = self._node.create_subscription(
-            Image, self.labels_topic, self._on_labels, _qos(reliability, 100))
-        self.recording.notes.append(
-            f"labels subscription {reliability.name.lower()} ({len(publishers)} publisher(s))")
-        time.sleep(0.5)  # let the new subscription match before the first frame
+        if not reliable:
+            # a best-effort publisher never matches a reliable subscription
+            self._labels_sub = self._node.create_subscription(
+                Image, self.labels_topic, self._on_labels,
+                _qos(ReliabilityPolicy.BEST_EFFORT, 100))
+        kind = "reliable" if reliable else "best_effort"
+        # the graph lists the publisher before DDS has matched it with our subscription
+        count = getattr(self._labels_sub, "get_publisher_count", None)
+        deadline = time.monotonic() + timeout_s
+        if count is None:
+            time.sleep(min(1.0, timeout_s))  # rclpy without the count (Humble): give it time
+        else:
+            while count() < len(publishers) and time.monotonic() < deadline:
+                time.sleep(0.02)
+        if count is not None and count() == 0:
+            raise TimeoutError(f"our subscription to {self.labels_topic} matched none of its "
+                               f"{len(publishers)} publisher(s) (incompatible QoS?)")
+        matched = "?" if count is None else str(count())
+        self.recording.notes.append(f"labels subscription {kind}, matched {matched} of "
+                                    f"{len(publishers)} publisher(s)")
+        self._labels_ready = True
 
     def _wait_for_reliable_input(self, timeout_s: float) -> None:
         # The node's input_reliability 'auto' re-subscribes once it sees our reliable publisher.
@@ -289,7 +308,7 @@ class ReplayClient:
             settle_s: how long to wait after the last event for outstanding labels.
             expected_frames: stop waiting early once this many labels arrived.
         """
-        if self._labels_sub is None:
+        if not self._labels_ready:
             raise RuntimeError("call wait_for_node() first")
         rec = self.recording
         start = time.monotonic()
