@@ -39,7 +39,7 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32
 
 from ..control import ControllerConfig, WidthController, match_width
-from ..runtime import SegmentationEngine, load_engine
+from ..runtime import SegmentationEngine, default_model_path, load_engine
 from . import params as P
 from .conversions import ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut
 from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status
@@ -156,7 +156,7 @@ class SlimSegNode(Node):
                                P.descriptor(P.spec("class_names")), ignore_override=True)
         self.declare_parameter("widths", [float(w) for w in engine.widths],
                                P.descriptor(P.spec("widths")), ignore_override=True)
-        self._model_name = str(value["model_path"] or "default model")
+        self._model_name = str(value["model_path"] or default_model_path() or "default model")
         self._palette = palette_lut(meta.palette)
 
         try:
