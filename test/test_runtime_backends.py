@@ -1,0 +1,270 @@
+"""Backend registry, ``auto``'s choice, missing dependencies, and the ONNX Runtime backend."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+from slimseg_ros.model.config import ModelConfig
+from slimseg_ros.model.slimseg import SlimSegNet
+from slimseg_ros.runtime import backends, load_engine, onnx_backend
+from slimseg_ros.runtime.backends import (
+    BACKEND_NAMES,
+    CPU_CHOICE_FILE,
+    choose_backend,
+    measure_cpu_backends,
+)
+from slimseg_ros.runtime.deps import BackendUnavailableError
+from slimseg_ros.runtime.onnx_backend import resolve_ort_device, session_providers
+
+SIZE = (64, 96)
+TRT, CUDA, CPU = "TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+def test_registry_offers_the_three_backends() -> None:
+    assert set(BACKEND_NAMES) == {"torch", "onnxruntime", "tensorrt"}
+    with pytest.raises(ValueError, match="unknown backend 'trt'; available: torch"):
+        backends.build_runners("trt", None, None)  # type: ignore[arg-type]
+
+
+# -- auto on a GPU ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(backends, "cuda_device_name", lambda index=0: "Orin sm_87")
+
+
+def _missing(*_a: object) -> types.ModuleType:
+    raise BackendUnavailableError("backend tensorrt needs torch_tensorrt, which cannot be "
+                                  "imported (No module); on a Jetson install it")
+
+
+def test_auto_prefers_tensorrt_on_a_gpu(fake_gpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "import_torch_tensorrt",
+                        lambda: types.SimpleNamespace(__version__="2.8.0"))
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: [TRT, CUDA, CPU])
+    name, why = choose_backend("auto", "fp16")
+    assert name == "tensorrt"
+    assert "Orin sm_87" in why and "2.8.0" in why
+
+
+def test_auto_falls_back_to_onnxruntime_cuda_then_torch_cuda(
+        fake_gpu: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "import_torch_tensorrt", _missing)
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: [CUDA, CPU])
+    name, why = choose_backend("cuda:0", "fp32")
+    assert name == "onnxruntime" and "torch_tensorrt" in why and "CUDA provider" in why
+    monkeypatch.setattr(backends, "onnxruntime_providers", lambda: [CPU])
+    name, why = choose_backend("auto", "fp32")
+    assert name == "torch" and "no CUDA provider" in why
+
+
+def test_auto_with_device_cpu_ignores_the_gpu(fake_gpu: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backends, "import_torch_tensorrt",
+                        lambda: types.SimpleNamespace(__version__="2.8.0"))
+    monkeypatch.setattr(backends, "measure_cpu_backends",
+                        lambda *a, **k: ({"torch": 50.0, "onnxruntime": 30.0}, True))
+    assert choose_backend("cpu", "fp32")[0] == "onnxruntime"
+
+
+# -- auto on a CPU ------------------------------------------------------------------------------
+
+
+def test_auto_on_cpu_takes_the_faster_measured_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for ms, expected in (({"torch": 40.0, "onnxruntime": 25.0}, "onnxruntime"),
+                         ({"torch": 20.0, "onnxruntime": 25.0}, "torch")):
+        monkeypatch.setattr(backends, "measure_cpu_backends", lambda *a, ms=ms, **k: (ms, False))
+        name, why = choose_backend("auto", "fp32")
+        assert name == expected
+        assert f"{ms[expected]:.1f} vs" in why and "measured now" in why
+
+
+def test_auto_on_cpu_without_onnxruntime_is_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails like a missing package
+    name, why = choose_backend("auto", "fp32")
+    assert name == "torch" and "onnxruntime" in why
+
+
+def test_auto_without_a_gpu_leaves_gpu_only_requests_to_torch_to_refuse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert choose_backend("cuda", "fp32")[0] == "torch"
+    assert choose_backend("auto", "fp16")[0] == "torch"
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        load_engine(backend="auto", precision="fp16", allow_random=True, input_size=SIZE)
+
+
+def test_cpu_measurement_is_cached_per_machine_and_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = SlimSegNet(ModelConfig(widths=(0.5, 1.0))).eval()
+    meta = random_meta(model.config, SIZE)
+    built: list[tuple[float, ...]] = []
+
+    def fake_ort(model, meta, *, widths, **kw):  # type: ignore[no-untyped-def]
+        built.append(tuple(widths))
+        return {w: (lambda x: x) for w in widths}, "cpu", []
+
+    monkeypatch.setattr(backends, "build_onnxruntime_runners", fake_ort)
+    monkeypatch.setattr(backends, "time_interleaved", lambda runners, frame, repeats: {
+        "torch": [0.010] * repeats, "onnxruntime": [0.004] * repeats})
+    ms, cached = measure_cpu_backends(model, meta, cache_dir=tmp_path)
+    assert not cached and built == [(0.5, 1.0)]  # narrowest and widest
+    assert ms == pytest.approx({"torch": 20.0, "onnxruntime": 8.0})
+    (entry,) = json.loads((tmp_path / CPU_CHOICE_FILE).read_text()).values()
+    assert entry["key"]["threads"] == torch.get_num_threads()
+    assert entry["key"]["input_size"] == list(SIZE)
+
+    ms2, cached = measure_cpu_backends(model, meta, cache_dir=tmp_path)
+    assert cached and ms2 == ms and len(built) == 1
+    # another thread count is another machine setting: measured again
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 7)
+    assert measure_cpu_backends(model, meta, cache_dir=tmp_path)[1] is False
+    assert len(built) == 2
+    # an unreadable cache file is ignored, not fatal
+    (tmp_path / CPU_CHOICE_FILE).write_text("{not json")
+    assert measure_cpu_backends(model, meta, cache_dir=tmp_path)[1] is False
+
+
+# -- explicit backends with a missing dependency -------------------------------------------------
+
+
+def test_explicit_tensorrt_without_torch_tensorrt_stops_with_one_sentence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", None)
+    with pytest.raises(BackendUnavailableError) as info:
+        load_engine(backend="tensorrt", allow_random=True, input_size=SIZE)
+    message = str(info.value)
+    assert "torch_tensorrt" in message and "pip install" in message and "Jetson" in message
+    assert "\n" not in message and message.count(". ") == 0
+
+
+def test_explicit_onnxruntime_without_onnxruntime_stops_with_one_sentence(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(BackendUnavailableError) as info:
+        load_engine(backend="onnxruntime", allow_random=True, input_size=SIZE)
+    message = str(info.value)
+    assert "onnxruntime-gpu" in message and "Jetson" in message and "\n" not in message
+
+
+def test_export_without_onnxscript_names_what_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "onnxscript", None)
+    with pytest.raises(BackendUnavailableError, match="needs onnxscript.*pip install onnx"):
+        onnx_backend.export_onnx(torch.nn.Identity(), torch.zeros(1), tmp_path / "x.onnx")
+
+
+# -- ONNX Runtime device and providers ------------------------------------------------------------
+
+
+def test_ort_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_ort_device("cpu", [CPU]) == ("cpu", 0)
+    assert resolve_ort_device("auto", [CUDA, CPU]) == ("cpu", 0)  # provider but no GPU
+    assert resolve_ort_device("cuda:1", [CUDA, CPU]) == ("cuda", 1)
+    with pytest.raises(ValueError, match="no CUDAExecutionProvider.*onnxruntime-gpu"):
+        resolve_ort_device("cuda", [CPU])
+    with pytest.raises(ValueError, match="auto, cpu or cuda"):
+        resolve_ort_device("gpu0", [CUDA])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_ort_device("auto", [CUDA, CPU]) == ("cuda", 0)
+
+
+def test_gpu_providers_prefer_tensorrt_with_its_own_keyed_cache(tmp_path: Path) -> None:
+    providers = session_providers("cuda", 1, "fp16", [TRT, CUDA, CPU], tmp_path)
+    assert [p if isinstance(p, str) else p[0] for p in providers] == [TRT, CUDA, CPU]
+    trt_options = providers[0][1]
+    assert trt_options["device_id"] == 1 and trt_options["trt_fp16_enable"] is True
+    assert trt_options["trt_engine_cache_enable"] is True
+    assert trt_options["trt_engine_cache_path"] == str(tmp_path)
+    assert providers[1] == (CUDA, {"device_id": 1})
+    assert session_providers("cuda", 0, "fp32", [TRT, CUDA, CPU], tmp_path)[0][1][
+        "trt_fp16_enable"] is False
+    assert [p if isinstance(p, str) else p[0]
+            for p in session_providers("cuda", 0, "fp32", [CUDA, CPU], None)] == [CUDA, CPU]
+    assert session_providers("cpu", 0, "fp32", [TRT, CUDA, CPU], tmp_path) == [CPU]
+
+
+def test_trt_provider_cache_dir_is_keyed_by_the_artifact_and_toolchain(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = onnx_backend.onnx_key("cd" * 32, 0.5, SIZE, "fp16", "nearest")
+    assert onnx_backend._trt_provider_dir(tmp_path, key, [CUDA, CPU], "cuda", 0, "fp16") is None
+    monkeypatch.setattr(onnx_backend, "cuda_device_name", lambda i=0: "Orin sm_87")
+    first = onnx_backend._trt_provider_dir(tmp_path, key, [TRT, CUDA], "cuda", 0, "fp16")
+    other = onnx_backend.onnx_key("ef" * 32, 0.5, SIZE, "fp16", "nearest")
+    second = onnx_backend._trt_provider_dir(tmp_path, other, [TRT, CUDA], "cuda", 0, "fp16")
+    assert first is not None and first.is_dir() and first != second
+    assert "Orin" in first.name and key.digest[:16] in first.name
+
+
+# -- ONNX Runtime backend end to end --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ort_engines(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("ort")
+    config = ModelConfig(widths=(0.5, 1.0))
+    model = SlimSegNet(config).eval()
+    path = save_checkpoint(root / "m.safetensors", model, random_meta(config, SIZE))
+    common = dict(device="cpu", input_size=SIZE, warmup_repeats=1)
+    ort = load_engine(path, backend="onnxruntime", cache_dir=root / "engines", **common)
+    ref = load_engine(path, backend="torch", **common)
+    return ort, ref
+
+
+def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # type: ignore
+    ort, ref = ort_engines
+    assert (ort.backend, ort.device, ort.widths) == ("onnxruntime", "cpu", (0.5, 1.0))
+    rng = np.random.default_rng(3)
+    for width in ort.widths:
+        for _ in range(2):
+            image = rng.integers(0, 256, (*SIZE, 3), dtype=np.uint8)
+            got, want = ort.infer(image, width), ref.infer(image, width)
+            assert got.dtype == np.uint8 and got.shape == SIZE
+            assert (got == want).mean() >= 0.999
+
+
+def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(ort_engines) -> None:  # type: ignore
+    ort, ref = ort_engines
+    image = np.random.default_rng(4).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    got = ort.infer(image, 0.5)
+    assert got.shape == (50, 70)
+    assert (got == ref.infer(image, 0.5)).mean() >= 0.999
+
+
+def test_onnxruntime_sessions_are_configured_deliberately(ort_engines) -> None:  # type: ignore
+    import onnxruntime as ort_module
+
+    ort, _ = ort_engines
+    session = ort.runner(1.0).session
+    options = session.get_session_options()
+    assert options.intra_op_num_threads == torch.get_num_threads()
+    assert options.inter_op_num_threads == 1
+    assert options.graph_optimization_level == ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert session.get_inputs()[0].type == "tensor(uint8)"
+    assert session.get_inputs()[0].shape == [1, *SIZE, 3]
+    assert [(o.name, o.type) for o in session.get_outputs()] == [("labels", "tensor(uint8)")]
+    assert any("cache" in n for n in ort.notes)
+
+
+def test_onnxruntime_fp16_on_cpu_is_refused() -> None:
+    model = SlimSegNet(ModelConfig(widths=(0.5, 1.0))).eval()
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        onnx_backend.build_onnxruntime_runners(model, random_meta(model.config, SIZE),
+                                               device="cpu", precision="fp16")
