@@ -23,8 +23,7 @@ import pytest
 pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
 from slimseg_ros.ros.harness import (  # noqa: E402
-    Collector, isolate_ros_domain, make_header, make_image, make_test_checkpoint, stamp_ns,
-    wait_until)
+    Collector, isolate_ros_domain, make_header, make_image, make_test_checkpoint, wait_until)
 
 isolate_ros_domain()
 
@@ -94,7 +93,8 @@ class Probe:
         return found
 
     def publisher(self, reliability: ReliabilityPolicy):
-        return self.node.create_publisher(Image, TOPIC, QoSProfile(depth=1, reliability=reliability))
+        return self.node.create_publisher(
+            Image, TOPIC, QoSProfile(depth=1, reliability=reliability))
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -117,7 +117,8 @@ def probe():
 @pytest.fixture(scope="module")
 def node_process(checkpoint: Path, probe: Probe, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "node.log"
-    cmd = [sys.executable, "-m", "slimseg_ros.ros.node", "--ros-args", "--params-file", str(CONFIG),
+    cmd = [sys.executable, "-m", "slimseg_ros.ros.node",
+           "--ros-args", "--params-file", str(CONFIG),
            "-r", f"image:={TOPIC}", "-p", f"model_path:={checkpoint}", "-p", "backend:=torch"]
     with open(log, "wb") as stream:
         proc = subprocess.Popen(cmd, env=node_env(), stdout=stream, stderr=subprocess.STDOUT)

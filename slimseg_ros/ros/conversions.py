@@ -48,7 +48,8 @@ class ImageRejected(ValueError):
 
 def _check_pixels(height: int, width: int, max_pixels: int) -> None:
     if height <= 0 or width <= 0:
-        raise ImageRejected("empty", f"empty image ({width}x{height}): width and height must be > 0")
+        raise ImageRejected(
+            "empty", f"empty image ({width}x{height}): width and height must be > 0")
     if max_pixels > 0 and height * width > max_pixels:
         raise ImageRejected(
             "too_large", f"image {width}x{height} has {height * width} pixels, more than "
@@ -74,7 +75,8 @@ def image_to_rgb(encoding: str, height: int, width: int, step: int, data: Any,
     layout = _LAYOUTS.get(encoding)
     if layout is None:
         raise ImageRejected(
-            "encoding", f"unsupported encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}")
+            "encoding",
+            f"unsupported encoding {encoding!r}; supported: {', '.join(RAW_ENCODINGS)}")
     height, width, step = int(height), int(width), int(step)
     _check_pixels(height, width, max_pixels)
     channels, depth = layout

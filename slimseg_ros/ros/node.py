@@ -41,7 +41,8 @@ from std_msgs.msg import Float32
 from ..control import ControllerConfig, WidthController, match_width
 from ..runtime import SegmentationEngine, default_model_path, load_engine
 from . import params as P
-from .conversions import ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut
+from .conversions import (
+    ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut)
 from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status
 from .frames import Frame, LatestSlot
 from .qos import (
@@ -244,7 +245,8 @@ class SlimSegNode(Node):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         msg_type = CompressedImage if compressed else Image
-        self._sub = self.create_subscription(msg_type, topic, self._on_image, input_qos(reliability))
+        self._sub = self.create_subscription(
+            msg_type, topic, self._on_image, input_qos(reliability))
         self._sub_key = key
         self._input_reason = reason
         self.get_logger().info(
