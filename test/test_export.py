@@ -1,4 +1,4 @@
-"""``export_engines`` (behind ``slimseg export``): every width built once, then served as cached."""
+"""``export_engines`` (behind ``slimseg export``): each width built once, then served as cached."""
 
 from __future__ import annotations
 

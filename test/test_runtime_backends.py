@@ -239,7 +239,8 @@ def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # 
             assert (got == want).mean() >= 0.999
 
 
-def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(ort_engines) -> None:  # type: ignore
+def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(  # type: ignore
+        ort_engines) -> None:
     ort, ref = ort_engines
     image = np.random.default_rng(4).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     got = ort.infer(image, 0.5)

@@ -44,7 +44,8 @@ def model_and_meta() -> tuple[SlimSegNet, Any]:
 
 
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
-def test_tensorrt_form_of_the_pipeline_gives_the_same_labels(model_and_meta, upsample: str) -> None:
+def test_tensorrt_form_of_the_pipeline_gives_the_same_labels(model_and_meta,
+                                                             upsample: str) -> None:
     model, meta = model_and_meta
     image = torch.randint(0, 256, (1, *SIZE, 3), dtype=torch.uint8,
                           generator=torch.Generator().manual_seed(1))
@@ -62,7 +63,8 @@ def test_exported_program_has_a_static_uint8_input_and_the_precision_in_its_weig
     model, meta = model_and_meta
     program, example = export_program(model, meta, 0.5, precision, "nearest", CPU)
     assert example.dtype == torch.uint8 and tuple(example.shape) == (1, *SIZE, 3)
-    (placeholder,) = [s for s in program.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+    specs = program.graph_signature.input_specs
+    (placeholder,) = [s for s in specs if s.kind.name == "USER_INPUT"]
     value = next(n for n in program.graph.nodes if n.name == placeholder.arg.name).meta["val"]
     assert value.dtype == torch.uint8 and tuple(value.shape) == (1, *SIZE, 3)  # static shape
     float_weights = {t.dtype for t in program.state_dict.values() if t.is_floating_point()}

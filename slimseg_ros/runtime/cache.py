@@ -105,7 +105,9 @@ class ArtifactKey:
 
     def __post_init__(self) -> None:
         if self.fmt not in _EXTENSIONS:
-            raise ValueError(f"artifact format must be one of {sorted(_EXTENSIONS)}, got {self.fmt!r}")
+            raise ValueError(
+                f"artifact format must be one of {sorted(_EXTENSIONS)}, got {self.fmt!r}"
+            )
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "toolchain", {str(k): str(v) for k, v in self.toolchain.items()})

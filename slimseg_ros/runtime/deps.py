@@ -59,7 +59,8 @@ def import_onnxruntime() -> ModuleType:
     module, why = _try_import("onnxruntime")
     if module is None:
         raise BackendUnavailableError(
-            f"backend onnxruntime needs the onnxruntime package, which cannot be imported ({why}); "
+            f"backend onnxruntime needs the onnxruntime package, which cannot be imported "
+            f"({why}); "
             f"on a Jetson install NVIDIA's GPU build with `pip install onnxruntime-gpu "
             f"--index-url {JETSON_WHEEL_INDEX}`, elsewhere `pip install onnxruntime`"
         )

@@ -65,7 +65,9 @@ def parse_export_widths(widths: str | Sequence[float], available: Sequence[float
         try:
             wanted = [float(t) for t in widths.split(",") if t.strip()]
         except ValueError:
-            raise ValueError(f"widths must be 'all' or numbers like 0.25,1.0, got {widths!r}") from None
+            raise ValueError(
+                f"widths must be 'all' or numbers like 0.25,1.0, got {widths!r}"
+            ) from None
     else:
         wanted = [float(w) for w in widths]
     if not wanted:

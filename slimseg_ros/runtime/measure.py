@@ -117,7 +117,8 @@ def compare_backends(
     }
     for width in widths:
         say(f"timing width {width:g}...")
-        samples = time_interleaved({n: e.runner(width) for n, e in engines.items()}, frame, repeats)
+        runners = {n: e.runner(width) for n, e in engines.items()}
+        samples = time_interleaved(runners, frame, repeats)
         for name, values in samples.items():
             doc["backends"][name]["widths"][width_key(width)] = {
                 "latency_ms_p50": round(percentile_ms(values, 50), 2),

@@ -89,7 +89,7 @@ class TensorRTPipeline(nn.Module):
 
 
 def resolve_cuda_device(device: str) -> torch.device:
-    """The CUDA device for ``auto | cuda[:N]``; TensorRT has no CPU fallback, so CPU is an error."""
+    """The CUDA device for ``auto | cuda[:N]`` (TensorRT has no CPU fallback: CPU is an error)."""
     if device == "cpu":
         raise ValueError("backend tensorrt runs on a CUDA device only; use backend onnxruntime "
                          "or torch on the CPU")
