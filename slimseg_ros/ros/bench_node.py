@@ -120,6 +120,7 @@ class _Harness:
 
     def __init__(self, reliability: str = "reliable") -> None:
         import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
@@ -143,6 +144,14 @@ class _Harness:
                 self.cond.notify_all()
 
         self.node.create_subscription(Image, "/labels", on_labels, QoSProfile(depth=10))
+        self.status: dict[str, str] = {}
+
+        def on_diagnostics(msg: DiagnosticArray) -> None:
+            for s in msg.status:
+                if s.name.endswith(": segmentation"):
+                    self.status = {kv.key: kv.value for kv in s.values}
+
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
@@ -299,7 +308,8 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
             sent[stamp] = time.monotonic()
             h.image_pub.publish(msg)
             i += 1
-        time.sleep(2.0)  # let the last frame's labels arrive
+        time.sleep(2.5)  # let the last frame's labels and a status after it arrive
+        status = dict(h.status)
     finally:
         h.close()
         code = _stop(proc)
@@ -317,7 +327,10 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "benchmark": "latency under a camera faster than the model", "camera": list(args.camera),
         "rate_hz": args.rate, "duration_s": args.duration, "model": model, "width": args.width,
-        "sent": len(sent), "answered": answered, "dropped": len(sent) - answered,
+        "sent": len(sent), "answered": answered, "not_answered": len(sent) - answered,
+        "node_status": {k: status.get(k) for k in (
+            "received_frames", "processed_frames", "dropped_frames", "rejected_frames",
+            "input_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "width")},
         "inference": _percentiles(inference), "node_exit_code": code,
         "windows": [{"from_s": k * 10, "to_s": k * 10 + 10, "answered": len(v),
                      **_percentiles(v)} for k, v in sorted(windows.items())],
