@@ -8,15 +8,19 @@ battery messages reaching the controller, compressed input.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import zlib
 
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from slimseg_ros.data import build_dataset
 from slimseg_ros.eval import bagio
-from slimseg_ros.eval.replay import ParamEvent, ReplayConfig, run_replay
+from slimseg_ros.eval.replay import (
+    ParamEvent, ReplayConfig, node_command, node_params, run_replay)
 from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
 from slimseg_ros.model.config import ModelConfig
 from slimseg_ros.model.slimseg import SlimSegNet
@@ -79,16 +83,35 @@ def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint,
     assert "width 1" in (tmp_path / "node.log").read_text()
 
 
-def test_compressed_bag_pinned_width_matches_offline_inference(tmp_path, checkpoint, dataset):
+def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpoint, dataset):
+    """--running-node: a node started elsewhere (here by the test) with compressed input; the
+    replay pins its width through the parameter service before the first frame."""
     bag = tmp_path / "bag"
     bagio.write_dataset_bag(dataset, bag, rate_hz=10, compressed="png", storage="sqlite3")
-    result = run_replay(bag, _config(checkpoint, tmp_path, width=0.5))
+    topics = bagio.resolve_topics(bagio.inspect_bag(bag))
+    started = ReplayConfig(model_path=str(checkpoint),
+                           node_params={"backend": "torch", "device": "cpu"})
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(started,
+                                                                                   topics)}}))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    with open(tmp_path / "own.log", "wb") as log:
+        proc = subprocess.Popen(node_command(started, topics, params_file), env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        result = run_replay(bag, ReplayConfig(spawn_node=False, width=0.5, domain_id=DOMAIN,
+                                              settle_s=5.0, model_path=str(checkpoint),
+                                              startup_timeout_s=90.0))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
     doc = result.doc
-    assert doc["node"]["params"]["input_transport"] == "compressed"
-    assert doc["node"]["params"]["adaptive"] is False
+    assert doc["node"]["spawned"] is False and doc["node"]["exit_code"] is None
+    (pin,) = doc["param_changes"]
+    assert (pin["name"], pin["value"], pin["successful"]) == ("width", 0.5, True)
     assert doc["frames_processed"] >= 1 and doc["unexpected_outputs"] == 0
-    assert set(doc["widths"]) == {"0.5"}
-    assert [s["width"] for s in doc["width_timeline"]] == [0.5]
+    assert set(doc["widths"]) == {"0.5"}  # the pin came before the first frame
+    assert doc["width_timeline"][-1]["width"] == 0.5
 
     # what came over DDS is what the runtime computes for that frame at width 0.5
     engine = load_engine(checkpoint, backend="torch", device="cpu", warmup_repeats=1)

@@ -269,12 +269,6 @@ def _replay(args: argparse.Namespace) -> Any:
 
     checkpoint = _checkpoint(args.checkpoint, required=not args.running_node)
     events = tuple(ParamEvent(*parse_param_event(e)) for e in args.param_events)
-    if args.running_node:
-        # a running node keeps its start-up parameters: apply ours through its service at t=0
-        first = [ParamEvent(0.0, "width", args.width)] if args.width is not None else []
-        if args.target_fps is not None:
-            first.append(ParamEvent(0.0, "target_fps", args.target_fps))
-        events = tuple(first) + events
     node_params = dict(_parse_node_param(p) for p in args.node_params)
     for key in ("backend", "device", "precision"):
         node_params.setdefault(key, getattr(args, key))

@@ -39,9 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n", 1)[1].replace("``", "'"),
         epilog="example: slimseg demo --out demo_out --duration 30",
     )
-    p.add_argument("--out", default="slimseg_demo", metavar="DIR",
+    p.add_argument("--out", default="out/demo", metavar="DIR",
                    help="output directory: bag, report.md, metrics.json, plots, node.log "
-                   "(default: ./slimseg_demo)")
+                   "(default: out/demo)")
     p.add_argument("--checkpoint", default=None,
                    help="model .safetensors (default: the shipped model; a clearly labelled "
                    "random model if that is missing)")

@@ -234,6 +234,19 @@ def plan_replay(info: BagInfo, topics: BagTopics, config: ReplayConfig) -> Repla
                       publish_topics)
 
 
+def _initial_params(config: ReplayConfig) -> list[tuple[str, Any]]:
+    """What a running node is set to before the first frame (a started node has ``width`` and
+    ``target_fps`` in its parameter file instead)."""
+    if config.spawn_node:
+        return []
+    first: list[tuple[str, Any]] = []
+    if config.width is not None:
+        first.append(("width", float(config.width)))
+    if config.target_fps is not None:
+        first.append(("target_fps", float(config.target_fps)))
+    return first
+
+
 # -- the node process ------------------------------------------------------------------------
 
 def node_params(config: ReplayConfig, topics: BagTopics) -> dict[str, Any]:
@@ -496,7 +509,9 @@ def run_replay(
         client.wait_for_node(config.startup_timeout_s,
                              node.problem if node is not None else None)
         startup_s = time.monotonic() - t_wait
-        wanted = ["class_names", "widths"] + [p.name for p in config.param_events]
+        initial = _initial_params(config)
+        wanted = (["class_names", "widths"] + [name for name, _ in initial]
+                  + [p.name for p in config.param_events])
         node_values = client.get_parameters(list(dict.fromkeys(wanted)))
         if not names:
             names = list(node_values.get("class_names") or [])
@@ -505,6 +520,11 @@ def run_replay(
                                  f"checkpoint so the labels can be scored")
         say(f"node ready after {startup_s:.1f} s; replaying {plan.frames} frames over "
             f"{plan.duration_s:.1f} s")
+        for name, value in initial:
+            entry = client.set_parameter(name, value, wait_s=10.0)
+            if not entry["successful"]:
+                raise ValueError(f"{config.node_fqn} refused {name} = {value}: "
+                                 f"{entry['reason'] or 'no answer'}")
         if progress:
             from tqdm import tqdm
 

@@ -270,8 +270,12 @@ class ReplayClient:
 
     # -- the replay ------------------------------------------------------------------------------
 
-    def set_parameter(self, name: str, value: Any) -> dict[str, Any]:
-        """Request a parameter change (like ``ros2 param set``); the answer is recorded later."""
+    def set_parameter(self, name: str, value: Any, wait_s: float = 0.0) -> dict[str, Any]:
+        """Request a parameter change (like ``ros2 param set``).
+
+        The returned record (also kept in ``recording.params``) is filled in when the node
+        answers; with ``wait_s`` > 0 this waits up to that long for the answer.
+        """
         entry: dict[str, Any] = {"t": self._now(), "name": name, "value": value,
                                  "successful": None, "reason": "", "t_done": None}
         kind = self._param_types.get(name)
@@ -291,9 +295,13 @@ class ReplayClient:
                 entry["successful"] = bool(result.results[0].successful)
                 entry["reason"] = str(result.results[0].reason)
 
+        answered = threading.Event()
         future.add_done_callback(done)
+        future.add_done_callback(lambda _f: answered.set())
         with self._lock:
             self.recording.params.append(entry)
+        if wait_s > 0:
+            answered.wait(wait_s)
         return entry
 
     def run(self, events: Iterable[tuple[float, str, tuple]], *,
@@ -316,6 +324,8 @@ class ReplayClient:
         with self._lock:
             if rec.widths:  # the latched width counts from the start
                 rec.widths = [(0.0, rec.widths[-1][1])]
+            for entry in rec.params:  # changes made before the start count as at the start
+                entry["t"], entry["t_done"] = 0.0, 0.0
             rec.diagnostics = rec.diagnostics[-1:]
             rec.diagnostics = [(0.0, d) for _, d in rec.diagnostics]
         for t_event, kind, payload in events:
