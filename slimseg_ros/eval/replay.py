@@ -510,7 +510,8 @@ def run_replay(
                              node.problem if node is not None else None)
         startup_s = time.monotonic() - t_wait
         initial = _initial_params(config)
-        wanted = (["class_names", "widths"] + [name for name, _ in initial]
+        wanted = (["class_names", "widths", "battery_thresholds", "battery_widths",
+                   "target_fps", "adaptive"] + [name for name, _ in initial]
                   + [p.name for p in config.param_events])
         node_values = client.get_parameters(list(dict.fromkeys(wanted)))
         if not names:
@@ -553,6 +554,9 @@ def run_replay(
         "node": {
             "name": config.node_fqn, "spawned": config.spawn_node, "params": params,
             "widths": node_values.get("widths"),
+            "at_start": {k: node_values[k] for k in (
+                "battery_thresholds", "battery_widths", "target_fps", "adaptive")
+                if k in node_values},
             "command": cmd, "startup_s": round(startup_s, 2), "exit_code": exit_code,
             "log": str(node.log_path) if node is not None else None,
         },

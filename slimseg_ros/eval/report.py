@@ -78,8 +78,9 @@ def _width_rows(doc: dict[str, Any]) -> list[str]:
     return rows
 
 
-def format_summary(doc: dict[str, Any]) -> str:
-    """The console table: frames, width timeline, fps, latency, mIoU per width."""
+def format_summary(doc: dict[str, Any], table: bool = True) -> str:
+    """The console summary: frames, fps, latency, width timeline, and (``table``) the
+    per-width table with mIoU."""
     lines = []
     if doc.get("mode") == "replay":
         lat = doc.get("latency_ms") or {}
@@ -105,8 +106,9 @@ def format_summary(doc: dict[str, Any]) -> str:
             lines.append(f"  {t:7.2f} s  {text}")
     else:
         lines.append(f"frames: {doc.get('images')} labelled frames, every width on each")
-    lines.append("")
-    lines.extend(_width_rows(doc))
+    if table:
+        lines.append("")
+        lines.extend(_width_rows(doc))
     return "\n".join(lines)
 
 
@@ -129,7 +131,7 @@ def _markdown(doc: dict[str, Any], plots: list[str], title: str, command: str | 
                 f"- machine: {cond.get('cpu_count')} CPUs, load average "
                 f"{cond.get('loadavg_1min')} at the start, "
                 f"{(doc.get('conditions') or {}).get('end', {}).get('loadavg_1min')} at the end"]
-    out += ["", "## Summary", "", "```", format_summary(doc), "```", ""]
+    out += ["", "## Summary", "", "```", format_summary(doc, table=False), "```", ""]
     out += ["## Per width", ""] + _width_rows(doc) + [""]
     if doc.get("mode") == "replay":
         out += ["`frames` counts the answers made at that width (the last `~/width` received "
@@ -169,14 +171,20 @@ def _timeline_plot(doc: dict[str, Any], path: Path) -> None:
     ax_w.plot([f["t_received"] for f in done], [f["width"] for f in done], ".", ms=3,
               color="tab:blue", alpha=0.5, label="answers")
     ax_w.set_ylabel("width")
-    ax_w.set_ylim(0, 1.1)
-    ax_w.legend(loc="lower left", fontsize=8)
+    ax_w.set_ylim(0, 1.15)
+    ax_w.legend(loc="upper right", fontsize=8)
     battery = doc.get("battery_timeline") or []
     if battery:
         ax_b.plot([b[0] for b in battery], [b[1] * 100 for b in battery], color="tab:green")
     else:
         ax_b.text(0.5, 0.5, "no battery messages", ha="center", va="center",
                   transform=ax_b.transAxes)
+    at_start = (doc.get("node") or {}).get("at_start") or {}
+    for threshold, cap in zip(at_start.get("battery_thresholds") or [],
+                              at_start.get("battery_widths") or []):
+        ax_b.axhline(threshold * 100, color="tab:green", ls=":", lw=0.8)
+        ax_b.annotate(f"cap {cap:g}", (0, threshold * 100), fontsize=7, color="tab:green",
+                      xytext=(2, 2), textcoords="offset points")
     ax_b.set_ylabel("battery %")
     ax_b.set_ylim(0, 105)
     grid = np.arange(0.5, end, 0.25)
@@ -187,7 +195,7 @@ def _timeline_plot(doc: dict[str, Any], path: Path) -> None:
                   color="tab:orange")
     ax_f.set_ylabel("frames/s (1 s window)")
     ax_f.set_ylim(bottom=0)
-    ax_f.legend(loc="lower left", fontsize=8)
+    ax_f.legend(loc="lower right", fontsize=8)
     ax_l.plot([f["t_sent"] for f in done], [f["latency_ms"] for f in done], ".", ms=3,
               color="tab:purple", label="end-to-end latency")
     dropped = [f["t_sent"] for f in frames if f["width"] is None]
