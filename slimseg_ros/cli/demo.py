@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -98,6 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.tighten_at < 1:
         raise UserError(f"--tighten-at is a fraction of the run in [0, 1), got {args.tighten_at}")
     battery = parse_battery(args.battery)
+    # The demo publishes /camera/image_raw and /labels: keep that off the robot's network
+    # (Jazzy and newer read the first variable, Humble the second; both pass to the node).
+    if not {"ROS_AUTOMATIC_DISCOVERY_RANGE", "ROS_LOCALHOST_ONLY"} & set(os.environ):
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"
     root = sample_root()
     if not (root / "val").is_dir():
         raise UserError(f"the sample frames are missing: {root}/val (a broken install?)")
