@@ -51,6 +51,9 @@ def test_demo_runs_and_writes_the_report(tmp_path, monkeypatch, capsys):
     save_checkpoint(small, SlimSegNet(config).eval(), random_meta(config, (48, 64)))
     # the run as on a fresh clone without the trained model: the random-model path, labelled
     monkeypatch.setattr(demo, "_model", lambda args, out: (str(small), True))
+    # what the demo would set itself, undone after the test (other tests share this process)
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
     out = tmp_path / "demo"
     code = main(["demo", "--out", str(out), "--duration", "2", "--domain-id", str(DOMAIN)])
     printed = capsys.readouterr().out
