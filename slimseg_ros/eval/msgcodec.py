@@ -29,9 +29,16 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 #: Typestores for the ROS 2 distributions the bags are meant for (same definitions here).
 DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
-#: Raw encodings the readers understand: name -> channels.
+#: Raw encodings the readers understand (those the node accepts, and 8UC4): name -> bytes
+#: per pixel. mono16 keeps its high byte (cv_bridge's 16 -> 8 bit rule, as the node does);
+#: yuv422/uyvy is UYVY and yuv422_yuy2/yuyv is YUYV, as in sensor_msgs/image_encodings.hpp.
 RAW_IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1,
+                       "8uc3": 3, "8uc4": 4, "mono16": 2, "16uc1": 2, "yuv422": 2, "uyvy": 2,
+                       "yuv422_yuy2": 2, "yuyv": 2}
+_EIGHT_BIT_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1,
                        "8uc3": 3, "8uc4": 4}
+_YUV = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
+        "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
 POWER_SUPPLY_STATUS_DISCHARGING = 2
 _COMPRESSED_CODECS = {"jpeg": ".jpg", "png": ".png"}
 _TYPESTORES: dict[str, Any] = {}
@@ -66,7 +73,7 @@ def make_image(store: Any, array: np.ndarray, encoding: str, stamp_ns: int,
     """A ``sensor_msgs/Image`` holding ``array`` (HxW mono8 or HxWxC 8-bit) as ``encoding``."""
     arr = np.ascontiguousarray(array, dtype=np.uint8)
     channels = 1 if arr.ndim == 2 else arr.shape[2]
-    if RAW_IMAGE_ENCODINGS.get(encoding.lower()) != channels:
+    if _EIGHT_BIT_CHANNELS.get(encoding.lower()) != channels:
         raise ValueError(f"cannot store a {channels}-channel array as {encoding!r}")
     height, width = arr.shape[:2]
     return store.types[IMAGE_TYPE](
@@ -116,20 +123,23 @@ def stamp_of(msg: Any) -> int:
 
 
 def _raw_pixels(msg: Any, what: str) -> tuple[np.ndarray, str]:
+    """HxWxB bytes of each pixel (row padding dropped) and the lower-case encoding."""
     encoding = str(msg.encoding).lower()
-    channels = RAW_IMAGE_ENCODINGS.get(encoding)
-    if channels is None:
+    per_pixel = RAW_IMAGE_ENCODINGS.get(encoding)
+    if per_pixel is None:
         raise ValueError(f"{what} has encoding {msg.encoding!r}; supported: "
                          f"{', '.join(sorted(RAW_IMAGE_ENCODINGS))} or a CompressedImage")
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
     if h < 1 or w < 1:
         raise ValueError(f"{what} is empty ({w}x{h})")
-    if step < w * channels or data.size < step * h:
+    if step < w * per_pixel or data.size < step * h:
         raise ValueError(f"{what} {w}x{h} {msg.encoding} has step {step} and {data.size} bytes; "
-                         f"expected step >= {w * channels} and {step * h} bytes")
-    rows = data[: step * h].reshape(h, step)[:, : w * channels]
-    return rows.reshape(h, w, channels), encoding
+                         f"expected step >= {w * per_pixel} and {step * h} bytes")
+    if encoding in _YUV and w % 2:
+        raise ValueError(f"{what} in {msg.encoding} needs an even width, got {w}")
+    rows = data[: step * h].reshape(h, step)[:, : w * per_pixel]
+    return rows.reshape(h, w, per_pixel), encoding
 
 
 def _owned(array: np.ndarray) -> np.ndarray:
@@ -152,6 +162,12 @@ def decode_image(msg: Any, msgtype: str = IMAGE_TYPE) -> np.ndarray:
         raise ValueError(
             f"{msgtype} is not an image type; expected one of {', '.join(IMAGE_TYPES)}")
     pixels, encoding = _raw_pixels(msg, "image")
+    if encoding in ("mono16", "16uc1"):
+        order = ">u2" if msg.is_bigendian else "<u2"
+        high = (np.ascontiguousarray(pixels).view(order)[:, :, 0] >> 8).astype(np.uint8)
+        return np.repeat(high[:, :, None], 3, axis=2)
+    if encoding in _YUV:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), _YUV[encoding])
     if pixels.shape[2] == 1:
         return np.repeat(pixels, 3, axis=2)
     if encoding in ("rgb8", "rgba8"):
@@ -170,7 +186,7 @@ def decode_labels(msg: Any, msgtype: str = IMAGE_TYPE) -> np.ndarray:
                              f"(format {msg.format!r})")
         return labels
     pixels, encoding = _raw_pixels(msg, "label image")
-    if pixels.shape[2] != 1:
+    if encoding not in ("mono8", "8uc1"):
         raise ValueError(
             f"label images must be mono8 (one class id per pixel), got {msg.encoding!r}")
     return _owned(pixels[:, :, 0])
