@@ -243,8 +243,8 @@ def test_decode_sixteen_bit_and_yuv_like_the_node():
         expected = image_to_rgb(encoding, 4, 6, step, data, bool(big))
         np.testing.assert_array_equal(decode_image(msg), expected, err_msg=encoding)
     first = values[0, 0] >> 8
-    msg.encoding, msg.is_bigendian, msg.data = "mono16", 0, np.frombuffer(
-        values.astype("<u2").tobytes(), np.uint8)
+    msg.encoding, msg.is_bigendian, msg.step = "mono16", 0, 12
+    msg.data = np.frombuffer(values.astype("<u2").tobytes(), np.uint8)
     assert tuple(decode_image(msg)[0, 0]) == (first, first, first)
     msg.encoding, msg.width, msg.step = "uyvy", 5, 10
     with pytest.raises(ValueError, match="even width"):
