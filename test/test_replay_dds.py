@@ -55,17 +55,21 @@ def _config(checkpoint, tmp_path, **kw):
 
 
 def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint, dataset):
+    # as a driver might record it: bgr8 on topics of its own
     bag = tmp_path / "bag"
-    bagio.write_dataset_bag(dataset, bag, rate_hz=10)
+    bagio.write_dataset_bag(dataset, bag, rate_hz=10, encoding="bgr8",
+                            image_topic="/front/image", label_topic="/front/gt")
     config = _config(checkpoint, tmp_path, loops=2, target_fps=10.0, battery=(1.0, 0.05),
                      param_events=(ParamEvent(0.5, "target_fps", 12),
                                    ParamEvent(0.6, "width", 0.3)))
-    result = run_replay(bag, config)
+    result = run_replay(bag, config, image_topic="/front/image", label_topic="/front/gt")
     doc = result.doc
     assert doc["frames_sent"] == 20 and doc["loops"] == 2
     assert doc["frames_processed"] >= 1
     assert doc["unexpected_outputs"] == 0 and doc["size_mismatches"] == 0
     assert doc["frames_scored"] == doc["frames_processed"]
+    assert doc["topics"]["image"] == "/front/image" and "image:=/front/image" in doc["node"][
+        "command"]
     assert 0 < doc["processed_fraction"] <= 1
     answered = [f for f in doc["frames"] if f["t_received"] is not None]
     assert all(f["width"] in (0.25, 0.5, 0.75, 1.0) for f in answered)

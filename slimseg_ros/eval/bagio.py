@@ -158,6 +158,7 @@ def write_frames_bag(
     battery: tuple[float, float] | None = None,
     camera_info: bool = True,
     compressed: str | None = None,
+    encoding: str = "rgb8",
     frame_id: str = "camera",
     start_ns: int = DEFAULT_START_NS,
     distro: str = "humble",
@@ -179,7 +180,8 @@ def write_frames_bag(
             battery topic.
         camera_info: also write an uncalibrated ``CameraInfo`` per frame.
         compressed: ``jpeg`` or ``png`` to store images as ``CompressedImage`` on
-            ``<image_topic>/compressed`` (as ``image_transport`` does); None = raw rgb8.
+            ``<image_topic>/compressed`` (as ``image_transport`` does); None = raw images.
+        encoding: raw image encoding, ``rgb8`` or ``bgr8`` (what many camera drivers send).
         frame_id: ``header.frame_id`` of camera messages.
         start_ns: stamp of the first frame.
         distro: typestore the message definitions come from (``humble`` or ``jazzy``).
@@ -193,6 +195,8 @@ def write_frames_bag(
         raise ValueError(f"unknown storage {storage!r}; valid: {', '.join(STORAGES)}")
     if not (rate_hz > 0 and np.isfinite(rate_hz)):
         raise ValueError(f"rate must be a positive number of frames per second, got {rate_hz}")
+    if encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding must be rgb8 or bgr8, got {encoding!r}")
     if battery is not None and not n_frames:
         raise ValueError("a draining battery needs the number of frames")
     store = typestore_for(distro)
@@ -235,8 +239,11 @@ def write_frames_bag(
                     writer.write(conns["battery"], t, store.serialize_cdr(
                         make_battery(store, level, t), BATTERY_TYPE))
                     last_battery_ns = t
-            msg = (make_compressed_image(store, rgb, compressed, stamp, frame_id) if compressed
-                   else make_image(store, rgb, "rgb8", stamp, frame_id))
+            if compressed:
+                msg = make_compressed_image(store, rgb, compressed, stamp, frame_id)
+            else:
+                pixels = rgb if encoding == "rgb8" else rgb[:, :, ::-1]
+                msg = make_image(store, pixels, encoding, stamp, frame_id)
             writer.write(conns["image"], stamp, store.serialize_cdr(msg, msg.__msgtype__))
             if camera_info:
                 info = make_camera_info(store, rgb.shape[0], rgb.shape[1], stamp, frame_id)
