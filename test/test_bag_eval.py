@@ -157,3 +157,38 @@ def test_camvid_bag_equals_dataset_eval(tmp_path, camvid_root, random_checkpoint
                             dataset.class_spec.names)
     for key in ("0.25", "1.0"):
         assert round(bag_doc["widths"][key]["miou"], 4) == round(plain[key]["miou"], 4)
+
+
+def test_cli_replay_wiring(tmp_path, random_checkpoint, monkeypatch, capsys):
+    """`bag eval --mode replay` hands the right ReplayConfig to the replay (no node here)."""
+    from slimseg_ros.eval import replay
+    from slimseg_ros.eval.width_scores import WidthScores
+
+    seen = {}
+
+    def fake_run_replay(bag, config, **kw):
+        seen.update(bag=bag, config=config, **kw)
+        doc = {"mode": "replay", "frames_sent": 0, "frames_processed": 0, "widths": {},
+               "processed_fraction": None, "frames_dropped": 0, "frames_scored": 0,
+               "node": {"log": "x"}}
+        return replay.ReplayResult(doc, WidthScores(NAMES))
+
+    monkeypatch.setattr(replay, "run_replay", fake_run_replay)
+    code = main(["bag", "eval", "--bag", "b", "--mode", "replay", "--checkpoint",
+                 str(random_checkpoint), "--speed", "2", "--loops", "3", "--width", "0.5",
+                 "--battery", "0.9:0.2", "--set", "5:target_fps=15", "--set",
+                 "7.5:battery_thresholds=[0.6, 0.2]", "--param", "min_dwell_s=1",
+                 "--image-topic", "/cam", "--domain-id", "42", "--backend", "onnxruntime",
+                 "--report", str(tmp_path / "r")])
+    assert code == 1  # the fake node answered nothing: an error for the user
+    assert "answered no frame" in capsys.readouterr().err
+    config = seen["config"]
+    assert seen["bag"] == "b" and seen["image_topic"] == "/cam"
+    assert (config.speed, config.loops, config.width, config.adaptive) == (2.0, 3, 0.5, False)
+    assert config.battery == (0.9, 0.2) and config.domain_id == 42 and config.spawn_node
+    assert [(e.t_s, e.name, e.value) for e in config.param_events] == [
+        (5.0, "target_fps", 15), (7.5, "battery_thresholds", [0.6, 0.2])]
+    assert config.node_params == {"min_dwell_s": 1, "backend": "onnxruntime", "device": "auto",
+                                  "precision": "fp32"}
+    assert config.node_log == tmp_path / "r" / "node.log"
+    assert config.model_path == str(random_checkpoint.resolve())

@@ -145,3 +145,14 @@ def test_recording_keeps_label_pixels(tmp_path):
     label = type("L", (), dict(data_z=zlib.compress(padded.tobytes()), encoding="mono8",
                                step=6, height_px=3, width_px=4))()
     np.testing.assert_array_equal(_prediction(label), pred)
+
+
+def test_start_parameters_get_the_declared_types():
+    """`--param min_dwell_s=1` must not fail the node's start on an INTEGER for a DOUBLE."""
+    from slimseg_ros.ros.replay_client import typed_node_params
+
+    typed = typed_node_params({"min_dwell_s": 1, "battery_thresholds": [1, 0.2],
+                               "overrun_frames": 3, "adaptive": True, "unknown": 1})
+    assert typed == {"min_dwell_s": 1.0, "battery_thresholds": [1.0, 0.2],
+                     "overrun_frames": 3, "adaptive": True, "unknown": 1}
+    assert isinstance(typed["min_dwell_s"], float) and isinstance(typed["overrun_frames"], int)

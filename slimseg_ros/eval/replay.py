@@ -481,14 +481,14 @@ def run_replay(
     names = list(class_names) if class_names else _class_names(config.model_path,
                                                                 config.spawn_node)
 
-    from ..ros.replay_client import ReplayClient  # rclpy only when a replay really runs
+    from ..ros.replay_client import ReplayClient, typed_node_params  # rclpy only when needed
 
     env = dict(os.environ)
     if config.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(config.domain_id)
     workdir = Path(tempfile.mkdtemp(prefix="slimseg_replay_"))
     node: _NodeProcess | None = None
-    params = node_params(config, topics) if config.spawn_node else {}
+    params = typed_node_params(node_params(config, topics)) if config.spawn_node else {}
     cmd: list[str] = []
     load_start = _conditions()
     client = ReplayClient(node_name=config.node_fqn, publish_topics=plan.publish_topics,

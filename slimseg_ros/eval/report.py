@@ -193,9 +193,9 @@ def _timeline_plot(doc: dict[str, Any], path: Path) -> None:
                   color="tab:gray")
         ax_f.plot(grid, sliding_rate([f["t_received"] for f in done], grid), label="output",
                   color="tab:orange")
+        ax_f.legend(loc="lower right", fontsize=8)
     ax_f.set_ylabel("frames/s (1 s window)")
     ax_f.set_ylim(bottom=0)
-    ax_f.legend(loc="lower right", fontsize=8)
     ax_l.plot([f["t_sent"] for f in done], [f["latency_ms"] for f in done], ".", ms=3,
               color="tab:purple", label="end-to-end latency")
     dropped = [f["t_sent"] for f in frames if f["width"] is None]
@@ -203,7 +203,8 @@ def _timeline_plot(doc: dict[str, Any], path: Path) -> None:
         ax_l.plot(dropped, np.zeros(len(dropped)), "|", color="tab:red", ms=8, label="dropped")
     ax_l.set_ylabel("latency ms")
     ax_l.set_xlabel("time since the first frame (s)")
-    ax_l.legend(loc="upper left", fontsize=8)
+    if done or dropped:
+        ax_l.legend(loc="upper left", fontsize=8)
     for p in doc.get("param_changes", []):
         for ax in axes:
             ax.axvline(p["t"], color="k", ls="--", lw=0.8)

@@ -30,7 +30,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32
 
-__all__ = ["ReplayClient", "ReplayRecording", "ReceivedLabels", "MESSAGE_CLASSES"]
+__all__ = ["ReplayClient", "ReplayRecording", "ReceivedLabels", "MESSAGE_CLASSES",
+           "typed_node_params"]
 
 MESSAGE_CLASSES = {
     "sensor_msgs/msg/Image": Image,
@@ -71,6 +72,26 @@ class ReplayRecording:
     params: list[dict[str, Any]] = field(default_factory=list)
     """Parameter changes: time requested, name, value, successful, reason, time answered."""
     notes: list[str] = field(default_factory=list)
+
+
+def typed_node_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Start-up parameters with numbers in the types the node declares (``1`` -> ``1.0`` for a
+    double), so a parameter file written from the command line does not fail the node's start.
+    Unknown names pass unchanged (the node reports them)."""
+    from .params import NODE_PARAMETERS
+
+    declared = {s.name: s.default for s in NODE_PARAMETERS}
+    out = {}
+    for name, value in params.items():
+        default = declared.get(name)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif (isinstance(default, list) and default and isinstance(default[0], float)
+              and isinstance(value, list)):
+            value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+                     for v in value]
+        out[name] = value
+    return out
 
 
 def _qos(reliability: ReliabilityPolicy, depth: int,
