@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 NODE_MODULE = "slimseg_ros.ros.node"
+# the node's controller settings recorded with a replay (for the report's plots)
+_SETTINGS = ("battery_thresholds", "battery_widths", "target_fps", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -469,8 +471,8 @@ def run_replay(
         bag: rosbag2 directory.
         config: how to replay (see :class:`ReplayConfig`).
         image_topic, label_topic, battery_topic: the bag's topics (default: found by name/type).
-        class_names: class names for the scores (default: from ``config.model_path``'s
-            metadata, else the node's ``class_names`` are not queried and ids are used).
+        class_names: class names for the scores (default: the checkpoint's, else the running
+            node's ``class_names`` parameter).
         progress: show a progress bar of sent frames.
         log: where to say what is happening (default: nowhere).
     """
@@ -510,8 +512,7 @@ def run_replay(
                              node.problem if node is not None else None)
         startup_s = time.monotonic() - t_wait
         initial = _initial_params(config)
-        wanted = (["class_names", "widths", "battery_thresholds", "battery_widths",
-                   "target_fps", "adaptive"] + [name for name, _ in initial]
+        wanted = (["class_names", "widths", *_SETTINGS] + [name for name, _ in initial]
                   + [p.name for p in config.param_events])
         node_values = client.get_parameters(list(dict.fromkeys(wanted)))
         if not names:
@@ -545,21 +546,35 @@ def run_replay(
             return read_labels(info.path, topics.labels, stamps)
 
     counts, scores = score_recording(recording, plan.original_stamp, gt, names, ignore_index)
+    doc = _document(
+        info, topics, config, plan, recording, counts, scores,
+        node={"name": config.node_fqn, "spawned": config.spawn_node, "params": params,
+              "widths": node_values.get("widths"),
+              "at_start": {k: node_values[k] for k in _SETTINGS if k in node_values},
+              "command": cmd, "startup_s": round(startup_s, 2), "exit_code": exit_code,
+              "log": str(node.log_path) if node is not None else None},
+        logged=_logged_switches(node.log_path if node is not None else None),
+        conditions={"start": load_start, "end": load_end})
+    if not recording.labels:
+        doc["notes"].append(f"no labels came back; node log: "
+                            f"{node.tail() if node is not None else 'n/a'}")
+    if config.node_log is not None or node is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return ReplayResult(doc, scores)
+
+
+def _document(info: BagInfo, topics: BagTopics, config: ReplayConfig, plan: ReplayPlan,
+              recording: Any, counts: dict[str, Any], scores: WidthScores, *,
+              node: dict[str, Any], logged: list[tuple[float, str]],
+              conditions: dict[str, Any]) -> dict[str, Any]:
+    """The ``metrics.json`` document of a replay."""
     duration = max([t for _, t in recording.sent] + [0.0]) or plan.duration_s
-    doc: dict[str, Any] = {
+    return {
         "mode": "replay",
         "bag": str(info.path),
         "topics": {"image": topics.image, "labels": topics.labels, "battery": topics.battery},
         "model": config.model_path,
-        "node": {
-            "name": config.node_fqn, "spawned": config.spawn_node, "params": params,
-            "widths": node_values.get("widths"),
-            "at_start": {k: node_values[k] for k in (
-                "battery_thresholds", "battery_widths", "target_fps", "adaptive")
-                if k in node_values},
-            "command": cmd, "startup_s": round(startup_s, 2), "exit_code": exit_code,
-            "log": str(node.log_path) if node is not None else None,
-        },
+        "node": node,
         "speed": config.speed,
         "loops": config.loops,
         "duration_s": round(duration, 3),
@@ -568,21 +583,14 @@ def run_replay(
                 "output": counts["frames_processed"] / duration if duration > 0 else None},
         "overall": scores.summary() if scores.overall.frames else None,
         "widths": scores.per_width(),
-        "width_timeline": _switches(
-            recording, _logged_switches(node.log_path if node is not None else None)),
+        "width_timeline": _switches(recording, logged),
         "battery_timeline": [[round(t, 3), round(b, 4)] for t, b in plan.battery_series],
         "param_changes": recording.params,
         "node_diagnostics": recording.diagnostics[-1][1] if recording.diagnostics else None,
         "notes": recording.notes,
-        "conditions": {"start": load_start, "end": load_end},
+        "conditions": conditions,
         "frames": counts["frames"],
     }
-    if not recording.labels:
-        doc["notes"].append(f"no labels came back; node log: "
-                            f"{node.tail() if node is not None else 'n/a'}")
-    if config.node_log is not None or node is None:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return ReplayResult(doc, scores)
 
 
 def _class_names(model_path: str | None, required: bool) -> list[str]:
