@@ -36,7 +36,6 @@ from .deps import (
     onnxruntime_providers,
 )
 from .engine import Runner
-from .measure import cpu_name, percentile_ms, time_interleaved
 from .onnx_backend import CUDA_PROVIDER, build_onnxruntime_runners
 from .tensorrt_backend import build_tensorrt_runners
 from .torch_backend import build_torch_runners
@@ -145,6 +144,8 @@ def _choose_cpu(model: SlimSegNet | None, meta: CheckpointMeta | None,
 
 def _measurement_key(config: ModelConfig, input_size: tuple[int, int], upsample: str
                      ) -> dict[str, Any]:
+    from .measure import cpu_name
+
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -166,6 +167,9 @@ def measure_cpu_backends(model: SlimSegNet, meta: CheckpointMeta, *,
     The figure per backend is the sum of the median latencies of the narrowest and the widest
     width, timed interleaved. Cached in ``<cache_dir>/cpu_backend_choice.json``.
     """
+    # imported here so ``python -m slimseg_ros.runtime.measure`` does not find it pre-imported
+    from .measure import percentile_ms, time_interleaved
+
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / CPU_CHOICE_FILE
     key = _measurement_key(model.config, tuple(meta.input_size), upsample)

@@ -80,7 +80,10 @@ def compare_backends(
     Args:
         checkpoint: model file; ``None`` = the shipped model, else a random one (speed does not
             depend on the weights).
-        backends: names from the registry; the first is the reference of the ratios.
+        backends: names from the registry; the first is the reference of the ratios. Several
+            backends in one process are timed interleaved (robust ratios on a noisy machine,
+            but their thread pools can disturb each other); one backend per process gives the
+            undisturbed figure on a quiet machine.
         threads: torch and ONNX Runtime intra-op threads.
 
     Returns:
@@ -92,8 +95,8 @@ def compare_backends(
     from .loader import load_engine  # loader imports the backends, which import this module
 
     say = progress or (lambda _m: None)
-    if len(backends) < 2:
-        raise ValueError("compare at least two backends")
+    if not backends:
+        raise ValueError("name at least one backend")
     torch.set_num_threads(threads)
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     engines = {}
@@ -119,17 +122,17 @@ def compare_backends(
         say(f"timing width {width:g}...")
         runners = {n: e.runner(width) for n, e in engines.items()}
         samples = time_interleaved(runners, frame, repeats)
+        p50 = {name: percentile_ms(values, 50) for name, values in samples.items()}
         for name, values in samples.items():
             doc["backends"][name]["widths"][width_key(width)] = {
-                "latency_ms_p50": round(percentile_ms(values, 50), 2),
+                "latency_ms_p50": round(p50[name], 2),
                 "latency_ms_p90": round(percentile_ms(values, 90), 2),
             }
-        ref = doc["backends"][backends[0]]["widths"][width_key(width)]["latency_ms_p50"]
         for name in backends[1:]:
-            mine = doc["backends"][name]["widths"][width_key(width)]["latency_ms_p50"]
-            doc["speedup"][name][width_key(width)] = round(ref / mine, 2)
+            doc["speedup"][name][width_key(width)] = round(p50[backends[0]] / p50[name], 2)
     load_end = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     doc["loadavg_end"] = [round(v, 2) for v in load_end]
+    doc["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "unset")
     return doc
 
 
@@ -138,13 +141,13 @@ def format_comparison(doc: Mapping[str, Any]) -> str:
     names = list(doc["backends"])
     ref = names[0]
     head = " | ".join(f"{n} p50 ms | {n} p90 ms" for n in names)
-    ratios = " | ".join(f"{ref}/{n}" for n in names[1:])
+    ratios = "".join(f" {ref}/{n} |" for n in names[1:])
     lines = [
         f"{doc['cpu']}, {doc['threads']} threads, input {doc['input_size'][0]}x"
         f"{doc['input_size'][1]}, {doc['repeats']} interleaved runs per width; load average "
         f"{doc['loadavg_start'][0]} at start, {doc['loadavg_end'][0]} at end",
         "",
-        f"| width | {head} | {ratios} |",
+        f"| width | {head} |{ratios}",
         "| --- |" + " --- |" * (2 * len(names) + len(names) - 1),
     ]
     for w in doc["backends"][ref]["widths"]:
@@ -152,8 +155,8 @@ def format_comparison(doc: Mapping[str, Any]) -> str:
             f"{doc['backends'][n]['widths'][w]['latency_ms_p50']:.1f} | "
             f"{doc['backends'][n]['widths'][w]['latency_ms_p90']:.1f}" for n in names
         )
-        speed = " | ".join(f"{doc['speedup'][n][w]:.2f}x" for n in names[1:])
-        lines.append(f"| {w} | {cells} | {speed} |")
+        speed = "".join(f" {doc['speedup'][n][w]:.2f}x |" for n in names[1:])
+        lines.append(f"| {w} | {cells} |{speed}")
     return "\n".join(lines)
 
 
