@@ -69,6 +69,9 @@ TRT_PROVIDER = "TensorrtExecutionProvider"
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 TRT_WORKSPACE_BYTES = 1 << 30  # cap: Jetson GPU memory is shared with the CPU
+# Idle intra-op threads spin briefly before sleeping: lower latency, some CPU burnt that other
+# nodes could use. Measured in docs/backends.md; module-level so experiments can flip it.
+ALLOW_SPINNING = True
 
 
 def onnx_toolchain() -> dict[str, str]:
@@ -184,14 +187,14 @@ def session_providers(kind: str, index: int, precision: str, available: Sequence
 
 def make_session(path: str | os.PathLike[str], kind: str = "cpu", index: int = 0,
                  precision: str = "fp32", threads: int | None = None,
-                 trt_cache_dir: Path | None = None, spinning: bool = True) -> Any:
+                 trt_cache_dir: Path | None = None, spinning: bool | None = None) -> Any:
     """An ``InferenceSession`` with graph optimisation ALL and an explicit thread count.
 
     Args:
         threads: intra-op threads; default ``torch.get_num_threads()`` so both CPU backends
             use the same, deliberately chosen number.
         spinning: let idle intra-op threads spin between parallel sections (lower latency,
-            costs CPU that other nodes on the robot may want; see docs/backends.md).
+            costs CPU that other nodes on the robot may want); default :data:`ALLOW_SPINNING`.
     """
     ort = import_onnxruntime()
     options = ort.SessionOptions()
@@ -199,7 +202,8 @@ def make_session(path: str | os.PathLike[str], kind: str = "cpu", index: int = 0
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = int(threads or torch.get_num_threads())
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    spin = ALLOW_SPINNING if spinning is None else spinning
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3  # errors only: the providers' info lines would drown the log
     providers = session_providers(kind, index, precision, ort.get_available_providers(),
                                   trt_cache_dir)
