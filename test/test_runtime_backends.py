@@ -257,6 +257,8 @@ def test_onnxruntime_sessions_are_configured_deliberately(ort_engines) -> None: 
     assert options.intra_op_num_threads == torch.get_num_threads()
     assert options.inter_op_num_threads == 1
     assert options.graph_optimization_level == ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
+    spinning = "1" if onnx_backend.ALLOW_SPINNING else "0"
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == spinning
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].type == "tensor(uint8)"
     assert session.get_inputs()[0].shape == [1, *SIZE, 3]
