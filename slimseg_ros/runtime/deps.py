@@ -43,8 +43,13 @@ _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-class BackendUnavailableError(ImportError):
-    """An explicitly requested backend lacks a dependency; the message says how to install it."""
+class BackendUnavailableError(ImportError, ValueError):
+    """An explicitly requested backend lacks a dependency; the message says how to install it.
+
+    An ``ImportError`` for what it is, and a ``ValueError`` because it is a configuration this
+    machine cannot serve: callers that report bad configuration in one line (the CLI, the node)
+    report this one the same way.
+    """
 
 
 def _try_import(name: str) -> tuple[ModuleType | None, str]:
