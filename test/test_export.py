@@ -78,6 +78,15 @@ def test_fp16_onnx_can_be_exported_on_a_cpu_machine(checkpoint: Path, tmp_path: 
     assert record.agreement is not None and record.agreement > 0.9
 
 
+def test_bilinear_upsampling_exports_and_matches_torch(checkpoint: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    (record,) = export_engines(checkpoint, "onnx", "0.5", SIZE, "fp32", tmp_path,
+                               upsample="bilinear")
+    assert record.status == "built" and record.path.name.endswith("_bilinear.onnx")
+    assert record.agreement is not None and record.agreement >= 0.999
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"fmt": "plan"}, "format must be one of onnx, tensorrt"),
     ({"precision": "int8"}, "precision must be fp32 or fp16"),

@@ -248,7 +248,6 @@ def build_tensorrt_engines(
     sha = model_fingerprint(model, model_path)
     toolchain = tensorrt_toolchain(index)
     timing = root / "tensorrt" / _safe(f"timing_{toolchain['tensorrt']}_{toolchain['gpu']}.bin")
-    timing.parent.mkdir(parents=True, exist_ok=True)
     settings = compile_settings(precision, dev, workspace_size=workspace_size,
                                 timing_cache_path=timing,
                                 torch_tensorrt_version=str(getattr(trt, "__version__", "0")))
@@ -260,6 +259,7 @@ def build_tensorrt_engines(
         key = tensorrt_key(sha, width, meta.input_size, precision, upsample, index)
 
         def build(tmp: Path, width: float = width) -> None:
+            timing.parent.mkdir(parents=True, exist_ok=True)  # only when building
             program, example = export_program(model, meta, width, precision, upsample, dev)
             compiled = compile_width(trt, program, example, settings)
             trt.save(compiled, str(tmp), output_format="exported_program", inputs=[example])
