@@ -7,6 +7,8 @@ moments hit all of them alike and their *ratios* are trustworthy even on a noisy
 * ``frozen``: the engine's runner (``freeze(width)``, BN folded, on the chosen backend);
 * ``independent_static``: a plain network with the same channel counts, built directly;
 * ``eager_slimmable``: the slimmable network itself at that width (sliced weights, switchable BN).
+
+Timing uses :func:`~slimseg_ros.runtime.measure.time_interleaved` (round-robin, rotated order).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from ..model.pipeline import SegmentationPipeline
 from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
 from .loader import load_engine, load_model
+from .measure import percentile_ms, time_interleaved
 
 __all__ = ["matmul_gflops", "run_benchmark"]
 
@@ -63,10 +66,6 @@ def _torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]
     return run
 
 
-def _pct(samples: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(samples) * 1e3, q))
-
-
 def run_benchmark(
     checkpoint: str | None = None,
     *,
@@ -103,18 +102,11 @@ def run_benchmark(
             w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std)) for w in widths
         },
     }
-    times: dict[str, dict[float, list[float]]] = {v: {w: [] for w in widths} for v in variants}
-    for runners in variants.values():  # warm-up outside the timed loop
-        for run in runners.values():
-            run(batch)
-            run(batch)
     say(f"timing {len(widths)} widths x {len(variants)} variants x {repeats} runs...")
-    for _ in range(repeats):
-        for w in widths:
-            for name, runners in variants.items():
-                t0 = time.perf_counter()
-                runners[w](batch)
-                times[name][w].append(time.perf_counter() - t0)
+    keyed = time_interleaved(
+        {f"{n}@{w}": run for n, runners in variants.items() for w, run in runners.items()},
+        batch, repeats)
+    times = {name: {w: keyed[f"{name}@{w}"] for w in widths} for name in variants}
 
     # switching: the cost of the switch itself, and the first frame after a switch
     say("width switching...")
@@ -143,24 +135,24 @@ def run_benchmark(
         "matmul_gflops": round(gflops_machine, 1),
         "widths": {},
         "references": {"independent_static": {}, "eager_slimmable": {}},
-        "switch_ms_p99": round(_pct(switch_s, 99), 4),
+        "switch_ms_p99": round(percentile_ms(switch_s, 99), 4),
     }
     for w in widths:
         frozen = model.freeze(w)
         flops = count_flops(frozen, input_size)
-        p50 = _pct(times["frozen"][w], 50)
+        p50 = percentile_ms(times["frozen"][w], 50)
         doc["widths"][width_key(w)] = {
             "latency_ms_p50": round(p50, 2),
-            "latency_ms_p90": round(_pct(times["frozen"][w], 90), 2),
+            "latency_ms_p90": round(percentile_ms(times["frozen"][w], 90), 2),
             "gflops": round(flops / 1e9, 3),
             "params": count_params(frozen),
             "achieved_gflops_per_s": round(flops / 1e9 / (p50 / 1e3), 1),
-            "first_frame_after_switch_ms_p50": round(_pct(after_switch[w], 50), 2),
+            "first_frame_after_switch_ms_p50": round(percentile_ms(after_switch[w], 50), 2),
         }
         for ref in ("independent_static", "eager_slimmable"):
             doc["references"][ref][width_key(w)] = {
-                "latency_ms_p50": round(_pct(times[ref][w], 50), 2),
-                "latency_ms_p90": round(_pct(times[ref][w], 90), 2),
+                "latency_ms_p50": round(percentile_ms(times[ref][w], 50), 2),
+                "latency_ms_p90": round(percentile_ms(times[ref][w], 90), 2),
             }
     doc["summary"] = _summary(doc, widths)
     return doc
