@@ -198,15 +198,17 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         if writer is not None:
             for w, r in res.items():
                 writer.add_scalar(f"val/miou_w{w}", r["miou"], step)
-                writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
+                if r["boundary_f1"] is not None:  # None when no image had a boundary
+                    writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
         summary = _summary(cfg, step, res, time.monotonic() - t0)
         save_checkpoint(out / "last.safetensors", model, meta.replace(training=summary))
         if score > best_score:
             best_score = score
             best_path = save_checkpoint(out / "best.safetensors", model, meta.replace(training=summary))
         (out / "history.json").write_text(json.dumps(history, indent=2))
-        print(f"step {step}: " + ", ".join(f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1']:.3f}"
-                                            for w, r in res.items()), flush=True)
+        print(f"step {step}: " + ", ".join(
+            f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1'] or float('nan'):.3f}"
+            for w, r in res.items()), flush=True)
 
     try:
         while step < cfg.steps:
