@@ -8,12 +8,15 @@ estimated on a few CamVid training frames (activations normalised as in a traine
 logits reach 10-25 and every class appears; with untouched statistics a random network's logits
 are ~1e-4, where any tolerance is meaningless).
 
-Logit tolerance: torch fp32 is itself about 1e-3 away from the exact (float64) logits of this
-network (measured: 0.85-1.1e-3 at every width over 21 val frames, logits up to 28), so "within 1e-3
-of torch fp32" would compare two fp32 rounding patterns at the noise floor, and flip with the CPU's
-instruction set. The backend is held to the exact logits instead: no further from them than 1e-3
-or 1.5x torch's own fp32 error, whichever is larger; and its labels to >= 99.9% agreement with
-the torch backend's.
+Logit tolerance: with a trained network, ONNX Runtime's logits are within 1e-3 of torch's
+(measured on a 600-step checkpoint: at most 2.7e-5 with logits up to 56), and that is asserted
+whenever the trained default model is present. The random stand-in is harsher: BN statistics
+estimated on three frames give near-constant channels huge folded gains, and torch fp32 itself is
+then about 1e-3 away from the exact (float64) logits (0.85-1.1e-3 over 21 val frames, logits up to
+28), so "within 1e-3 of torch fp32" would compare two fp32 rounding patterns at the noise floor.
+The backend is held to the exact logits instead: no further from them than 1e-3 or 1.5x torch's
+own fp32 error, whichever is larger. Labels must agree with the torch backend's on >= 99.9% of
+pixels either way.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ def deployed(tmp_path_factory: pytest.TempPathFactory, camvid_root: str) -> dict
     runners, _, _ = build_onnxruntime_runners(model, meta, device="cpu", cache_dir=root,
                                               model_path=path)
     return {"model": model, "meta": meta, "root": root, "runners": runners,
-            "sha": model_fingerprint(model, path)}
+            "sha": model_fingerprint(model, path), "trained": path is not None}
 
 
 def _with_logits_output(artifact: Path, out: Path) -> tuple[Path, str]:
@@ -128,4 +131,6 @@ def test_onnxruntime_matches_torch_on_camvid(deployed: dict[str, Any], frames: l
               f"{vs_torch:.2e}, label agreement {same / total:.5f}")
     assert scale > 1.0, "logits too small for an absolute tolerance to mean anything; " + detail
     assert worst <= max(LOGIT_TOLERANCE, TORCH_ERROR_FACTOR * torch_error), detail
+    if deployed["trained"]:
+        assert vs_torch <= LOGIT_TOLERANCE, detail
     assert same / total >= LABEL_AGREEMENT, detail
