@@ -117,7 +117,7 @@ def test_cpu_measurement_is_cached_per_machine_and_setting(
         return {w: (lambda x: x) for w in widths}, "cpu", []
 
     monkeypatch.setattr(backends, "build_onnxruntime_runners", fake_ort)
-    monkeypatch.setattr(measure, "time_interleaved", lambda runners, frame, repeats: {
+    monkeypatch.setattr(measure, "time_interleaved", lambda runners, frame, repeats, block: {
         "torch": [0.010] * repeats, "onnxruntime": [0.004] * repeats})
     ms, cached = measure_cpu_backends(model, meta, cache_dir=tmp_path)
     assert not cached and built == [(0.5, 1.0)]  # narrowest and widest
@@ -285,8 +285,28 @@ def test_interleaved_timing_rotates_the_order_and_counts_every_run() -> None:
     assert calls[:3] == ["a", "b", "c"]  # warm-up
     assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
-    with pytest.raises(ValueError, match="repeats must be >= 1"):
+    with pytest.raises(ValueError, match="repeats and block must be >= 1"):
         measure.time_interleaved(runners, np.zeros(1), repeats=0)
+
+
+def test_block_timing_drops_the_run_that_follows_another_runner(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # a runner's first run after the other one is slow (the neighbour's threads still spin)
+    clock = types.SimpleNamespace(now=0.0, last=None)
+    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+
+    def runner(name: str):  # type: ignore[no-untyped-def]
+        def run(frame: np.ndarray) -> None:
+            clock.now += 0.100 if clock.last not in (None, name) else 0.001
+            clock.last = name
+        return run
+
+    runners = {"a": runner("a"), "b": runner("b")}
+    samples = measure.time_interleaved(runners, np.zeros(1), repeats=5, warmup=0, block=3)
+    assert samples == {"a": [pytest.approx(0.001)] * 5, "b": [pytest.approx(0.001)] * 5}
+    clock.last = None
+    plain = measure.time_interleaved(runners, np.zeros(1), repeats=4, warmup=0)
+    assert max(plain["a"] + plain["b"]) == pytest.approx(0.100)  # what block mode avoids
 
 
 def test_compare_backends_reports_every_width_and_the_speed_ratio(
@@ -311,6 +331,7 @@ def test_compare_backends_reports_every_width_and_the_speed_ratio(
     assert doc["backends"]["torch"]["widths"]["0.5"]["latency_ms_p90"] == pytest.approx(10)
     assert doc["speedup"] == {"onnxruntime": {"0.5": 2.5, "1.0": 1.5}}
     assert doc["input_size"] == [64, 64] and doc["threads"] == 1 and doc["repeats"] == 5
+    assert doc["block"] == 5
     table = measure.format_comparison(doc)
     assert "| 0.5 | 10.0 | 10.0 | 4.0 | 4.0 | 2.50x |" in table
     assert "| 1.0 | 30.0 | 30.0 | 20.0 | 20.0 | 1.50x |" in table

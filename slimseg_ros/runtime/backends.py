@@ -165,7 +165,9 @@ def measure_cpu_backends(model: SlimSegNet, meta: CheckpointMeta, *,
     """({"torch": ms, "onnxruntime": ms}, whether it came from the cache).
 
     The figure per backend is the sum of the median latencies of the narrowest and the widest
-    width, timed interleaved. Cached in ``<cache_dir>/cpu_backend_choice.json``.
+    width, timed interleaved in turns of 4 runs (the first of each turn dropped, so one
+    backend's spinning threads are not charged to the other). Cached in
+    ``<cache_dir>/cpu_backend_choice.json``.
     """
     # imported here so ``python -m slimseg_ros.runtime.measure`` does not find it pre-imported
     from .measure import percentile_ms, time_interleaved
@@ -192,7 +194,8 @@ def measure_cpu_backends(model: SlimSegNet, meta: CheckpointMeta, *,
         ms = {"torch": 0.0, "onnxruntime": 0.0}
         for width in widths:
             samples = time_interleaved({"torch": torch_runners[width],
-                                        "onnxruntime": ort_runners[width]}, frame, repeats)
+                                        "onnxruntime": ort_runners[width]}, frame, repeats,
+                                       block=4)
             for name, values in samples.items():
                 ms[name] += percentile_ms(values, 50)
     entries[digest] = {

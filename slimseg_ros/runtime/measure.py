@@ -41,26 +41,33 @@ def percentile_ms(samples: Sequence[float], q: float) -> float:
 
 
 def time_interleaved(runners: Mapping[str, Runner], frame: np.ndarray, repeats: int,
-                     warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per run of each runner, timed round-robin with the order rotated every repeat.
+                     warmup: int = 2, block: int = 1) -> dict[str, list[float]]:
+    """Seconds per run of each runner, timed in turns with the order rotated every round.
 
-    Interleaving spreads the machine's slow and fast moments over all runners alike, and the
-    rotation keeps any runner from always following the same neighbour (thread pools that spin
-    after a run slow down whoever runs next).
+    Interleaving spreads the machine's slow and fast moments over all runners alike. Each turn
+    is ``block`` consecutive runs of one runner, and only the last ``block - 1`` of them are
+    kept when ``block > 1``: a thread pool that spins after its runs (ONNX Runtime's does) slows
+    down whoever runs right after it, which is an artefact of sharing one process, not a cost
+    either backend has on its own.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if repeats < 1 or block < 1:
+        raise ValueError(f"repeats and block must be >= 1, got {repeats} and {block}")
     names = list(runners)
     for _ in range(warmup):
         for name in names:
             runners[name](frame)
     samples: dict[str, list[float]] = {name: [] for name in names}
-    for i in range(repeats):
+    kept = block - 1 if block > 1 else 1
+    rounds = -(-repeats // kept)
+    for i in range(rounds):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:
-            t0 = time.perf_counter()
-            runners[name](frame)
-            samples[name].append(time.perf_counter() - t0)
+            for j in range(block):
+                t0 = time.perf_counter()
+                runners[name](frame)
+                elapsed = time.perf_counter() - t0
+                if (block == 1 or j > 0) and len(samples[name]) < repeats:
+                    samples[name].append(elapsed)
     return samples
 
 
@@ -73,6 +80,7 @@ def compare_backends(
     repeats: int = 30,
     threads: int = 2,
     cache_dir: str | None = None,
+    block: int = 5,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Per-width latency of several backends in one interleaved run, and their speed ratios.
@@ -85,6 +93,7 @@ def compare_backends(
             but their thread pools can disturb each other); one backend per process gives the
             undisturbed figure on a quiet machine.
         threads: torch and ONNX Runtime intra-op threads.
+        block: consecutive runs per turn of :func:`time_interleaved` (the first is dropped).
 
     Returns:
         ``{"backends": {name: {"device", "widths": {"0.25": {"latency_ms_p50", ..}}}},
@@ -113,6 +122,7 @@ def compare_backends(
         "input_size": list(input_size),
         "cpu": cpu_name(),
         "repeats": repeats,
+        "block": block,
         "model": engines[backends[0]].model_path or "randomly initialised",
         "loadavg_start": [round(v, 2) for v in load_start],
         "backends": {n: {"device": e.device, "widths": {}} for n, e in engines.items()},
@@ -121,7 +131,7 @@ def compare_backends(
     for width in widths:
         say(f"timing width {width:g}...")
         runners = {n: e.runner(width) for n, e in engines.items()}
-        samples = time_interleaved(runners, frame, repeats)
+        samples = time_interleaved(runners, frame, repeats, block=block)
         p50 = {name: percentile_ms(values, 50) for name, values in samples.items()}
         for name, values in samples.items():
             doc["backends"][name]["widths"][width_key(width)] = {
@@ -144,7 +154,8 @@ def format_comparison(doc: Mapping[str, Any]) -> str:
     ratios = "".join(f" {ref}/{n} |" for n in names[1:])
     lines = [
         f"{doc['cpu']}, {doc['threads']} threads, input {doc['input_size'][0]}x"
-        f"{doc['input_size'][1]}, {doc['repeats']} interleaved runs per width; load average "
+        f"{doc['input_size'][1]}, {doc['repeats']} runs per width (turns of {doc['block']}, "
+        f"first dropped); OMP_WAIT_POLICY {doc['omp_wait_policy']}; load average "
         f"{doc['loadavg_start'][0]} at start, {doc['loadavg_end'][0]} at end",
         "",
         f"| width | {head} |{ratios}",
@@ -170,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input-size", default="360x480")
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--block", type=int, default=5,
+                        help="consecutive runs per turn; the first of each is dropped (1: plain "
+                        "round-robin, which charges ONNX Runtime's spinning threads to torch)")
     parser.add_argument("--engine-cache-dir", default=None)
     parser.add_argument("--json", dest="json_out", default=None)
     args = parser.parse_args(argv)
@@ -177,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = compare_backends(
         args.checkpoint, backends=[b.strip() for b in args.backends.split(",") if b.strip()],
         device=args.device, input_size=(h, w), repeats=args.repeats, threads=args.threads,
-        cache_dir=args.engine_cache_dir, progress=lambda m: print(m, file=sys.stderr, flush=True),
+        cache_dir=args.engine_cache_dir, block=args.block,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
     )
     print(format_comparison(doc))
     if args.json_out:
