@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
 import zlib
 
 import numpy as np
@@ -28,8 +29,9 @@ from slimseg_ros.runtime import load_engine
 
 pytest.importorskip("rclpy")
 
-# Our own range of domains (the node tests draw theirs from 1..100), so runs never cross.
-DOMAIN = 150 + os.getpid() % 50
+# Our own domains (the node tests draw theirs from 1..100; 215..232 stay clear of Linux's
+# ephemeral ports), so runs never cross.
+DOMAIN = 215 + os.getpid() % 9
 NET_SIZE = (48, 64)
 FRAME_SIZE = (60, 80)  # differs from the network input: labels must still come at this size
 
@@ -156,3 +158,32 @@ def test_start_parameters_get_the_declared_types():
     assert typed == {"min_dwell_s": 1.0, "battery_thresholds": [1.0, 0.2],
                      "overrun_frames": 3, "adaptive": True, "unknown": 1}
     assert isinstance(typed["min_dwell_s"], float) and isinstance(typed["overrun_frames"], int)
+
+
+def test_refuses_to_replay_beside_another_camera():
+    """Two replays (or a live camera) on one domain would mix frames: refuse with advice."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    from slimseg_ros.ros.replay_client import ReplayClient
+
+    client = ReplayClient(node_name="/slimseg", publish_topics={"/cam": "sensor_msgs/msg/Image"},
+                          image_topic="/cam", labels_topic="/labels", domain_id=DOMAIN)
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    other = Node("other_camera", context=context)
+    try:
+        client._check_alone([])  # alone: fine
+        other.create_publisher(Image, "/cam", 1)
+        for _ in range(100):  # discovery takes a moment
+            if client._node.count_publishers("/cam") > 1:
+                break
+            time.sleep(0.05)
+        with pytest.raises(RuntimeError, match=r"1 other publisher\(s\) on /cam.*--domain-id"):
+            client._check_alone([])
+    finally:
+        other.destroy_node()
+        rclpy.shutdown(context=context)
+        client.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -60,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="torch", help="the node's backend (default: torch)")
     p.add_argument("--device", default="cpu", help="the node's device (default: cpu)")
     p.add_argument("--domain-id", type=int, default=None,
-                   help="ROS_DOMAIN_ID for the demo (default: the environment's)")
+                   help="ROS_DOMAIN_ID for the demo (default: a random one in 215..232, so "
+                   "two demos or a robot on this machine never mix their topics)")
     p.set_defaults(func=run)
 
 
@@ -111,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     model, is_random = _model(args, out)
     say = _printer()
+    # 215..232: valid on Linux without touching the ephemeral port range (ROS 2 docs)
+    domain = args.domain_id if args.domain_id is not None else random.randint(215, 232)
     if is_random:
         say("=" * 79 + "\n" + RANDOM_BANNER + "\n" + "=" * 79)
 
@@ -123,15 +127,17 @@ def run(args: argparse.Namespace) -> int:
     tighten_t = round(args.tighten_at * duration, 2)
     say(f"demo bag: {info.path} ({n} CamVid frames at {args.rate:g} Hz); replaying it {loops} "
         f"times ({duration:.0f} s) with the battery draining {battery[0]:.0%} -> "
-        f"{battery[1]:.0%}; target_fps {args.start_fps:g} -> {args.rate:g} at {tighten_t:g} s")
+        f"{battery[1]:.0%}; target_fps {args.start_fps:g} -> {args.rate:g} at {tighten_t:g} s; "
+        f"ROS domain {domain}")
     config = ReplayConfig(
         loops=loops, model_path=model, adaptive=True, target_fps=args.start_fps,
         node_params={"backend": args.backend, "device": args.device},
         battery=battery, param_events=(ParamEvent(tighten_t, "target_fps", float(args.rate)),),
-        domain_id=args.domain_id, node_log=out / "node.log")
+        domain_id=domain, node_log=out / "node.log")
     result = run_replay(bag, config, progress=True, log=say)
     doc = result.doc
     doc["demo"] = {"random_model": is_random, "sample_frames": n, "rate_hz": args.rate,
+                   "domain_id": domain,
                    "tighten_at_s": tighten_t, "battery": list(battery)}
     if is_random:
         doc["warning"] = RANDOM_BANNER

@@ -91,6 +91,10 @@ def format_summary(doc: dict[str, Any], table: bool = True) -> str:
             f"frames: {doc['frames_sent']} sent, {doc['frames_processed']} processed "
             f"({_fmt(percent, 1)}%), {doc['frames_dropped']} dropped, "
             f"{doc['frames_scored']} scored")
+        foreign = (doc.get("unexpected_outputs") or 0) + (doc.get("duplicate_outputs") or 0)
+        if foreign:
+            lines.append(f"WARNING: {foreign} answers were for frames not sent (or sent once "
+                         f"and answered twice): another camera or node shares these topics")
         lines.append(f"fps: input {_fmt(fps.get('input'), 1)}, "
                      f"output {_fmt(fps.get('output'), 1)}; end-to-end latency p50 "
                      f"{_fmt(lat.get('p50'), 1)} ms, "

@@ -221,11 +221,24 @@ class ReplayClient:
             elif not self._param_client.service_is_ready():
                 missing = f"service {self.node_name}/set_parameters not available"
             else:
+                self._check_alone(labels_pubs)
                 self._subscribe_labels(labels_pubs, max(0.5, deadline - time.monotonic()))
                 self._wait_for_reliable_input(min(5.0, max(0.0, deadline - time.monotonic())))
                 return
             time.sleep(0.05)
         raise TimeoutError(f"node {self.node_name} not ready after {timeout_s:.0f} s: {missing}")
+
+    def _check_alone(self, labels_publishers: list[Any]) -> None:
+        """Refuse to run beside another camera or segmentation node on the same topics: their
+        frames and labels would mix with ours (two replays of one bag even share stamps)."""
+        cameras = self._node.count_publishers(self.image_topic) - 1  # minus our own
+        nodes = {(p.node_namespace.rstrip("/") + "/" + p.node_name) for p in labels_publishers}
+        if cameras > 0 or len(nodes) > 1:
+            what = (f"{cameras} other publisher(s) on {self.image_topic}" if cameras > 0 else
+                    f"{len(nodes)} nodes publishing {self.labels_topic} "
+                    f"({', '.join(sorted(nodes))})")
+            raise RuntimeError(f"{what} in this ROS domain would mix with the replay; stop them "
+                               f"or use a free domain (--domain-id)")
 
     def _subscribe_labels(self, publishers: list[Any], timeout_s: float) -> None:
         reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
