@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Time every width end to end (uint8 image in, uint8 labels out) on a "
         "backend, next to an independently built static network and the eager slimmable network "
         "at the same width, all in one run so the ratios hold on a noisy machine. Also reports "
-        "the width-switch cost, GFLOPs, params and the machine's matmul GFLOP/s.",
+        "the width-switch cost, GFLOPs, params and the machine's matmul GFLOP/s. With --compare, "
+        "time several backends against each other per width instead.",
     )
     p.add_argument("--checkpoint", default=None,
                    help="model .safetensors (default: the shipped model, else a random one)")
@@ -27,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="network input size (default: 360x480)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per width and variant")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
+    p.add_argument("--block", type=int, default=5,
+                   help="consecutive runs per turn, the first of each dropped (default: 5); 1 is "
+                   "plain round-robin, which charges ONNX Runtime's spinning threads to the next run")
+    p.add_argument("--compare", default=None, metavar="B1,B2[,..]",
+                   help="time these backends against each other per width (e.g. "
+                   "torch,onnxruntime; the first is the reference of the speed ratios)")
     p.add_argument("--engine-cache-dir", default=None, help="engine cache for compiled backends")
     p.add_argument("--json", dest="json_out", default=None, help="write the results here")
     p.set_defaults(func=run)
@@ -37,12 +44,30 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 3:
         raise ValueError("--repeats must be at least 3")
-    doc = run_benchmark(
-        args.checkpoint, backend=args.backend, device=args.device, input_size=args.input_size,
-        repeats=args.repeats, threads=args.threads, cache_dir=args.engine_cache_dir,
-        progress=lambda m: print(m, file=sys.stderr, flush=True),
-    )
-    print(format_table(doc))
+    if args.block < 1:
+        raise ValueError("--block must be at least 1")
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    if args.compare is not None:
+        from ..runtime.measure import compare_backends, format_comparison
+
+        backends = [b.strip() for b in args.compare.split(",") if b.strip()]
+        if len(set(backends)) != len(backends) or len(backends) < 2:
+            raise ValueError(f"--compare needs two or more different backends, e.g. "
+                             f"torch,onnxruntime; got {args.compare!r}")
+        doc = compare_backends(
+            args.checkpoint, backends=backends, device=args.device, input_size=args.input_size,
+            repeats=args.repeats, threads=args.threads, cache_dir=args.engine_cache_dir,
+            block=args.block, progress=say)
+        print(format_comparison(doc))
+    else:
+        doc = run_benchmark(
+            args.checkpoint, backend=args.backend, device=args.device,
+            input_size=args.input_size, repeats=args.repeats, threads=args.threads,
+            cache_dir=args.engine_cache_dir, block=args.block, progress=say)
+        print(format_table(doc))
     if args.json_out:
         write_json(args.json_out, doc)
         print(f"wrote {args.json_out}")
@@ -53,7 +78,8 @@ def format_table(doc: dict) -> str:
     """A Markdown table of the document (what docs/benchmarks.md shows)."""
     lines = [
         f"backend {doc['backend']} on {doc['device']}, {doc['threads']} threads, input "
-        f"{doc['input_size'][0]}x{doc['input_size'][1]}, {doc['repeats']} runs; "
+        f"{doc['input_size'][0]}x{doc['input_size'][1]}, {doc['repeats']} runs "
+        f"(turns of {doc.get('block', 1)}); "
         f"matmul {doc['matmul_gflops']} GFLOP/s; switch p99 {doc['switch_ms_p99']:.4f} ms",
         "",
         "| width | p50 ms | p90 ms | static p50 | eager p50 | frozen/static | GFLOPs | params "

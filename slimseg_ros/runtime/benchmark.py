@@ -1,14 +1,18 @@
 """``slimseg bench``: per-width latency of the deployed graph and of two references, in one run.
 
 Everything is timed end to end from a uint8 (H, W, 3) image to uint8 (H, W) labels. The three
-variants of a width are timed round-robin within the same loop, so the machine's slow and fast
+variants of a width are timed in turns within the same loop, so the machine's slow and fast
 moments hit all of them alike and their *ratios* are trustworthy even on a noisy 2-core VM:
 
 * ``frozen``: the engine's runner (``freeze(width)``, BN folded, on the chosen backend);
 * ``independent_static``: a plain network with the same channel counts, built directly;
 * ``eager_slimmable``: the slimmable network itself at that width (sliced weights, switchable BN).
 
-Timing uses :func:`~slimseg_ros.runtime.measure.time_interleaved` (round-robin, rotated order).
+Timing uses :func:`~slimseg_ros.runtime.measure.time_interleaved` in turns of ``block`` runs with
+the first of each turn dropped: ONNX Runtime's worker threads keep spinning after a run, and in
+plain round-robin that spin is charged to the torch reference that runs next (measured: the
+static reference went from 14.5 to 69.8 ms at width 0.25, and ONNX Runtime looked slower than
+torch at width 1.0, the opposite of what each shows alone).
 """
 
 from __future__ import annotations
@@ -75,9 +79,16 @@ def run_benchmark(
     repeats: int = 30,
     threads: int = 2,
     cache_dir: str | None = None,
+    block: int = 5,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary).
+
+    ``block`` is the number of consecutive runs per turn (the first of each is dropped; 1 means
+    plain round-robin, every run kept).
+    """
+    if repeats < 1 or block < 1:
+        raise ValueError(f"repeats and block must be >= 1, got {repeats} and {block}")
     say = progress or (lambda _m: None)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -105,7 +116,7 @@ def run_benchmark(
     say(f"timing {len(widths)} widths x {len(variants)} variants x {repeats} runs...")
     keyed = time_interleaved(
         {f"{n}@{w}": run for n, runners in variants.items() for w, run in runners.items()},
-        batch, repeats)
+        batch, repeats, block=block)
     times = {name: {w: keyed[f"{name}@{w}"] for w in widths} for name in variants}
 
     # switching: the cost of the switch itself, and the first frame after a switch
@@ -132,6 +143,7 @@ def run_benchmark(
         "input_size": list(input_size),
         "model": source,
         "repeats": repeats,
+        "block": block,
         "matmul_gflops": round(gflops_machine, 1),
         "widths": {},
         "references": {"independent_static": {}, "eager_slimmable": {}},
