@@ -256,16 +256,40 @@ def test_onnxruntime_sessions_are_configured_deliberately(ort_engines) -> None: 
     ort, _ = ort_engines
     session = ort.runner(1.0).session
     options = session.get_session_options()
-    assert options.intra_op_num_threads == torch.get_num_threads()
-    assert options.inter_op_num_threads == 1
+    shared = onnx_backend._shared_pool_threads == torch.get_num_threads()
+    assert options.use_per_session_threads is not shared
+    if not shared:  # another test sized the process-wide pool first: a pool of its own
+        assert options.intra_op_num_threads == torch.get_num_threads()
+        assert options.inter_op_num_threads == 1
+        spinning = "1" if onnx_backend.ALLOW_SPINNING else "0"
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == spinning
     assert options.graph_optimization_level == ort_module.GraphOptimizationLevel.ORT_ENABLE_ALL
-    spinning = "1" if onnx_backend.ALLOW_SPINNING else "0"
-    assert options.get_session_config_entry("session.intra_op.allow_spinning") == spinning
     assert [i.name for i in session.get_inputs()] == ["image"]
     assert session.get_inputs()[0].type == "tensor(uint8)"
     assert session.get_inputs()[0].shape == [1, *SIZE, 3]
     assert [(o.name, o.type) for o in session.get_outputs()] == [("labels", "tensor(uint8)")]
     assert any("cache" in n for n in ort.notes)
+
+
+def test_sessions_share_one_process_pool_of_the_first_size_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sized: list[tuple[int, int]] = []
+
+    def set_sizes(intra: int, inter: int) -> None:
+        if sized:
+            raise RuntimeError("Global thread pools have already been created")
+        sized.append((intra, inter))
+
+    fake = types.SimpleNamespace(set_global_thread_pool_sizes=set_sizes)
+    monkeypatch.setattr(onnx_backend, "_shared_pool_threads", None)
+    assert onnx_backend._use_shared_pool(fake, 2) and sized == [(2, 1)]
+    assert onnx_backend._use_shared_pool(fake, 2) and sized == [(2, 1)]  # sized once
+    assert not onnx_backend._use_shared_pool(fake, 1)  # another size: a pool of its own
+    monkeypatch.setattr(onnx_backend, "_shared_pool_threads", None)
+    assert not onnx_backend._use_shared_pool(fake, 2)  # created elsewhere, size unknown
+    assert not onnx_backend._use_shared_pool(fake, 2)
+    monkeypatch.setattr(onnx_backend, "_shared_pool_threads", None)
+    assert not onnx_backend._use_shared_pool(types.SimpleNamespace(), 2)  # older onnxruntime
 
 
 def test_onnxruntime_fp16_on_cpu_is_refused() -> None:

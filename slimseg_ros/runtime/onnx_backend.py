@@ -72,6 +72,9 @@ TRT_WORKSPACE_BYTES = 1 << 30  # cap: Jetson GPU memory is shared with the CPU
 # Idle intra-op threads spin briefly before sleeping: lower latency, some CPU burnt that other
 # nodes could use. Measured in docs/backends.md; module-level so experiments can flip it.
 ALLOW_SPINNING = True
+# Size of ONNX Runtime's process-wide intra-op pool once this module created it; -1 when it
+# cannot be used (an older onnxruntime, or someone else created it first with unknown size).
+_shared_pool_threads: int | None = None
 
 
 def onnx_toolchain() -> dict[str, str]:
@@ -200,10 +203,14 @@ def make_session(path: str | os.PathLike[str], kind: str = "cpu", index: int = 0
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = int(threads or torch.get_num_threads())
-    options.inter_op_num_threads = 1
+    threads = int(threads or torch.get_num_threads())
     spin = ALLOW_SPINNING if spinning is None else spinning
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    if spin and kind == "cpu" and _use_shared_pool(ort, threads):
+        options.use_per_session_threads = False
+    else:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3  # errors only: the providers' info lines would drown the log
     providers = session_providers(kind, index, precision, ort.get_available_providers(),
                                   trt_cache_dir)
@@ -214,6 +221,25 @@ def make_session(path: str | os.PathLike[str], kind: str = "cpu", index: int = 0
             "the CUDA and cuDNN libraries match this onnxruntime-gpu build"
         )
     return session
+
+
+def _use_shared_pool(ort: Any, threads: int) -> bool:
+    """Whether a session can run on the process-wide thread pool of ``threads`` threads.
+
+    One session per width each with its own pool made the first frame after a width switch
+    2-3x slower than the steady state (the previous width's threads were still spinning and
+    the new width's were asleep; measured 61 vs 24 ms at width 1.0 on 2 cores). One shared pool
+    removes that cost. ONNX Runtime allows that pool to be sized once per process, so an engine
+    that asks for another size gets its own pool, as before.
+    """
+    global _shared_pool_threads
+    if _shared_pool_threads is None:
+        try:
+            ort.set_global_thread_pool_sizes(threads, 1)
+            _shared_pool_threads = threads
+        except Exception:  # an older onnxruntime (AttributeError) or ORT's own Fail, not a bug
+            _shared_pool_threads = -1
+    return _shared_pool_threads == threads
 
 
 class OrtRunner:
