@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "time and size per width. Engines are keyed by checkpoint hash, width, input size, "
         "precision, library versions and GPU, so a stale engine is rebuilt, never loaded.",
         epilog="example (Jetson): slimseg export --format tensorrt --widths all "
-        "--input-size 360x480 --precision fp16 --out ~/.cache/slimseg/engines",
+        "--input-size 360x480 --precision fp16 --out ~/.cache/slimseg_ros",
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")
     p.add_argument("--format", dest="fmt", required=True, choices=("onnx", "tensorrt"))
