@@ -10,8 +10,9 @@ miss the budget (then the widest narrower width predicted to fit), and steps up 
 ``min_dwell_s`` of continuous headroom (then the widest wider width predicted to fit). A limit
 that falls below the width in use (battery cap, ``max_width``) applies at once; limits never
 raise the width except ``min_width``. The budget is ``1 / min(target_fps, input rate)`` and a
-width fits if its predicted latency (average per width, seeded by the start-up profile) is at
-most ``budget * (1 - margin)``. An operator pin overrides all of it until adaptation resumes.
+width fits if its predicted latency is at most ``budget * (1 - margin)``: its own recent average
+if it ran within ``latency_memory_s``, else its start-up profile time scaled by measured over
+profiled time of the width in use (the machine's load changes absolute times, not ratios). An operator pin overrides all of it until adaptation resumes.
 
 Thread-safe: the node may report frames, input arrivals and battery messages from different
 callbacks.
@@ -290,7 +291,7 @@ class WidthController:
                 reason = (f"{frames} frames over the {budget_text} at width {cur:g} "
                           f"(average {_ms(self._predicted(cur, now))}); ")
                 if fits:
-                    reason += (f"{new:g} predicted {_ms(self._predicted(new, now))} fits "
+                    reason += (f"{new:g} predicted {self._prediction_text(new, now)} fits "
                                f"{_ms(target)}")
                 else:
                     reason += (f"no narrower width is predicted to fit {_ms(target)}, "
@@ -309,7 +310,7 @@ class WidthController:
                 new = max(fits)
                 return self._set_width(new, (
                     f"headroom for {held:.1f} s: width {new:g} predicted "
-                    f"{_ms(self._predicted(new, now))} fits {_ms(target)} ({budget_text} "
+                    f"{self._prediction_text(new, now)} fits {_ms(target)} ({budget_text} "
                     f"less {cfg.margin:.0%} margin)"))
             return Decision(cur, False, self._reason)
 
@@ -367,11 +368,39 @@ class WidthController:
         hi = max(w for w in self._widths if w <= cfg.max_width + _TOL)
         return lo, hi
 
-    def _predicted(self, width: float, now: float) -> float:
+    def _fresh(self, width: float, now: float) -> bool:
         t = self._measured_at[width]
-        if t is not None and now - t <= self._config.latency_memory_s:
+        return t is not None and now - t <= self._config.latency_memory_s
+
+    def _load_scale(self, now: float) -> tuple[float, float | None]:
+        """Measured over start-up time of the most recently run width, and that width.
+
+        Widths keep their ratios to one another far better than their absolute times, which
+        follow the machine's load: a profile taken while the robot booted can be 3x today's
+        times. So a width without a fresh measurement is predicted from its start-up time
+        scaled by what the width in use shows now; otherwise a busy start would keep the
+        controller narrow forever, and a calm start would step up into overruns.
+        """
+        fresh = [w for w in self._widths if self._fresh(w, now)]
+        if not fresh:
+            return 1.0, None
+        ref = max(fresh, key=lambda w: self._measured_at[w])  # type: ignore[arg-type, return-value]
+        return self._ema[ref] / self._seed[ref], ref
+
+    def _predicted(self, width: float, now: float) -> float:
+        if self._fresh(width, now):
             return self._ema[width]
-        return self._seed[width]
+        return self._seed[width] * self._load_scale(now)[0]
+
+    def _prediction_text(self, width: float, now: float) -> str:
+        """The prediction for ``width`` and, if scaled, where the scale came from."""
+        text = _ms(self._predicted(width, now))
+        if self._fresh(width, now):
+            return text
+        scale, ref = self._load_scale(now)
+        if ref is None or abs(scale - 1.0) < 0.005:
+            return text
+        return f"{text} (start-up profile x{scale:.2f}, as measured at width {ref:g})"
 
     def _budget(self, now: float) -> tuple[float, str]:
         fps = self._config.target_fps
