@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from ..progress import progress_bar
 
     from ..data import build_dataset
     from ..eval.scoring import score_engine
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the dataset has {dataset.num_classes} classes but the model "
                          f"{len(engine.meta.class_names)}")
     n = len(dataset) if not args.max_images else min(args.max_images, len(dataset))
-    with tqdm(total=n, desc="eval", unit="img", file=sys.stderr) as bar:
+    with progress_bar(total=n, desc="eval", unit="img") as bar:
         results, count = score_engine(
             engine, (dataset.load(i) for i in range(n)), widths, engine.meta.class_names,
             ignore_index=dataset.ignore_index, boundary_tolerance=args.boundary_tolerance,

@@ -282,9 +282,9 @@ def write_dataset_bag(
         raise ValueError("no frames selected from the dataset")
     frames: Iterable[tuple[np.ndarray, np.ndarray | None]] = (dataset.load(i) for i in idx)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        frames = tqdm(frames, total=len(idx), desc="bag make", unit="frame")
+        frames = progress_bar(frames, total=len(idx), desc="bag make", unit="frame")
     return write_frames_bag(out, frames, n_frames=len(idx), **options)
 
 

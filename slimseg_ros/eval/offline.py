@@ -75,9 +75,9 @@ def evaluate_frames(
     ignore = ignore_index if ignore_index is not None else getattr(meta, "ignore_index", 255)
     scores = WidthScores(names, ignore, boundary_tolerance)
     if progress:
-        from tqdm import tqdm
+        from ..progress import progress_bar
 
-        frames = tqdm(frames, total=total, desc=desc, unit="frame")
+        frames = progress_bar(frames, total=total, desc=desc, unit="frame")
     for rgb, labels in frames:
         for width in chosen:
             t0 = time.perf_counter()

@@ -528,9 +528,9 @@ def run_replay(
                 raise ValueError(f"{config.node_fqn} refused {name} = {value}: "
                                  f"{entry['reason'] or 'no answer'}")
         if progress:
-            from tqdm import tqdm
+            from ..progress import progress_bar
 
-            bar = tqdm(total=plan.frames, desc="replay", unit="frame")
+            bar = progress_bar(total=plan.frames, desc="replay", unit="frame")
         recording = client.run(plan.events(), on_frame=bar.update if bar else None,
                                settle_s=config.settle_s, expected_frames=plan.frames)
     finally:

@@ -179,8 +179,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     t0 = time.monotonic()
     bar = None
     if progress and rank == 0:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
+        from ..progress import progress_bar
+        bar = progress_bar(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
     best_path: Path | None = out / "best.safetensors" if (out / "best.safetensors").is_file() else None
     step = start
     losses: list[float] = []
