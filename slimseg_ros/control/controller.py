@@ -12,7 +12,8 @@ that falls below the width in use (battery cap, ``max_width``) applies at once; 
 raise the width except ``min_width``. The budget is ``1 / min(target_fps, input rate)`` and a
 width fits if its predicted latency is at most ``budget * (1 - margin)``: its own recent average
 if it ran within ``latency_memory_s``, else its start-up profile time scaled by measured over
-profiled time of the width in use (the machine's load changes absolute times, not ratios). An operator pin overrides all of it until adaptation resumes.
+profiled time of the width in use (the machine's load changes absolute times, not ratios). An
+operator pin overrides all of it until adaptation resumes.
 
 Thread-safe: the node may report frames, input arrivals and battery messages from different
 callbacks.

@@ -22,6 +22,8 @@ Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slim
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -31,7 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -199,7 +201,7 @@ def _model(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
 
 def _env(args: argparse.Namespace) -> dict[str, str]:
     env = dict(os.environ)
-    profile = getattr(args, "fastdds_profile", "none")
+    profile = args.fastdds_profile
     if profile and profile != "none":
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
     if args.threads:
@@ -229,18 +231,45 @@ def _wait_ready(h: _Harness, size: tuple[int, int], timeout: float = 120.0) -> N
     raise SystemExit("the node did not answer within 120 s (see its log)")
 
 
-def _overhead(args: argparse.Namespace) -> dict[str, Any]:
+@dataclasses.dataclass
+class _NodeRun:
+    """A node under benchmark: this process's harness, where the node writes, how it ended."""
+
+    harness: _Harness
+    model: str
+    workdir: Path
+    exit_code: int | None = None
+
+    @property
+    def timings(self) -> Path:
+        return self.workdir / "timings.jsonl"
+
+
+@contextlib.contextmanager
+def _running_node(args: argparse.Namespace) -> Iterator[_NodeRun]:
+    """Start the node in its own process and wait until it answers; stop both sides after.
+
+    The Fast DDS profile, if any, applies to the node and to this process's harness alike.
+    """
     if args.fastdds_profile and args.fastdds_profile != "none":
         os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.fastdds_profile).resolve())
     workdir = Path(tempfile.mkdtemp(prefix="slimseg_bench_"))
     checkpoint, model = _model(args, workdir)
-    timings = workdir / "timings.jsonl"
-    proc = _start_node(timings, _node_params(args, checkpoint, args.width), _env(args),
-                       workdir / "node.log")
-    h = _Harness("reliable")
-    sent: dict[int, float] = {}
+    proc = _start_node(workdir / "timings.jsonl", _node_params(args, checkpoint, args.width),
+                       _env(args), workdir / "node.log")
+    run = _NodeRun(_Harness("reliable"), model, workdir)
     try:
-        _wait_ready(h, args.camera)
+        _wait_ready(run.harness, args.camera)
+        yield run
+    finally:
+        run.harness.close()
+        run.exit_code = _stop(proc)
+
+
+def _overhead(args: argparse.Namespace) -> dict[str, Any]:
+    sent: dict[int, float] = {}
+    with _running_node(args) as run:
+        h = run.harness
         base = 1_000_000_000
         for i in range(args.warmup + args.frames):
             stamp = base + i
@@ -252,10 +281,7 @@ def _overhead(args: argparse.Namespace) -> dict[str, Any]:
             if i >= args.warmup:
                 sent[stamp] = t_pub
             time.sleep(args.gap)
-    finally:
-        h.close()
-        code = _stop(proc)
-    rows = _read_timings(timings)
+    rows = _read_timings(run.timings)
     e2e, inference, overhead, t_in, work, t_out = [], [], [], [], [], []
     for stamp, t_pub in sent.items():
         arrived = h.arrivals.get(stamp)
@@ -271,26 +297,20 @@ def _overhead(args: argparse.Namespace) -> dict[str, Any]:
         t_out.append(arrived - row["published"])
     return {
         "benchmark": "node overhead", "camera": list(args.camera), "encoding": "rgb8",
-        "model": model, "frames": len(sent), "answered": len(e2e),
-        "fastdds_profile": args.fastdds_profile, "node_exit_code": code,
+        "model": run.model, "frames": len(sent), "answered": len(e2e),
+        "fastdds_profile": args.fastdds_profile, "node_exit_code": run.exit_code,
         "end_to_end": _percentiles(e2e), "inference": _percentiles(inference),
         "overhead": _percentiles(overhead),
         "overhead_parts": {"transport_in": _percentiles(t_in), "node_work": _percentiles(work),
                            "transport_out": _percentiles(t_out)},
-        "node_log": str(workdir / "node.log"),
+        "node_log": str(run.workdir / "node.log"),
     }
 
 
 def _flat(args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix="slimseg_bench_"))
-    checkpoint, model = _model(args, workdir)
-    timings = workdir / "timings.jsonl"
-    proc = _start_node(timings, _node_params(args, checkpoint, args.width), _env(args),
-                       workdir / "node.log")
-    h = _Harness("reliable")
     sent: dict[int, float] = {}
-    try:
-        _wait_ready(h, args.camera)
+    with _running_node(args) as run:
+        h = run.harness
         frames = [_frame(args.camera, s) for s in range(8)]  # made up front: camera is cheap
         period = 1.0 / args.rate
         start = time.monotonic()
@@ -310,10 +330,7 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
             i += 1
         time.sleep(2.5)  # let the last frame's labels and a status after it arrive
         status = dict(h.status)
-    finally:
-        h.close()
-        code = _stop(proc)
-    rows = _read_timings(timings)
+    rows = _read_timings(run.timings)
     t0 = min(sent.values())
     windows: dict[int, list[float]] = {}
     inference = []
@@ -326,15 +343,15 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
     answered = sum(len(v) for v in windows.values())
     return {
         "benchmark": "latency under a camera faster than the model", "camera": list(args.camera),
-        "rate_hz": args.rate, "duration_s": args.duration, "model": model, "width": args.width,
+        "rate_hz": args.rate, "duration_s": args.duration, "model": run.model, "width": args.width,
         "sent": len(sent), "answered": answered, "not_answered": len(sent) - answered,
         "node_status": {k: status.get(k) for k in (
             "received_frames", "processed_frames", "dropped_frames", "rejected_frames",
             "input_fps", "output_fps", "latency_p50_ms", "latency_p95_ms", "width")},
-        "inference": _percentiles(inference), "node_exit_code": code,
+        "inference": _percentiles(inference), "node_exit_code": run.exit_code,
         "windows": [{"from_s": k * 10, "to_s": k * 10 + 10, "answered": len(v),
                      **_percentiles(v)} for k, v in sorted(windows.items())],
-        "node_log": str(workdir / "node.log"),
+        "node_log": str(run.workdir / "node.log"),
     }
 
 
@@ -394,6 +411,8 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--backend", default="auto", help="node backend (default auto)")
         q.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the node process")
         q.add_argument("--json", help="also write the result here")
+        q.add_argument("--fastdds-profile", default="none",
+                       help="Fast DDS XML profile for both processes (default none)")
 
     q = sub.add_parser("overhead", help="node overhead beyond inference at one frame at a time")
     model_options(q)
@@ -401,8 +420,6 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--warmup", type=int, default=20)
     q.add_argument("--gap", type=float, default=0.05, help="idle seconds between frames")
     q.add_argument("--width", type=float, default=0.25, help="pinned width (default 0.25)")
-    q.add_argument("--fastdds-profile", default="none",
-                   help="Fast DDS XML profile for both processes (default none)")
 
     q = sub.add_parser("flat", help="latency over time with a camera faster than the model")
     model_options(q)

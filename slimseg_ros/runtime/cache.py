@@ -28,7 +28,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Tuple, TypeVar
 
 import torch
 from torch import nn
@@ -50,6 +50,8 @@ MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = 1
 _EXTENSIONS = {"onnx": ".onnx", "tensorrt": ".ep"}
 T = TypeVar("T")
+# What a backend gives the cache for one width: the key, a builder and a loader.
+ArtifactPlan = Tuple["ArtifactKey", Callable[[Path], None], Callable[[Path], Any]]
 
 
 def default_cache_dir() -> Path:
@@ -318,6 +320,25 @@ class EngineCache:
         outcome = CacheOutcome(path, "built" if fresh else "rebuilt", "" if fresh else why,
                                path.stat().st_size, build_s)
         return load(path), outcome
+
+    def get_or_build_widths(
+        self, widths: Iterable[float], plan: Callable[[float], ArtifactPlan], label: str,
+        *, force: bool = False,
+    ) -> tuple[dict[float, Any], dict[float, CacheOutcome], list[str]]:
+        """:meth:`get_or_build` for each width; ``plan(width)`` gives its (key, build, load).
+
+        Returns:
+            (width -> loaded artifact, width -> outcome, one note per width: "LABEL w0.5 ...").
+        """
+        loaded: dict[float, Any] = {}
+        outcomes: dict[float, CacheOutcome] = {}
+        notes: list[str] = []
+        for width in widths:
+            key, build, load = plan(float(width))
+            loaded[float(width)], outcome = self.get_or_build(key, build, load, force=force)
+            outcomes[float(width)] = outcome
+            notes.append(outcome.describe(f"{label} w{width:g}"))
+        return loaded, outcomes, notes
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

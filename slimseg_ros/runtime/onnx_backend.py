@@ -30,7 +30,7 @@ from torch import nn
 from .. import __version__
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
-from .cache import ArtifactKey, EngineCache, default_cache_dir, model_fingerprint
+from .cache import ArtifactKey, ArtifactPlan, EngineCache, default_cache_dir, model_fingerprint
 from .deps import (
     cuda_device_name,
     import_onnx_exporter,
@@ -300,18 +300,20 @@ def build_onnxruntime_runners(
     cache = EngineCache(root)
     sha = model_fingerprint(model, model_path)
     size = tuple(meta.input_size)
-    runners: dict[float, Runner] = {}
-    for width in model.widths if widths is None else widths:
+
+    def plan(width: float) -> ArtifactPlan:
         key = onnx_key(sha, width, size, precision, upsample)
         trt_dir = _trt_provider_dir(root, key, available, kind, index, precision)
 
         def load(path: Path) -> Any:
             return make_session(path, kind, index, precision, threads, trt_dir)
 
-        build = onnx_builder(model, meta, width, precision, upsample)
-        session, outcome = cache.get_or_build(key, build, load, force=force)
-        runners[float(width)] = OrtRunner(session)
-        notes.append(outcome.describe(f"onnxruntime w{width:g}"))
+        return key, onnx_builder(model, meta, width, precision, upsample), load
+
+    sessions, _, built = cache.get_or_build_widths(
+        model.widths if widths is None else widths, plan, "onnxruntime", force=force)
+    runners: dict[float, Runner] = {w: OrtRunner(s) for w, s in sessions.items()}
+    notes += built
     first = next(iter(runners.values()), None)
     if first is not None:
         notes.append("onnxruntime providers: " + ", ".join(first.session.get_providers()))

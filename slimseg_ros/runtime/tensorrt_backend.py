@@ -33,7 +33,8 @@ from .. import __version__
 from ..model.checkpoint import CheckpointMeta
 from ..model.pipeline import SegmentationPipeline
 from ..model.slimseg import SlimSegNet
-from .cache import ArtifactKey, CacheOutcome, EngineCache, default_cache_dir, model_fingerprint
+from .cache import (ArtifactKey, ArtifactPlan, CacheOutcome, EngineCache, default_cache_dir,
+                    model_fingerprint)
 from .deps import cuda_device_name, import_torch_tensorrt, jetson_release, module_version
 from .engine import Runner
 from .torch_backend import pipeline_for_width
@@ -253,12 +254,9 @@ def build_tensorrt_engines(
                                 torch_tensorrt_version=str(getattr(trt, "__version__", "0")))
     notes = [f"tensorrt: engine cache {root}; TensorRT {toolchain['tensorrt']} on "
              f"{toolchain['gpu']}; a miss builds the engine (minutes per width)"]
-    runners: dict[float, Runner] = {}
-    outcomes: dict[float, CacheOutcome] = {}
-    for width in model.widths if widths is None else widths:
-        key = tensorrt_key(sha, width, meta.input_size, precision, upsample, index)
 
-        def build(tmp: Path, width: float = width) -> None:
+    def plan(width: float) -> ArtifactPlan:
+        def build(tmp: Path) -> None:
             timing.parent.mkdir(parents=True, exist_ok=True)  # only when building
             program, example = export_program(model, meta, width, precision, upsample, dev)
             compiled = compile_width(trt, program, example, settings)
@@ -267,10 +265,12 @@ def build_tensorrt_engines(
         def load(path: Path) -> Any:
             return torch.export.load(str(path)).module()
 
-        module, outcome = cache.get_or_build(key, build, load, force=force)
-        runners[float(width)] = TensorRTRunner(module, dev)
-        outcomes[float(width)] = outcome
-        notes.append(outcome.describe(f"tensorrt w{width:g}"))
+        return tensorrt_key(sha, width, meta.input_size, precision, upsample, index), build, load
+
+    modules, outcomes, built = cache.get_or_build_widths(
+        model.widths if widths is None else widths, plan, "tensorrt", force=force)
+    runners: dict[float, Runner] = {w: TensorRTRunner(m, dev) for w, m in modules.items()}
+    notes += built
     return runners, dev, outcomes, notes
 
 
