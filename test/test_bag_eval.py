@@ -12,6 +12,7 @@ import torch
 
 from slimseg_ros.cli.main import main
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
 from slimseg_ros.eval.offline import evaluate_bag_offline
 from slimseg_ros.eval.scoring import score_engine
@@ -114,7 +115,7 @@ def test_cli_make_then_eval_offline_with_report(tmp_path, random_checkpoint, cap
     assert main(["bag", "make", "--dataset", "synthetic", "--split", "val", "--limit", "3",
                  "--out", str(bag), "--rate", "5", "--battery", "1.0:0.5",
                  "--storage", "sqlite3"]) == 0
-    info = bagio.inspect_bag(bag)
+    info = bagread.inspect_bag(bag)
     assert info.storage == "sqlite3" and info.count("/camera/image_raw") == 3
     assert info.count("/battery_state") >= 2
     out_json = tmp_path / "m.json"

@@ -7,8 +7,9 @@ import pytest
 import yaml
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
+from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
-from slimseg_ros.eval.msgcodec import (
+from slimseg_ros.data.msgcodec import (
     BATTERY_TYPE, IMAGE_TYPE, cdr_stamp_ns, decode_image, decode_labels, make_image,
     restamp_cdr, typestore_for)
 
@@ -35,8 +36,8 @@ def test_round_trip_keeps_pixels_labels_and_stamps(tmp_path, storage):
     assert info.topics["/camera/labels"] == (IMAGE_TYPE, 7)
     assert info.topics["/camera/camera_info"][1] == 7
     assert info.duration_ns == 600_000_000
-    topics = bagio.resolve_topics(info)
-    got = list(bagio.iter_labelled_frames(info.path, topics))
+    topics = bagread.resolve_topics(info)
+    got = list(bagread.iter_labelled_frames(info.path, topics))
     assert len(got) == 7
     for i, (frame, (rgb, labels)) in enumerate(zip(got, frames)):
         assert frame.stamp_ns == bagio.DEFAULT_START_NS + i * 100_000_000
@@ -57,7 +58,7 @@ def test_battery_drains_linearly_from_first_to_last_frame(tmp_path):
     info = bagio.write_frames_bag(tmp_path / "bag", _frames(12), rate_hz=10, n_frames=12,
                                   battery=(0.9, 0.2))
     store = typestore_for("humble")
-    msgs = list(bagio.iter_messages(info.path, ["/battery_state"]))
+    msgs = list(bagread.iter_messages(info.path, ["/battery_state"]))
     times = [(m.log_ns - info.start_ns) / 1e9 for m in msgs]
     levels = [store.deserialize_cdr(m.data, BATTERY_TYPE).percentage for m in msgs]
     assert times[0] == 0.0 and times[-1] == pytest.approx(1.1)
@@ -72,9 +73,9 @@ def test_compressed_png_is_lossless_and_jpeg_close(tmp_path):
     frames = _frames(3)
     for codec in ("png", "jpeg"):
         info = bagio.write_frames_bag(tmp_path / codec, frames, rate_hz=5, compressed=codec)
-        topics = bagio.resolve_topics(info)
+        topics = bagread.resolve_topics(info)
         assert topics.image == "/camera/image_raw/compressed" and topics.compressed
-        got = list(bagio.iter_labelled_frames(info.path, topics))
+        got = list(bagread.iter_labelled_frames(info.path, topics))
         assert len(got) == 3
         for frame, (rgb, labels) in zip(got, frames):
             np.testing.assert_array_equal(frame.labels, labels)
@@ -163,15 +164,15 @@ def test_frames_pair_by_stamp_whatever_the_order(tmp_path):
              ("/cam", 2, "rgb8", frames[1][0]), ("/gt", 1, "mono8", frames[0][1]),
              ("/cam", 3, "rgb8", frames[2][0]), ("/gt", 4, "mono8", frames[3][1])]
     _record(tmp_path / "rec", "sqlite3", items)
-    info = bagio.inspect_bag(tmp_path / "rec")
-    topics = bagio.resolve_topics(info, labels="/gt")
+    info = bagread.inspect_bag(tmp_path / "rec")
+    topics = bagread.resolve_topics(info, labels="/gt")
     assert topics.image == "/cam"  # the only other image topic
-    got = {f.stamp_ns: f for f in bagio.iter_labelled_frames(info.path, topics)}
+    got = {f.stamp_ns: f for f in bagread.iter_labelled_frames(info.path, topics)}
     assert sorted(got) == [1, 2]
     for stamp, (rgb, labels) in zip((1, 2), frames):
         np.testing.assert_array_equal(got[stamp].rgb, rgb)
         np.testing.assert_array_equal(got[stamp].labels, labels)
-    loose = list(bagio.iter_labelled_frames(info.path, topics, require_labels=False))
+    loose = list(bagread.iter_labelled_frames(info.path, topics, require_labels=False))
     assert sorted(f.stamp_ns for f in loose) == [1, 2, 3]
     assert [f.labels for f in loose if f.stamp_ns == 3] == [None]
 
@@ -180,14 +181,14 @@ def test_topic_resolution_errors_name_what_exists(tmp_path):
     frames = _frames(1)
     _record(tmp_path / "two", "mcap", [("/a", 1, "rgb8", frames[0][0]),
                                        ("/b", 1, "rgb8", frames[0][0])])
-    info = bagio.inspect_bag(tmp_path / "two")
+    info = bagread.inspect_bag(tmp_path / "two")
     with pytest.raises(ValueError, match="--image-topic"):
-        bagio.resolve_topics(info)
-    assert bagio.resolve_topics(info, image="/b").image == "/b"
+        bagread.resolve_topics(info)
+    assert bagread.resolve_topics(info, image="/b").image == "/b"
     with pytest.raises(ValueError, match=r"'/nope' is not in .*/a \(sensor_msgs/msg/Image, 1\)"):
-        bagio.resolve_topics(info, image="/nope")
+        bagread.resolve_topics(info, image="/nope")
     with pytest.raises(ValueError, match="same"):
-        bagio.resolve_topics(info, image="/a", labels="/a")
+        bagread.resolve_topics(info, image="/a", labels="/a")
 
 
 def test_bag_paths_and_options_are_checked(tmp_path):
@@ -197,7 +198,7 @@ def test_bag_paths_and_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match="exists already.*--overwrite"):
         bagio.write_frames_bag(bag, frames)
     bagio.write_frames_bag(bag, frames[:1], overwrite=True)
-    assert bagio.inspect_bag(bag).count("/camera/image_raw") == 1
+    assert bagread.inspect_bag(bag).count("/camera/image_raw") == 1
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="not a rosbag2 directory"):
@@ -206,9 +207,9 @@ def test_bag_paths_and_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match="storage"):
         bagio.write_frames_bag(tmp_path / "x", frames, storage="rosbag1")
     with pytest.raises(FileNotFoundError):
-        bagio.inspect_bag(tmp_path / "missing")
+        bagread.inspect_bag(tmp_path / "missing")
     with pytest.raises(ValueError, match="not a rosbag2"):
-        bagio.inspect_bag(tmp_path / "notes")
+        bagread.inspect_bag(tmp_path / "notes")
 
 
 @pytest.mark.parametrize("text", ["1.0", "a:b", "100:10", "1:2:3"])

@@ -19,6 +19,7 @@ import torch
 import yaml
 
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
 from slimseg_ros.eval.replay import (
     ParamEvent, ReplayConfig, node_command, node_params, run_replay)
@@ -94,7 +95,7 @@ def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpo
     replay pins its width through the parameter service before the first frame."""
     bag = tmp_path / "bag"
     bagio.write_dataset_bag(dataset, bag, rate_hz=10, compressed="png", storage="sqlite3")
-    topics = bagio.resolve_topics(bagio.inspect_bag(bag))
+    topics = bagread.resolve_topics(bagread.inspect_bag(bag))
     started = ReplayConfig(model_path=str(checkpoint),
                            node_params={"backend": "torch", "device": "cpu"})
     params_file = tmp_path / "params.yaml"

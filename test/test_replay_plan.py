@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import yaml
 
+from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
-from slimseg_ros.eval.msgcodec import BATTERY_TYPE, cdr_stamp_ns, typestore_for
+from slimseg_ros.data.msgcodec import BATTERY_TYPE, cdr_stamp_ns, typestore_for
 from slimseg_ros.eval.replay import (
     ParamEvent, ReplayConfig, node_command, node_params, plan_replay, score_recording)
 
@@ -23,7 +24,7 @@ def _bag(tmp_path, n=5, rate=10.0, battery=None, compressed=None):
                rng.integers(0, 4, (8, 10), dtype=np.uint8)) for _ in range(n)]
     info = bagio.write_frames_bag(tmp_path / "bag", frames, rate_hz=rate, n_frames=n,
                                   battery=battery, compressed=compressed)
-    return info, bagio.resolve_topics(info), frames
+    return info, bagread.resolve_topics(info), frames
 
 
 def test_plan_follows_recorded_rate_times_speed(tmp_path):
@@ -79,7 +80,7 @@ def test_repeated_stamps_cannot_be_matched(tmp_path):
     rgb = np.zeros((4, 4, 3), np.uint8)
     info = bagio.write_frames_bag(tmp_path / "bag", [(rgb, None)] * 2, rate_hz=1e12)
     with pytest.raises(ValueError, match="repeat header stamps"):
-        plan_replay(info, bagio.resolve_topics(info), ReplayConfig())
+        plan_replay(info, bagread.resolve_topics(info), ReplayConfig())
 
 
 def _label(stamp, t, width, pred):

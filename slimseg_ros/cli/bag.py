@@ -245,7 +245,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def _offline(args: argparse.Namespace) -> Any:
-    from ..eval.bagio import inspect_bag, resolve_topics
+    from ..data.bagread import inspect_bag, resolve_topics
     from ..eval.offline import evaluate_bag_offline
     from ..runtime import load_engine
 

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .bagio import inspect_bag, iter_labelled_frames, resolve_topics
+from ..data.bagread import inspect_bag, iter_labelled_frames, resolve_topics
 from .width_scores import WidthScores
 
 __all__ = ["OfflineResult", "evaluate_bag_offline", "evaluate_frames", "select_widths"]

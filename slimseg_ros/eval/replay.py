@@ -31,8 +31,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import yaml
 
-from .bagio import BagInfo, BagTopics, inspect_bag, iter_messages, read_labels, resolve_topics
-from .msgcodec import BATTERY_TYPE, make_battery, restamp_cdr, typestore_for
+from ..data.bagread import (
+    BagInfo, BagTopics, inspect_bag, iter_messages, read_labels, resolve_topics)
+from ..data.msgcodec import BATTERY_TYPE, make_battery, restamp_cdr, typestore_for
 from .width_scores import WidthScores, percentile_ms
 
 __all__ = [
