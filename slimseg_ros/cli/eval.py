@@ -21,13 +21,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--split val --widths 0.25,1.0 --json out/eval.json",
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")
-    p.add_argument("--dataset", required=True, help="camvid | cityscapes | folder")
-    p.add_argument("--data-root", required=True, help="dataset root directory")
-    p.add_argument("--split", default="val", help="split name (default: val)")
+    p.add_argument("--dataset", required=True, help="camvid | cityscapes | folder | rosbag")
+    p.add_argument("--data-root", required=True,
+                   help="dataset root directory (rosbag: the bag directory)")
+    p.add_argument("--split", default="val",
+                   help="split name (default: val; rosbag: all | train | val, split in time)")
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
     p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
                    help="network input size (default: the checkpoint's)")
-    p.add_argument("--classes", default=None, help="classes YAML (folder datasets)")
+    p.add_argument("--classes", default=None,
+                   help="class spec name or YAML (folder and rosbag datasets; rosbag: camvid)")
+    p.add_argument("--image-topic", default=None, help="rosbag: camera topic (default: found)")
+    p.add_argument("--label-topic", default=None, help="rosbag: label topic (default: found)")
     p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
     p.add_argument("--boundary-tolerance", type=float, default=2.0,
                    help="boundary F1 match distance in pixels (default: 2)")
@@ -43,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.scoring import score_engine
     from ..runtime import load_engine
 
-    options = {"classes": args.classes} if args.classes else {}
+    options: dict = {"classes": args.classes} if args.classes else {}
+    if args.image_topic or args.label_topic:
+        if args.dataset != "rosbag":
+            raise ValueError("--image-topic and --label-topic apply to --dataset rosbag only")
+        options.update(image_topic=args.image_topic, labels_topic=args.label_topic)
     dataset = build_dataset(args.dataset, args.data_root, args.split, **options)
     engine = load_engine(args.checkpoint, backend=args.backend, device=args.device,
                          precision=args.precision, input_size=args.input_size,

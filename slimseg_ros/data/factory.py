@@ -44,6 +44,13 @@ def _folder(
     return FolderDataset(root / "images" / split, root / "masks" / split, classes, transform)
 
 
+def _rosbag(root: Path, split: str, transform: Transform | None, **kw: Any) -> SegmentationDataset:
+    """The frames of the rosbag2 directory ``root`` (see :class:`RosbagFrames` for options)."""
+    from slimseg_ros.data.rosbag import RosbagFrames
+
+    return RosbagFrames(root, split, transform=transform, **kw)
+
+
 def _synthetic(
     root: Path | None, split: str, transform: Transform | None, seed: int = 0, **kw: Any
 ) -> SegmentationDataset:
@@ -63,6 +70,7 @@ _BUILDERS: dict[str, Callable[..., SegmentationDataset]] = {
     "camvid": _camvid,
     "cityscapes": _cityscapes,
     "folder": _folder,
+    "rosbag": _rosbag,
     "synthetic": _synthetic,
 }
 
@@ -85,7 +93,10 @@ def build_dataset(
         transform: Optional ``transform(image, label)`` applied by ``__getitem__``.
         **options: Dataset-specific options: ``folder`` takes ``classes`` (spec name, YAML path
             or ClassSpec; default ``{root}/classes.yaml``) and reads ``{root}/images/{split}/``
-            with ``{root}/masks/{split}/``; ``synthetic`` takes the arguments of
+            with ``{root}/masks/{split}/``; ``rosbag`` reads the bag directory ``root``, splits
+            ``all``/``train``/``val`` in time, and takes ``image_topic``, ``labels_topic``,
+            ``classes`` (default ``camvid``), ``val_fraction`` and ``require_labels``;
+            ``synthetic`` takes the arguments of
             :class:`SyntheticScenes` (``n``, ``size``, ``num_classes``, ``seed``, ...).
 
     Returns:
