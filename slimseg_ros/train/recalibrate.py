@@ -1,0 +1,124 @@
+"""Recalibrate a checkpoint's BN statistics on frames from the robot's own camera.
+
+The frames go through the same resize as deployment (bilinear to the checkpoint's input size)
+and the checkpoint's normalisation, so the statistics match what the engines will see. Weights
+are untouched; only each width's running mean and variance change (see :mod:`.bn`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from ..model.checkpoint import load_checkpoint, save_checkpoint
+from .bn import recalibrate_bn
+
+__all__ = ["FrameBatches", "RecalibrationResult", "recalibrate_checkpoint", "spread_indices"]
+
+
+def spread_indices(total: int, count: int) -> list[int]:
+    """``count`` indices spread evenly over ``range(total)`` (all of them if fewer).
+
+    Consecutive video frames are near-duplicates; frames spread over the whole recording say
+    more about the camera than the first few seconds of it.
+    """
+    if total <= 0 or count <= 0:
+        return []
+    if count >= total:
+        return list(range(total))
+    return sorted({int(i) for i in np.linspace(0, total - 1, count).round()})
+
+
+class FrameBatches:
+    """Re-iterable (N, 3, H, W) normalised batches of ``dataset`` images at ``indices``."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], input_size: tuple[int, int],
+                 mean: Sequence[float], std: Sequence[float], batch_size: int = 8) -> None:
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (BN statistics), got {batch_size}")
+        self.dataset, self.indices, self.batch_size = dataset, list(indices), batch_size
+        self.size = (int(input_size[0]), int(input_size[1]))
+        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
+
+    @property
+    def frames_used(self) -> int:
+        """Frames one pass yields (a last batch of one is left out)."""
+        return len(self.indices) - (1 if len(self.indices) % self.batch_size == 1 else 0)
+
+    def _image(self, index: int) -> np.ndarray:
+        rgb = self.dataset.load(index)[0]
+        h, w = self.size
+        if rgb.shape[:2] != (h, w):
+            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
+        return rgb
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        for start in range(0, len(self.indices), self.batch_size):
+            chunk = self.indices[start:start + self.batch_size]
+            if len(chunk) < 2:  # a batch of one has no variance to estimate
+                break
+            x = torch.from_numpy(np.stack([self._image(i) for i in chunk]))
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)
+            yield (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class RecalibrationResult:
+    out: Path
+    frames: int
+    widths: tuple[float, ...]
+    seconds: float
+
+
+def recalibrate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    dataset: Any,
+    out: str | os.PathLike[str],
+    *,
+    frames: int = 200,
+    batch_size: int = 8,
+    widths: Sequence[float] | None = None,
+    source: str = "",
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> RecalibrationResult:
+    """Load ``checkpoint``, re-estimate BN statistics on ``dataset`` images, save to ``out``.
+
+    Args:
+        dataset: anything with ``__len__`` and ``load(i) -> (rgb, labels)`` (labels unused).
+        frames: how many frames, spread evenly over the dataset.
+        widths: widths to recalibrate (default all).
+        source: where the frames came from, recorded in the checkpoint's metadata.
+    """
+    say = progress or (lambda _m: None)
+    if Path(out).resolve() == Path(checkpoint).resolve():
+        raise ValueError("--out must differ from --checkpoint: keep the original model")
+    if threads:
+        torch.set_num_threads(threads)
+    model, meta = load_checkpoint(checkpoint)
+    chosen = tuple(float(w) for w in (widths or model.widths))
+    indices = spread_indices(len(dataset), frames)
+    if len(indices) < 2:
+        raise ValueError(f"need at least 2 frames to estimate BN statistics, the source has "
+                         f"{len(dataset)}")
+    batches = FrameBatches(dataset, indices, meta.input_size, meta.mean, meta.std, batch_size)
+    t0 = time.perf_counter()
+    for width in chosen:
+        say(f"width {width:g}: {len(indices)} frames in batches of {batch_size}...")
+        recalibrate_bn(model, batches, (width,), max_batches=len(indices))
+    seconds = time.perf_counter() - t0
+    used = batches.frames_used
+    training = dict(meta.training)
+    training["bn_recalibrated"] = {"source": source, "frames": used,
+                                   "widths": [float(w) for w in chosen],
+                                   "from_checkpoint": str(checkpoint)}
+    path = save_checkpoint(out, model, meta.replace(training=training))
+    return RecalibrationResult(path, used, chosen, seconds)
