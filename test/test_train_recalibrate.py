@@ -48,6 +48,17 @@ def test_frame_batches_are_resized_normalised_and_re_iterable(tmp_path: Path) ->
         FrameBatches(frames, range(9), SIZE, (0.5,) * 3, (0.25,) * 3, 1)
 
 
+def test_training_like_crops_are_the_same_on_every_pass(tmp_path: Path) -> None:
+    frames = RosbagFrames(_dark_bag(tmp_path), require_labels=False)
+    batches = FrameBatches(frames, range(8), SIZE, (0.5,) * 3, (0.25,) * 3, 4,
+                           crop_size=(16, 24), scale_range=(0.5, 1.5))
+    first, second = list(batches), list(batches)
+    assert [b.shape for b in first] == [(4, 3, 16, 24)] * 2
+    assert all(torch.equal(a, b) for a, b in zip(first, second))  # every width sees the same
+    resized = next(iter(FrameBatches(frames, range(8), SIZE, (0.5,) * 3, (0.25,) * 3, 4)))
+    assert resized.shape == (4, 3, *SIZE)
+
+
 def test_recalibration_sets_bn_statistics_to_the_frames_and_keeps_the_weights(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     checkpoint = make_test_checkpoint(tmp_path / "m.safetensors", input_size=SIZE)
@@ -59,13 +70,17 @@ def test_recalibration_sets_bn_statistics_to_the_frames_and_keeps_the_weights(
     before, _ = load_checkpoint(checkpoint)
     after, meta = load_checkpoint(out)
     assert meta.training["bn_recalibrated"]["frames"] == 8
+    assert meta.training["bn_recalibrated"]["frames_as"] == "random crops 32x48 at scale 0.5-1.5"
     weights = {k: v for k, v in after.state_dict().items() if "running" not in k
                and "num_batches" not in k}
     for key, value in weights.items():
         assert torch.equal(value, before.state_dict()[key]), key
     # The stem's BN now holds the mean and variance of the stem conv's output over the frames
     frames = RosbagFrames(bag, require_labels=False)
-    batches = list(FrameBatches(frames, range(8), SIZE, meta.mean, meta.std, 4))
+    # what the command feeds: training-like crops (this checkpoint records no training crop, so
+    # crops of its input size) at the recipe's scale range, seed 0
+    batches = list(FrameBatches(frames, range(8), SIZE, meta.mean, meta.std, 4, crop_size=SIZE,
+                                scale_range=(0.5, 1.5)))
     stem = after.net.stem
     for idx, width in enumerate(after.widths):
         c_out = stem.out_channels[idx]

@@ -16,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="re-estimate each width's BN statistics on frames from a bag or dataset",
         description="When the robot's camera differs from the training camera (exposure, colour, "
         "lens), re-estimate every width's BatchNorm running statistics on its own frames, with "
-        "the weights unchanged. Frames need no labels; they are spread evenly over the source, "
-        "resized and normalised as the engines do, and the result is written as a new checkpoint "
-        "(the source is recorded in its metadata). Check it with slimseg eval before deploying.",
+        "the weights unchanged. Frames need no labels; they are spread evenly over the source "
+        "and cut into random crops as in training (no colour jitter), and the result is written "
+        "as a new checkpoint (the source is recorded in its metadata). Check it with slimseg "
+        "eval before deploying.",
         epilog="example: slimseg recalibrate --bag robot_run --frames 200 "
         "--out models/slimseg_robot.safetensors",
     )
@@ -33,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="frames to use, spread over the source (default: 200)")
     p.add_argument("--batch-size", type=int, default=8, help="frames per batch (default: 8)")
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
+    p.add_argument("--full-frames", action="store_true",
+                   help="feed whole frames resized to the input size instead of training-like "
+                   "random crops (measured worse; see docs/data.md)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--out", required=True, help="the recalibrated checkpoint to write")
     p.set_defaults(func=run)
@@ -68,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         source = f"{args.dataset} {args.split} ({args.data_root})"
     result = recalibrate_checkpoint(
         checkpoint, frames, args.out, frames=args.frames, batch_size=args.batch_size,
-        widths=widths, source=source, threads=args.threads,
+        widths=widths, full_frames=args.full_frames, source=source, threads=args.threads,
         progress=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"recalibrated widths {', '.join(f'{w:g}' for w in result.widths)} on "
           f"{result.frames} frames of {source} in {result.seconds:.1f} s; wrote {result.out}")

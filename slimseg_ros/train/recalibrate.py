@@ -1,8 +1,8 @@
 """Recalibrate a checkpoint's BN statistics on frames from the robot's own camera.
 
-The frames go through the same resize as deployment (bilinear to the checkpoint's input size)
-and the checkpoint's normalisation, so the statistics match what the engines will see. Weights
-are untouched; only each width's running mean and variance change (see :mod:`.bn`).
+The frames are cut as in training (random scale and crop of the training crop size, without
+colour jitter) and normalised as the checkpoint says; weights are untouched, only each width's
+running mean and variance change (see :mod:`.bn`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,15 @@ import cv2
 import numpy as np
 import torch
 
+from ..data.transforms import TrainTransform
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from .bn import recalibrate_bn
 
 __all__ = ["FrameBatches", "RecalibrationResult", "recalibrate_checkpoint", "spread_indices"]
+
+# For checkpoints whose metadata predates recording it (the shipped one): the recipe's value in
+# config/train_camvid.yaml
+TRAINING_SCALE_RANGE = (0.5, 1.5)
 
 
 def spread_indices(total: int, count: int) -> list[int]:
@@ -37,14 +42,25 @@ def spread_indices(total: int, count: int) -> list[int]:
 
 
 class FrameBatches:
-    """Re-iterable (N, 3, H, W) normalised batches of ``dataset`` images at ``indices``."""
+    """Re-iterable (N, 3, H, W) normalised batches of ``dataset`` images at ``indices``.
+
+    With ``crop_size``, each image is scaled by a random factor in ``scale_range``, cropped
+    (padded with zeros where too small) and maybe flipped, as in training but without colour
+    jitter: BN statistics estimated on what the network saw in training fit its weights better
+    than statistics of whole frames (measured in docs/data.md). Without it, each image is
+    resized to ``input_size`` as the engines resize. Every pass yields the same batches.
+    """
 
     def __init__(self, dataset: Any, indices: Sequence[int], input_size: tuple[int, int],
-                 mean: Sequence[float], std: Sequence[float], batch_size: int = 8) -> None:
+                 mean: Sequence[float], std: Sequence[float], batch_size: int = 8, *,
+                 crop_size: tuple[int, int] | None = None,
+                 scale_range: tuple[float, float] = (0.5, 1.5), seed: int = 0) -> None:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 (BN statistics), got {batch_size}")
         self.dataset, self.indices, self.batch_size = dataset, list(indices), batch_size
         self.size = (int(input_size[0]), int(input_size[1]))
+        self.crop_size, self.scale_range, self.seed = crop_size, scale_range, seed
+        self.mean_std = (tuple(mean), tuple(std))
         self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
 
@@ -53,21 +69,30 @@ class FrameBatches:
         """Frames one pass yields (a last batch of one is left out)."""
         return len(self.indices) - (1 if len(self.indices) % self.batch_size == 1 else 0)
 
-    def _image(self, index: int) -> np.ndarray:
+    def _resized(self, index: int) -> np.ndarray:
         rgb = self.dataset.load(index)[0]
         h, w = self.size
         if rgb.shape[:2] != (h, w):
             rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
         return rgb
 
-    def __iter__(self) -> Iterator[torch.Tensor]:
+    def _batches_of_indices(self) -> Iterator[list[int]]:
         for start in range(0, len(self.indices), self.batch_size):
             chunk = self.indices[start:start + self.batch_size]
-            if len(chunk) < 2:  # a batch of one has no variance to estimate
-                break
-            x = torch.from_numpy(np.stack([self._image(i) for i in chunk]))
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)
-            yield (x - self.mean) / self.std
+            if len(chunk) >= 2:  # a batch of one has no variance to estimate
+                yield chunk
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        if self.crop_size is None:
+            for chunk in self._batches_of_indices():
+                x = torch.from_numpy(np.stack([self._resized(i) for i in chunk]))
+                x = x.permute(0, 3, 1, 2).float().div_(255.0)
+                yield (x - self.mean) / self.std
+            return
+        crop = TrainTransform(self.crop_size, self.scale_range, *self.mean_std, brightness=0.0,
+                              contrast=0.0, saturation=0.0, hue=0.0, seed=self.seed)
+        for chunk in self._batches_of_indices():
+            yield torch.stack([crop(*self.dataset.load(i))[0] for i in chunk])
 
 
 @dataclass(frozen=True)
@@ -86,6 +111,7 @@ def recalibrate_checkpoint(
     frames: int = 200,
     batch_size: int = 8,
     widths: Sequence[float] | None = None,
+    full_frames: bool = False,
     source: str = "",
     threads: int | None = None,
     progress: Callable[[str], None] | None = None,
@@ -96,6 +122,8 @@ def recalibrate_checkpoint(
         dataset: anything with ``__len__`` and ``load(i) -> (rgb, labels)`` (labels unused).
         frames: how many frames, spread evenly over the dataset.
         widths: widths to recalibrate (default all).
+        full_frames: resize whole frames to the input size instead of taking training-like
+            random crops (the checkpoint's training crop size and scale range).
         source: where the frames came from, recorded in the checkpoint's metadata.
     """
     say = progress or (lambda _m: None)
@@ -109,7 +137,10 @@ def recalibrate_checkpoint(
     if len(indices) < 2:
         raise ValueError(f"need at least 2 frames to estimate BN statistics, the source has "
                          f"{len(dataset)}")
-    batches = FrameBatches(dataset, indices, meta.input_size, meta.mean, meta.std, batch_size)
+    crop = None if full_frames else tuple(meta.training.get("crop_size", meta.input_size))
+    scale = tuple(meta.training.get("scale_range", TRAINING_SCALE_RANGE))
+    batches = FrameBatches(dataset, indices, meta.input_size, meta.mean, meta.std, batch_size,
+                           crop_size=crop, scale_range=scale)  # type: ignore[arg-type]
     t0 = time.perf_counter()
     for width in chosen:
         say(f"width {width:g}: {len(indices)} frames in batches of {batch_size}...")
@@ -117,8 +148,10 @@ def recalibrate_checkpoint(
     seconds = time.perf_counter() - t0
     used = batches.frames_used
     training = dict(meta.training)
-    training["bn_recalibrated"] = {"source": source, "frames": used,
-                                   "widths": [float(w) for w in chosen],
-                                   "from_checkpoint": str(checkpoint)}
+    training["bn_recalibrated"] = {
+        "source": source, "frames": used, "widths": [float(w) for w in chosen],
+        "from_checkpoint": str(checkpoint),
+        "frames_as": "whole frames" if crop is None else
+        f"random crops {crop[0]}x{crop[1]} at scale {scale[0]:g}-{scale[1]:g}"}
     path = save_checkpoint(out, model, meta.replace(training=training))
     return RecalibrationResult(path, used, chosen, seconds)
