@@ -108,3 +108,22 @@ def test_optional_distillation_terms_are_reported_when_enabled() -> None:
                           model.widths, cfg)
     assert "affinity" in report[0.25] and "image_kd" in report[0.5]
     assert "affinity" not in report[1.0]
+
+
+def test_training_can_start_from_a_checkpoint_and_refuses_another_network(
+        tmp_path: Path) -> None:
+    first = train(_synthetic_config(tmp_path / "a", "steps=3"), progress=False)
+    # lr 0: the run must end with exactly the weights it started from
+    cfg = _synthetic_config(tmp_path / "b", "steps=2", "optim.lr=0.0",
+                            f"init_checkpoint={first.last_checkpoint}")
+    second = train(cfg, progress=False)
+    start, _ = load_checkpoint(first.last_checkpoint)
+    end, meta = load_checkpoint(second.last_checkpoint)
+    weights = [k for k in start.state_dict() if "running" not in k and "num_batches" not in k]
+    for key in weights:
+        torch.testing.assert_close(end.state_dict()[key], start.state_dict()[key])
+    assert meta.training["init_checkpoint"] == str(first.last_checkpoint)
+    other = _synthetic_config(tmp_path / "c", "steps=1", "model.head_channels=16",
+                              f"init_checkpoint={first.last_checkpoint}")
+    with pytest.raises(ValueError, match="is a different network"):
+        train(other, progress=False)

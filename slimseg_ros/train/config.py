@@ -83,6 +83,9 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads, 0 = leave torch's default
     out: str = "runs/slimseg"
     time_limit_min: float = 0.0  # stop cleanly after this many minutes (0 = no limit)
+    # start from this checkpoint's weights (fine-tuning, e.g. on the robot's own bags); fresh
+    # optimiser and schedule; "" = random initialisation. Ignored when resuming from ``out``.
+    init_checkpoint: str = ""
 
     def __post_init__(self) -> None:
         if self.loss.kd not in KD_MODES:

@@ -22,7 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import TrainTransform, build_dataset, make_generator, seed_everything, worker_init_fn
-from ..model.checkpoint import CheckpointMeta, save_checkpoint
+from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.slimseg import SlimSegNet
 from .config import TrainConfig
 from .step import slimseg_step
@@ -105,6 +105,23 @@ def _batches(loader: DataLoader, sampler: DistributedSampler | None) -> Iterator
         epoch += 1
 
 
+def _load_initial_weights(model: SlimSegNet, cfg: TrainConfig, transform: TrainTransform,
+                          announce: bool) -> None:
+    """Copy ``cfg.init_checkpoint``'s weights into ``model``; it must be the same network."""
+    init, init_meta = load_checkpoint(cfg.init_checkpoint)
+    if init.config != model.config:
+        raise ValueError(f"init_checkpoint {cfg.init_checkpoint} is a different network "
+                         f"({init.config}) from model ({model.config}); set model.* to match")
+    if tuple(init_meta.mean) != tuple(transform.mean) or tuple(init_meta.std) != tuple(
+            transform.std):
+        raise ValueError(f"init_checkpoint {cfg.init_checkpoint} normalises with mean "
+                         f"{init_meta.mean} / std {init_meta.std}, training with "
+                         f"{transform.mean} / {transform.std}")
+    model.load_state_dict(init.state_dict())
+    if announce:
+        print(f"starting from the weights of {cfg.init_checkpoint}")
+
+
 def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     """Run ``cfg`` to completion (or its time limit); resumes from ``cfg.out`` when state exists."""
     rank, world = _distributed()
@@ -134,7 +151,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     )
     # channels-last runs the depthwise/pointwise convs noticeably faster on CPUs (and on GPUs
     # with tensor cores); measured in docs/benchmarks.md
-    model = SlimSegNet(cfg.model).to(device, memory_format=torch.channels_last).train()
+    model = SlimSegNet(cfg.model)
+    state_path = out / "train_state.pt"
+    if cfg.init_checkpoint and not state_path.is_file():
+        _load_initial_weights(model, cfg, transform, announce=rank == 0)
+    model = model.to(device, memory_format=torch.channels_last).train()
     if world > 1:  # identical starting weights everywhere
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, 0)
@@ -154,7 +175,6 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         input_size=d.val_size, mean=transform.mean, std=transform.std,
         ignore_index=spec.ignore_index,
     )
-    state_path = out / "train_state.pt"
     start, best_score, history = 0, -1.0, []
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
@@ -277,6 +297,7 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
         "boundary_weight": cfg.loss.boundary_weight,
         "train_widths": list(cfg.widths_to_train),
         "wall_clock_min": round(seconds / 60, 1),
+        **({"init_checkpoint": cfg.init_checkpoint} if cfg.init_checkpoint else {}),
         "val": {w: {k: v for k, v in r.items() if k != "per_class_iou"} for w, r in res.items()},
     }
 
