@@ -29,3 +29,14 @@ def test_on_a_terminal_tqdm_redraws_in_place() -> None:
         bar.update()
     bar.close()
     assert "\r" in screen.getvalue()
+
+
+def test_a_postfix_set_every_step_does_not_redraw_every_step() -> None:
+    log = io.StringIO()
+    bar = progress_bar(total=300, desc="train", file=log)
+    for step in range(300):  # what the training loop does per step
+        bar.set_postfix(loss=f"{1 / (step + 1):.3f}", refresh=False)
+        bar.update(1)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    assert 1 <= len(lines) <= 3 and "300/300" in lines[-1] and "loss=" in lines[-1]

@@ -259,8 +259,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 raise FloatingPointError(f"non-finite loss {total} at step {step}; lower optim.lr")
             if rank == 0:
                 if bar is not None:
+                    # postfix first and without its own redraw, so the bar's redraw interval
+                    # holds (a redraw per step floods a log file)
+                    bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}", refresh=False)
                     bar.update(1)
-                    bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}")
                 if writer is not None and step % cfg.log_every == 0:
                     writer.add_scalar("train/lr", lr, step)
                     for w, parts in report.items():
