@@ -11,6 +11,9 @@ through the same commands a user runs (`slimseg recalibrate`, `slimseg eval --da
 recalibrated with training-like crops (the default) and with whole frames (`--full-frames`).
 As a control, the shipped model recalibrated on unshifted CamVid train is evaluated on the
 unshifted val split: recalibration in the training domain should cost (almost) nothing.
+With --finetune-steps N, a third arm fine-tunes the shipped model for N steps on the shifted
+train frames *with* their labels (`slimseg train ... data.dataset=rosbag init_checkpoint=...`):
+what labelled robot data buys over label-free recalibration.
 
 Usage:
   python scripts/bn_recalibration.py --data-root ../shared/data/camvid --out runs/bn_recal \
@@ -30,6 +33,7 @@ from slimseg_ros.cli.main import main as slimseg
 from slimseg_ros.data import build_dataset
 from slimseg_ros.eval import bagio
 
+SHIPPED = "models/slimseg_camvid.safetensors"
 GAMMA = 1.8
 GAINS = np.array([0.75, 0.85, 1.1])
 
@@ -64,6 +68,8 @@ def main() -> int:
     parser.add_argument("--data-root", required=True)
     parser.add_argument("--out", default="runs/bn_recal")
     parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--finetune-steps", type=int, default=0,
+                        help="also fine-tune on labelled shifted train frames (0 = skip)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -79,6 +85,17 @@ def main() -> int:
     whole = recalibrate("recalibrated_whole", "--bag", str(train_bag), "--full-frames")
     clean = recalibrate("recalibrated_clean", "--dataset", "camvid", "--data-root",
                         args.data_root, "--split", "train")
+    tuned = None
+    if args.finetune_steps:
+        labelled = shifted_bag(args.data_root, "train", out / "shifted_train_labelled", True)
+        run = out / "finetune"
+        if slimseg(["train", "--config", "config/train_camvid.yaml", f"init_checkpoint={SHIPPED}",
+                    "data.dataset=rosbag", f"data.root={labelled}", "data.train_split=all",
+                    "data.crop_size=[192,256]", f"steps={args.finetune_steps}", "val_every=0",
+                    "val_images=8", "optim.lr=0.0005", "optim.warmup_steps=10",
+                    "time_limit_min=0", f"out={run}"]) != 0:
+            raise SystemExit("slimseg train failed")
+        tuned = str(run / "last.safetensors")
     clean_val = out / "clean_val"
     bagio.write_dataset_bag(build_dataset("camvid", args.data_root, "val"), clean_val,
                             rate_hz=10, overwrite=True)
@@ -87,6 +104,8 @@ def main() -> int:
             "shipped": evaluate(None, val_bag, out / "eval_shipped.json"),
             "recalibrated (crops)": evaluate(crops, val_bag, out / "eval_crops.json"),
             "recalibrated (--full-frames)": evaluate(whole, val_bag, out / "eval_whole.json"),
+            **({f"fine-tuned {args.finetune_steps} steps (labels)": evaluate(
+                tuned, val_bag, out / "eval_finetuned.json")} if tuned else {}),
         },
         "clean_val": {
             "shipped": evaluate(None, clean_val, out / "eval_clean_shipped.json"),
