@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import cv2
 import numpy as np
 import torch
 
-from ..data.transforms import TrainTransform
+from ..data.transforms import EvalTransform, TrainTransform
 from ..model.checkpoint import load_checkpoint, save_checkpoint
 from .bn import recalibrate_bn
 
@@ -58,41 +57,29 @@ class FrameBatches:
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2 (BN statistics), got {batch_size}")
         self.dataset, self.indices, self.batch_size = dataset, list(indices), batch_size
-        self.size = (int(input_size[0]), int(input_size[1]))
+        self.input_size, self.mean, self.std = input_size, tuple(mean), tuple(std)
         self.crop_size, self.scale_range, self.seed = crop_size, scale_range, seed
-        self.mean_std = (tuple(mean), tuple(std))
-        self.mean = torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1)
 
     @property
     def frames_used(self) -> int:
         """Frames one pass yields (a last batch of one is left out)."""
         return len(self.indices) - (1 if len(self.indices) % self.batch_size == 1 else 0)
 
-    def _resized(self, index: int) -> np.ndarray:
-        rgb = self.dataset.load(index)[0]
-        h, w = self.size
-        if rgb.shape[:2] != (h, w):
-            rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_LINEAR)
-        return rgb
-
-    def _batches_of_indices(self) -> Iterator[list[int]]:
-        for start in range(0, len(self.indices), self.batch_size):
-            chunk = self.indices[start:start + self.batch_size]
-            if len(chunk) >= 2:  # a batch of one has no variance to estimate
-                yield chunk
+    def _transform(self) -> Callable[[np.ndarray, np.ndarray], Any]:
+        """A fresh transform per pass, so every pass (every width) sees the same batches."""
+        if self.crop_size is None:
+            return EvalTransform(self.mean, self.std, size=self.input_size)
+        return TrainTransform(self.crop_size, self.scale_range, self.mean, self.std,
+                              brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0,
+                              seed=self.seed)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        if self.crop_size is None:
-            for chunk in self._batches_of_indices():
-                x = torch.from_numpy(np.stack([self._resized(i) for i in chunk]))
-                x = x.permute(0, 3, 1, 2).float().div_(255.0)
-                yield (x - self.mean) / self.std
-            return
-        crop = TrainTransform(self.crop_size, self.scale_range, *self.mean_std, brightness=0.0,
-                              contrast=0.0, saturation=0.0, hue=0.0, seed=self.seed)
-        for chunk in self._batches_of_indices():
-            yield torch.stack([crop(*self.dataset.load(i))[0] for i in chunk])
+        transform = self._transform()
+        for start in range(0, len(self.indices), self.batch_size):
+            chunk = self.indices[start:start + self.batch_size]
+            if len(chunk) < 2:  # a batch of one has no variance to estimate
+                break
+            yield torch.stack([transform(*self.dataset.load(i))[0] for i in chunk])
 
 
 @dataclass(frozen=True)
