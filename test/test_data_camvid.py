@@ -90,3 +90,20 @@ def test_real_camvid(camvid_root: str, split: str, count: int) -> None:
     assert label.shape == (360, 480) and label.dtype == np.uint8
     values = set(np.unique(label).tolist())
     assert values <= set(range(11)) | {255} and len(values - {255}) >= 3
+
+
+def test_sequences_select_and_exclude_whole_drives(tmp_path: Path) -> None:
+    _write_camvid(tmp_path, "train", ["0001TP_1.png", "0006R0_1.png", "0006R0_2.png",
+                                      "0016E5_1.png"])
+    held_out = build_dataset("camvid", tmp_path, "train", sequences=["0006R0"])
+    assert [held_out.name(i) for i in range(len(held_out))] == ["0006R0_1", "0006R0_2"]
+    rest = build_dataset("camvid", tmp_path, "train", exclude_sequences=["0006R0"])
+    assert [rest.name(i) for i in range(len(rest))] == ["0001TP_1", "0016E5_1"]
+    # a known sequence absent from this split excludes nothing (one list serves train and val)
+    assert len(build_dataset("camvid", tmp_path, "train", exclude_sequences=["Seq05VD"])) == 4
+    with pytest.raises(ValueError, match="0006RO is not a CamVid sequence"):
+        build_dataset("camvid", tmp_path, "train", exclude_sequences=["0006RO"])
+    with pytest.raises(ValueError, match="no CamVid train frames left.*0001TP, 0006R0, 0016E5"):
+        build_dataset("camvid", tmp_path, "train", sequences=["Seq05VD"])
+    with pytest.raises(ValueError, match="lists of sequence names"):
+        build_dataset("camvid", tmp_path, "train", sequences="0006R0")

@@ -11,6 +11,7 @@ from slimseg_ros.data.transforms import (
     IMAGENET_STD,
     EvalTransform,
     TrainTransform,
+    camera_jitter,
     color_matrix,
     hflip,
     photometric_jitter,
@@ -218,3 +219,43 @@ def test_bad_sample_is_rejected() -> None:
         EvalTransform()(image.astype(np.float32), label)
     with pytest.raises(ValueError, match="label"):
         EvalTransform()(image, label[:-1])
+
+
+def test_camera_jitter_is_off_at_zero_and_reproducible() -> None:
+    image, _ = _sample()
+    out = camera_jitter(image, np.random.default_rng(0))
+    assert np.array_equal(out, image) and out is not image
+    a = camera_jitter(image, np.random.default_rng(3), gamma=1.0, gain=0.3, lift=0.1, noise=5,
+                      blur=1.0)
+    b = camera_jitter(image, np.random.default_rng(3), gamma=1.0, gain=0.3, lift=0.1, noise=5,
+                      blur=1.0)
+    assert np.array_equal(a, b) and a.dtype == np.uint8 and a.shape == image.shape
+    assert not np.array_equal(a, image)
+
+
+def test_camera_jitter_tone_curve_and_cast_move_the_image_the_right_way() -> None:
+    grey = np.full((8, 8, 3), 128, dtype=np.uint8)
+    darker = brighter = 0
+    for seed in range(40):  # the exponent is drawn on both sides of 1
+        mean = camera_jitter(grey, np.random.default_rng(seed), gamma=1.0).mean()
+        darker += mean < 127
+        brighter += mean > 129
+    assert darker > 5 and brighter > 5
+    cast = camera_jitter(grey, np.random.default_rng(1), gain=0.3)
+    assert len({int(v) for v in cast[0, 0]}) == 3  # a colour cast: channels differ
+    lifted = camera_jitter(np.zeros((4, 4, 3), np.uint8), np.random.default_rng(0), lift=0.2)
+    assert 0 < lifted.min() <= 0.2 * 255 + 1  # blacks are raised, never past the limit
+
+
+def test_train_transform_applies_camera_jitter_by_probability_and_checks_options() -> None:
+    image, label = _sample()
+    kept = TrainTransform((36, 48), scale_range=(1.0, 1.0), hflip_prob=0.0, brightness=0.0,
+                          contrast=0.0, saturation=0.0, hue=0.0, camera={"gain": 0.5},
+                          camera_prob=0.0, seed=0)
+    assert np.array_equal(kept.augment(image, label)[0], image)
+    changed = TrainTransform((36, 48), scale_range=(1.0, 1.0), hflip_prob=0.0, brightness=0.0,
+                             contrast=0.0, saturation=0.0, hue=0.0, camera={"gain": 0.5},
+                             camera_prob=1.0, seed=0)
+    assert not np.array_equal(changed.augment(image, label)[0], image)
+    with pytest.raises(ValueError, match="unknown camera jitter option.*gama"):
+        TrainTransform(16, camera={"gama": 1.0}, camera_prob=1.0)

@@ -103,11 +103,11 @@ def test_poly_schedule_warms_up_then_decays_to_zero_also_by_time() -> None:
 def test_optional_distillation_terms_are_reported_when_enabled() -> None:
     torch.manual_seed(0)
     model = SlimSegNet(ModelConfig(num_classes=3, head_channels=16)).train()
-    cfg = LossConfig(kd="stepwise", affinity_weight=1.0, image_kd_weight=0.5)
+    cfg = LossConfig(kd="stepwise", image_kd_weight=0.5)
     report = slimseg_step(model, torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
                           model.widths, cfg)
-    assert "affinity" in report[0.25] and "image_kd" in report[0.5]
-    assert "affinity" not in report[1.0]
+    assert "image_kd" in report[0.25] and "image_kd" in report[0.5]
+    assert "image_kd" not in report[1.0]  # the widest width has no teacher here
 
 
 def test_training_can_start_from_a_checkpoint_and_refuses_another_network(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -12,6 +13,8 @@ from slimseg_ros.data.io import list_images, read_label, read_rgb
 from slimseg_ros.data.pairing import pair_by_stem, require_dir
 
 CAMVID_SPLITS = ("train", "val", "test")
+# The four driving sequences of CamVid (the file-name prefix of every frame).
+CAMVID_SEQUENCES = ("0001TP", "0006R0", "0016E5", "Seq05VD")
 
 
 class CamVidDataset(SegmentationDataset):
@@ -24,9 +27,14 @@ class CamVidDataset(SegmentationDataset):
         root: Directory holding ``{split}/`` and ``{split}annot/``.
         split: ``train``, ``val`` or ``test``.
         transform: Optional ``transform(image, label)`` applied by ``__getitem__``.
+        sequences: Keep only frames of these sequences (the file-name prefix, e.g. ``0006R0``).
+        exclude_sequences: Drop frames of these sequences. Together they hold a whole driving
+            sequence out of training to measure generalisation to frames of another drive.
     """
 
-    def __init__(self, root: str | Path, split: str, transform: Transform | None = None) -> None:
+    def __init__(self, root: str | Path, split: str, transform: Transform | None = None,
+                 sequences: Sequence[str] | None = None,
+                 exclude_sequences: Sequence[str] | None = None) -> None:
         if split not in CAMVID_SPLITS:
             raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(CAMVID_SPLITS)}")
         self.root = Path(root)
@@ -39,7 +47,8 @@ class CamVidDataset(SegmentationDataset):
         images = list_images(image_dir)
         if not images:
             raise ValueError(f"CamVid {split} split is empty: no images in {image_dir}")
-        self.samples = pair_by_stem(images, list_images(label_dir), labels_dir=label_dir)
+        samples = pair_by_stem(images, list_images(label_dir), labels_dir=label_dir)
+        self.samples = _select_sequences(samples, split, sequences, exclude_sequences)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -61,3 +70,30 @@ class CamVidDataset(SegmentationDataset):
                 f"{image.shape[1]}x{image.shape[0]}"
             )
         return image, self._lut[raw]
+
+
+def sequence_of(path: Path) -> str:
+    """The driving sequence of a CamVid frame: its file-name prefix (``0006R0_f01230`` -> ``0006R0``)."""
+    return path.stem.split("_", 1)[0]
+
+
+def _select_sequences(samples: list[tuple[Path, Path]], split: str,
+                      keep: Sequence[str] | None, drop: Sequence[str] | None
+                      ) -> list[tuple[Path, Path]]:
+    if keep is None and drop is None:
+        return samples
+    if isinstance(keep, str) or isinstance(drop, str):
+        raise ValueError("sequences and exclude_sequences are lists of sequence names")
+    # names are checked against CamVid's sequences, not this split's, so one exclusion list
+    # serves train and val alike while a misspelt name is still an error
+    unknown = sorted((set(keep or ()) | set(drop or ())) - set(CAMVID_SEQUENCES))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)} is not a CamVid sequence; "
+                         f"they are {', '.join(CAMVID_SEQUENCES)}")
+    chosen = [s for s in samples if (keep is None or sequence_of(s[0]) in keep)
+              and sequence_of(s[0]) not in (drop or ())]
+    if not chosen:
+        present = sorted({sequence_of(image) for image, _ in samples})
+        raise ValueError(f"no CamVid {split} frames left after selecting sequences "
+                         f"(the split holds {', '.join(present)})")
+    return chosen

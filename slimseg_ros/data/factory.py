@@ -10,11 +10,14 @@ from slimseg_ros.data.base import SegmentationDataset, Transform
 from slimseg_ros.data.class_spec import ClassSpec
 
 
-def _camvid(root: Path, split: str, transform: Transform | None, **kw: Any) -> SegmentationDataset:
+def _camvid(root: Path, split: str, transform: Transform | None,
+            sequences: list[str] | None = None, exclude_sequences: list[str] | None = None,
+            **kw: Any) -> SegmentationDataset:
     from slimseg_ros.data.camvid import CamVidDataset
 
     _no_extra("camvid", kw)
-    return CamVidDataset(root, split, transform=transform)
+    return CamVidDataset(root, split, transform=transform, sequences=sequences,
+                         exclude_sequences=exclude_sequences)
 
 
 def _cityscapes(
@@ -91,7 +94,8 @@ def build_dataset(
         root: Dataset root directory (ignored by ``synthetic``).
         split: Split name (``train``, ``val``, ``test``).
         transform: Optional ``transform(image, label)`` applied by ``__getitem__``.
-        **options: Dataset-specific options: ``folder`` takes ``classes`` (spec name, YAML path
+        **options: Dataset-specific options: ``camvid`` takes ``sequences`` and
+            ``exclude_sequences`` (lists of sequence names such as ``0006R0``); ``folder`` takes ``classes`` (spec name, YAML path
             or ClassSpec; default ``{root}/classes.yaml``) and reads ``{root}/images/{split}/``
             with ``{root}/masks/{split}/``; ``rosbag`` reads the bag directory ``root``, splits
             ``all``/``train``/``val`` in time, and takes ``image_topic``, ``labels_topic``,

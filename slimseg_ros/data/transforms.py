@@ -185,6 +185,52 @@ def photometric_jitter(
     return cv2.transform(image, color_matrix(b, c, s, h, grey_mean))
 
 
+def camera_jitter(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    gamma: float = 0.0,
+    gain: float = 0.0,
+    lift: float = 0.0,
+    noise: float = 0.0,
+    blur: float = 0.0,
+) -> np.ndarray:
+    """Make ``image`` look as if another camera had taken it: tone curve, colour cast, noise, blur.
+
+    A robot's camera differs from the training camera in its tone curve (gamma), white balance
+    (a colour cast: per-channel gains), black level (lifted shadows) and sensor noise and focus.
+    Gamma, gains and lift are one lookup table per channel (a single pass), so they cost little.
+
+    Args:
+        image: HxWx3 uint8 RGB.
+        rng: Source of randomness.
+        gamma: The tone-curve exponent is drawn log-uniformly from ``[1/(1+gamma), 1+gamma]``
+            (0 disables it; 1 spans 0.5..2: brighter mid-tones to darker ones).
+        gain: Per-channel gains are drawn from ``[1 - gain, 1 + gain]`` (0 disables).
+        lift: The black level is raised by up to ``lift`` of the range (0 disables).
+        noise: Gaussian noise of standard deviation up to ``noise`` grey levels (0 disables).
+        blur: Probability of a Gaussian blur with sigma in [0.3, 1.5] px (0 disables).
+
+    Returns:
+        A new HxWx3 uint8 RGB image.
+    """
+    exponent = float(np.exp(rng.uniform(-1, 1) * np.log1p(gamma))) if gamma > 0 else 1.0
+    gains = rng.uniform(1 - gain, 1 + gain, size=3) if gain > 0 else np.ones(3)
+    black = float(rng.uniform(0, lift)) if lift > 0 else 0.0
+    out = image
+    if exponent != 1.0 or black or np.any(gains != 1.0):
+        x = np.linspace(0.0, 1.0, 256) ** exponent
+        curves = [np.clip((black + (1 - black) * x) * g, 0, 1) * 255 + 0.5 for g in gains]
+        lut = np.stack(curves, axis=1).astype(np.uint8).reshape(256, 1, 3)
+        out = cv2.LUT(out, lut)
+    if blur > 0 and rng.random() < blur:
+        out = cv2.GaussianBlur(out, (0, 0), float(rng.uniform(0.3, 1.5)))
+    if noise > 0:
+        sigma = float(rng.uniform(0, noise))
+        grain = rng.standard_normal(out.shape, dtype=np.float32) * sigma
+        out = np.clip(out.astype(np.float32) + grain, 0, 255).astype(np.uint8)
+    return out.copy() if out is image else out
+
+
 def to_tensors(
     image: np.ndarray,
     label: np.ndarray,
@@ -217,6 +263,9 @@ class TrainTransform:
         contrast: Contrast jitter strength (0 disables).
         saturation: Saturation jitter strength (0 disables).
         hue: Hue jitter, fraction of the colour wheel (0 disables).
+        camera: Keyword arguments of :func:`camera_jitter` (``gamma``, ``gain``, ``lift``,
+            ``noise``, ``blur``); empty disables it.
+        camera_prob: Probability that a sample goes through :func:`camera_jitter`.
         ignore_index: Label value for padded pixels.
         seed: Seed of the transform's own generator (``None``: fresh entropy). DataLoader
             workers reseed it through :func:`slimseg_ros.data.seeding.worker_init_fn`.
@@ -233,6 +282,8 @@ class TrainTransform:
         contrast: float = 0.25,
         saturation: float = 0.25,
         hue: float = 0.02,
+        camera: dict[str, float] | None = None,
+        camera_prob: float = 0.0,
         ignore_index: int = 255,
         seed: int | None = None,
     ) -> None:
@@ -251,6 +302,14 @@ class TrainTransform:
                 raise ValueError(f"{name} must be in [0, {top}], got {value}")
         self.brightness, self.contrast = float(brightness), float(contrast)
         self.saturation, self.hue = float(saturation), float(hue)
+        self.camera = dict(camera or {})
+        unknown = sorted(set(self.camera) - {"gamma", "gain", "lift", "noise", "blur"})
+        if unknown:
+            raise ValueError(f"unknown camera jitter option(s) {', '.join(unknown)}; "
+                             "known: blur, gain, gamma, lift, noise")
+        if any(float(v) < 0 for v in self.camera.values()) or not 0 <= camera_prob <= 1:
+            raise ValueError("camera jitter strengths must be >= 0 and camera_prob in [0, 1]")
+        self.camera_prob = float(camera_prob)
         if not 0 <= ignore_index <= 255:
             raise ValueError(f"ignore_index must be in 0..255, got {ignore_index}")
         self.ignore_index = int(ignore_index)
@@ -270,6 +329,8 @@ class TrainTransform:
         image = photometric_jitter(
             image, rng, self.brightness, self.contrast, self.saturation, self.hue
         )
+        if self.camera and rng.random() < self.camera_prob:
+            image = camera_jitter(image, rng, **self.camera)
         image, label = random_scale_crop(
             image, label, rng, self.crop_size, self.scale_range, self.ignore_index
         )
@@ -296,7 +357,8 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (f"TrainTransform(crop_size={self.crop_size}, scale_range={self.scale_range}, "
                 f"hflip_prob={self.hflip_prob}, brightness={self.brightness}, "
-                f"contrast={self.contrast}, saturation={self.saturation}, hue={self.hue})")
+                f"contrast={self.contrast}, saturation={self.saturation}, hue={self.hue}, "
+                f"camera={self.camera}, camera_prob={self.camera_prob})")
 
 
 class EvalTransform:

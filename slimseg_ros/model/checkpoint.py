@@ -131,8 +131,13 @@ class CheckpointMeta:
         return dataclasses.replace(self, **changes)
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: SlimSegNet, meta: CheckpointMeta) -> Path:
-    """Write weights and metadata atomically (temp file + rename); returns the path."""
+def save_checkpoint(path: str | os.PathLike[str], model: SlimSegNet, meta: CheckpointMeta,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write weights and metadata atomically (temp file + rename); returns the path.
+
+    ``dtype=torch.float16`` stores floating-point tensors in half precision (half the file; they
+    load back as fp32, so only storage rounding is lost).
+    """
     from safetensors.torch import save_file
 
     if meta.config != model.config:
@@ -140,6 +145,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: SlimSegNet, meta: Check
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:

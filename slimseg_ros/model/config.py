@@ -9,7 +9,9 @@ from typing import Any, Mapping
 __all__ = ["ModelConfig", "ARCHITECTURES", "DEFAULT_WIDTHS", "width_key"]
 
 DEFAULT_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-ARCHITECTURES: tuple[str, ...] = ("mobilenetv2_lraspp",)
+# mobilenetv2_lraspp: the deployable slimmable student; resnet18_lraspp: a stronger encoder (the
+# distillation teacher), same decoder
+ARCHITECTURES: tuple[str, ...] = ("mobilenetv2_lraspp", "resnet18_lraspp")
 
 
 def width_key(width: float) -> str:

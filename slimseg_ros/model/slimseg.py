@@ -71,6 +71,11 @@ class SlimSegNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and the encoder's 1/16 output (what feature distillation matches) in one pass."""
+        low, high = self.net.encode(x)
+        return self.net.head(low, high), high
+
     @torch.no_grad()
     def freeze(self, width: float) -> SegNet:
         """Materialise ``width`` as a plain ``SegNet`` of ``nn.Conv2d`` with BN folded in.

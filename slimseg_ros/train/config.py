@@ -17,11 +17,12 @@ import yaml
 from ..model.config import ModelConfig
 
 __all__ = [
-    "DataConfig", "LossConfig", "OptimConfig", "TrainConfig", "load_train_config",
-    "KD_MODES", "OPTIMIZERS",
+    "AugmentConfig", "DataConfig", "LossConfig", "OptimConfig", "TrainConfig",
+    "load_train_config", "KD_MODES", "CE_MODES", "OPTIMIZERS",
 ]
 
 KD_MODES = ("none", "inplace", "stepwise")
+CE_MODES = ("plain", "ohem")
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -40,6 +41,32 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Training augmentation beyond scale + crop (see ``data.transforms.TrainTransform``)."""
+
+    hflip: float = 0.5
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.25
+    hue: float = 0.02
+    # another camera (``camera_jitter``): applied to this fraction of samples, 0 = off
+    camera_prob: float = 0.0
+    gamma: float = 1.0  # tone-curve exponent in [1/(1+g), 1+g]
+    gain: float = 0.25  # per-channel white-balance gains in [1-g, 1+g]
+    lift: float = 0.1  # raised black level, up to this fraction
+    noise: float = 6.0  # Gaussian sensor noise, sigma up to this many grey levels
+    blur: float = 0.25  # probability of a slight defocus blur
+
+    def transform_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``TrainTransform`` for these settings."""
+        camera = {k: getattr(self, k) for k in ("gamma", "gain", "lift", "noise", "blur")}
+        return {"hflip_prob": self.hflip, "brightness": self.brightness,
+                "contrast": self.contrast, "saturation": self.saturation, "hue": self.hue,
+                "camera": camera if self.camera_prob > 0 else None,
+                "camera_prob": self.camera_prob}
+
+
+@dataclass(frozen=True)
 class LossConfig:
     kd: str = "stepwise"  # none | inplace (teacher = widest) | stepwise (teacher = next wider)
     kd_weight: float = 1.0
@@ -48,9 +75,27 @@ class LossConfig:
     boundary_kernel: int = 7
     boundary_kd: bool = True  # also distil on boundary pixels (KD restricted to the mask)
     width_weights: tuple[float, ...] = ()  # per width (ascending order of widths); () = all 1
-    # optional terms from the other papers, between each width and its KD teacher (0 = off)
-    affinity_weight: float = 0.0  # Knowledge Adaptation / MGD region-level affinity matching
-    affinity_grid: int = 7
+    # cross-entropy over all valid pixels (plain) or only the hard ones (ohem: pixels whose
+    # true-class probability is below ohem_thresh, at least ohem_min_kept of the valid pixels):
+    # thin classes (pole, sign, pedestrian) are few pixels, mostly hard ones
+    ce: str = "plain"
+    ohem_thresh: float = 0.7
+    ohem_min_kept: float = 0.1
+    # an external teacher (a checkpoint of this package, e.g. models/teacher_camvid.safetensors):
+    # it is the KD teacher of the widest width (same kd_weight, temperature and boundary KD);
+    # stepwise/inplace KD carries it down to the narrower widths. "" = none.
+    teacher: str = ""
+    # Knowledge Adaptation (used with a teacher; 0 turns a term off): beta and gamma of the paper
+    ka_adapt_weight: float = 50.0
+    ka_affinity_weight: float = 1.0
+    ka_target: str = "widest"  # widest | all | adjacent (see train/ka.py)
+    ka_latent: int = 256  # autoencoder code channels (0.5 x ResNet-18's 512)
+    # stage 1: the autoencoder on the teacher's features; "" = <out>/ka_autoencoder.safetensors,
+    # trained there first when missing (paper: lr 0.1, weight decay 1e-4)
+    ka_autoencoder: str = ""
+    ka_ae_steps: int = 300
+    ka_ae_lr: float = 0.1
+    # optional MGD term between each width and its KD teacher (0 = off)
     image_kd_weight: float = 0.0  # MGD image-level: L1 of globally pooled logits
 
 
@@ -70,6 +115,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train_widths: tuple[float, ...] = ()  # () = every model width; one width = independent net
     steps: int = 2000
@@ -86,10 +132,23 @@ class TrainConfig:
     # start from this checkpoint's weights (fine-tuning, e.g. on the robot's own bags); fresh
     # optimiser and schedule; "" = random initialisation. Ignored when resuming from ``out``.
     init_checkpoint: str = ""
+    # exponential moving average of the weights (0 = off): validated and saved instead of the
+    # raw weights; smooths the noise of small batches late in a short schedule
+    ema_decay: float = 0.0
+    save_fp16: bool = False  # store checkpoint weights in fp16 (half the file; loads as fp32)
 
     def __post_init__(self) -> None:
         if self.loss.kd not in KD_MODES:
             raise ValueError(f"loss.kd must be one of {KD_MODES}, got {self.loss.kd!r}")
+        if self.loss.ce not in CE_MODES:
+            raise ValueError(f"loss.ce must be one of {CE_MODES}, got {self.loss.ce!r}")
+        if not 0.0 < self.loss.ohem_min_kept <= 1.0 or not 0.0 < self.loss.ohem_thresh <= 1.0:
+            raise ValueError("loss.ohem_thresh and loss.ohem_min_kept must be in (0, 1]")
+        if self.loss.ka_target not in ("widest", "all", "adjacent"):
+            raise ValueError(f"loss.ka_target must be widest, all or adjacent, "
+                             f"got {self.loss.ka_target!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.optim.optimizer not in OPTIMIZERS:
             raise ValueError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optim.optimizer!r}")
         bad = [w for w in self.train_widths if w not in self.model.widths]
@@ -137,7 +196,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
 
 
 _SECTIONS: dict[str, type] = {
-    "model": ModelConfig, "data": DataConfig, "loss": LossConfig, "optim": OptimConfig,
+    "model": ModelConfig, "data": DataConfig, "loss": LossConfig, "augment": AugmentConfig,
+    "optim": OptimConfig,
 }
 _DEFAULT = TrainConfig()
 

@@ -9,6 +9,8 @@ given width leaves unused).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import math
 import os
@@ -23,12 +25,15 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import TrainTransform, build_dataset, make_generator, seed_everything, worker_init_fn
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from ..model.config import width_key
 from ..model.slimseg import SlimSegNet
 from .config import TrainConfig
-from .step import slimseg_step
+from .ka import KnowledgeAdaptation, load_autoencoder, save_autoencoder, train_autoencoder
+from .step import ExternalTeacher, slimseg_step
+from .teacher import load_teacher
 from .validate import validate
 
-__all__ = ["train", "TrainResult", "resolve_device", "poly_lr"]
+__all__ = ["train", "TrainResult", "WeightAverage", "resolve_device", "poly_lr"]
 
 
 @dataclass
@@ -67,10 +72,10 @@ def _time_fraction(cfg: TrainConfig, elapsed_s: float) -> float:
     return elapsed_s / (cfg.time_limit_min * 60) if cfg.time_limit_min else 0.0
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+def _param_groups(params: list[torch.nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
     # no decay on BN affine parameters and biases (1-D tensors), as usual for conv nets
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
 
@@ -83,8 +88,8 @@ def _distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _average_gradients(model: torch.nn.Module, world: int) -> None:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    grads = [p.grad for p in params if p.grad is not None]
     if world == 1 or not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
@@ -136,7 +141,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     out.mkdir(parents=True, exist_ok=True)
 
     d = cfg.data
-    transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank)
+    transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank,
+                               **cfg.augment.transform_kwargs())
     train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform, **d.options)
     val_set = build_dataset(d.dataset, d.root, d.val_split, **d.options)
     if train_set.num_classes != cfg.model.num_classes:
@@ -159,13 +165,22 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     if world > 1:  # identical starting weights everywhere
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, 0)
+    external = _external_teacher(cfg, model, transform, device, out, rank == 0)
+    if world > 1 and external is not None and external.ka is not None:
+        for tensor in external.ka.state_dict().values():  # one autoencoder, same adapters
+            dist.broadcast(tensor, 0)
+    # the student's weights plus, with Knowledge Adaptation, its training-only adapters
+    params = list(model.parameters())
+    if external is not None and external.ka is not None:
+        params += [p for p in external.ka.parameters() if p.requires_grad]
     o = cfg.optim
     if o.optimizer == "adamw":
         optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            _param_groups(model, o.weight_decay), lr=o.lr)
+            _param_groups(params, o.weight_decay), lr=o.lr)
     else:
-        optimizer = torch.optim.SGD(_param_groups(model, o.weight_decay), lr=o.lr,
+        optimizer = torch.optim.SGD(_param_groups(params, o.weight_decay), lr=o.lr,
                                     momentum=o.momentum, nesterov=True)
+    ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -179,6 +194,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
+        if ema is not None and "ema" in state:
+            ema.model.load_state_dict(state["ema"])
+        if external is not None and external.ka is not None:
+            external.ka.load_state_dict(state["ka"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, best_score = int(state["step"]), float(state["best_score"])
@@ -204,14 +223,16 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     best_path: Path | None = out / "best.safetensors" if (out / "best.safetensors").is_file() else None
     step = start
     losses: list[float] = []
+    terms = LossTerms()  # each loss term per width, averaged between validations
 
     def evaluate_and_save(step: int) -> None:
         nonlocal best_score, best_path
+        scored = model if ema is None else ema.model  # the weights that are validated and saved
         model.eval()
-        res = validate(model, val_set, widths, meta, max_images=cfg.val_images, device=str(device))
+        res = validate(scored, val_set, widths, meta, max_images=cfg.val_images, device=str(device))
         model.train()
         score = sum(r["miou"] for r in res.values()) / len(res)
-        entry = {"step": step, "mean_miou": score,
+        entry = {"step": step, "mean_miou": score, "train_loss": terms.means(),
                  "widths": {w: {k: v for k, v in r.items() if k != "per_class_iou"}
                             for w, r in res.items()}}
         history.append(entry)
@@ -221,11 +242,16 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 if r["boundary_f1"] is not None:  # None when no image had a boundary
                     writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
         summary = _summary(cfg, step, res, time.monotonic() - t0)
-        save_checkpoint(out / "last.safetensors", model, meta.replace(training=summary))
+        dtype = torch.float16 if cfg.save_fp16 else None
+        save_checkpoint(out / "last.safetensors", scored, meta.replace(training=summary), dtype)
         if score > best_score:
             best_score = score
-            best_path = save_checkpoint(out / "best.safetensors", model, meta.replace(training=summary))
+            best_path = save_checkpoint(out / "best.safetensors", scored,
+                                        meta.replace(training=summary), dtype)
         (out / "history.json").write_text(json.dumps(history, indent=2))
+        if entry["train_loss"]:
+            print(f"step {step} train loss terms: {terms.describe()}", flush=True)
+        terms.reset()
         print(f"step {step}: " + ", ".join(
             f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1'] or float('nan'):.3f}"
             for w, r in res.items()), flush=True)
@@ -245,16 +271,19 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             report = slimseg_step(model, images, labels, widths, cfg.loss, ignore_index=ignore,
                                   backward=lambda loss: scaler.scale(loss).backward(),
-                                  autocast=autocast)
+                                  autocast=autocast, external=external)
             scaler.unscale_(optimizer)
-            _average_gradients(model, world)
+            _average_gradients(params, world)
             if o.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), o.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
             scaler.step(optimizer)
             scaler.update()
+            if ema is not None:
+                ema.update(model, step)
             step += 1
             total = sum(r["total"] for r in report.values())
             losses.append(total)
+            terms.add(report)
             if not math.isfinite(total):
                 raise FloatingPointError(f"non-finite loss {total} at step {step}; lower optim.lr")
             if rank == 0:
@@ -271,10 +300,12 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
                     evaluate_and_save(step)
                 if step % cfg.checkpoint_every == 0:
-                    _save_state(state_path, model, optimizer, scaler, step, best_score)
+                    _save_state(state_path, model, optimizer, scaler, step, best_score, ema,
+                                external)
         if rank == 0:
             evaluate_and_save(step)
-            _save_state(state_path, model, optimizer, scaler, step, best_score)
+            _save_state(state_path, model, optimizer, scaler, step, best_score, ema,
+                                external)
     finally:
         if bar is not None:
             bar.close()
@@ -283,6 +314,45 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         if world > 1:
             dist.destroy_process_group()
     return TrainResult(out, best_path, out / "last.safetensors", step, history, losses)
+
+
+def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTransform, device: torch.device, out: Path,
+                      announce: bool) -> ExternalTeacher | None:
+    """The frozen teacher and Knowledge Adaptation's modules of ``cfg.loss``, or None.
+
+    Stage 1 (the autoencoder) runs here when its file does not exist yet, on its own data
+    stream, so the student sees the same batches with and without Knowledge Adaptation.
+    """
+    lc = cfg.loss
+    if not lc.teacher:
+        return None
+    teacher = load_teacher(lc.teacher, num_classes=cfg.model.num_classes, mean=transform.mean,
+                           std=transform.std).to(device)
+    if lc.ka_adapt_weight <= 0 and lc.ka_affinity_weight <= 0:
+        return ExternalTeacher(teacher)
+    ae_path = Path(lc.ka_autoencoder) if lc.ka_autoencoder else out / "ka_autoencoder.safetensors"
+    if ae_path.is_file():
+        autoencoder = load_autoencoder(ae_path, teacher).to(device)
+    else:
+        if announce:
+            print(f"Knowledge Adaptation stage 1: an autoencoder on {lc.teacher}'s features "
+                  f"({lc.ka_ae_steps} steps) -> {ae_path}", flush=True)
+        d = cfg.data
+        ae_transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + 10_007,
+                                      **cfg.augment.transform_kwargs())
+        ae_set = build_dataset(d.dataset, d.root, d.train_split, transform=ae_transform,
+                               **d.options)
+        loader = DataLoader(ae_set, batch_size=d.batch_size, shuffle=True, drop_last=True,
+                            num_workers=d.workers, worker_init_fn=worker_init_fn,
+                            generator=make_generator(cfg.seed + 10_007))
+        images = (batch[0] for batch in _batches(loader, None))
+        autoencoder, summary = train_autoencoder(
+            teacher, images, latent=lc.ka_latent, steps=lc.ka_ae_steps, lr=lc.ka_ae_lr,
+            device=device, log=print if announce else (lambda _: None))
+        if announce:
+            save_autoencoder(ae_path, autoencoder, teacher, summary)
+    ka = KnowledgeAdaptation(autoencoder, model, lc.ka_target).to(device).train()
+    return ExternalTeacher(teacher, ka)
 
 
 def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
@@ -297,6 +367,12 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
         "scale_range": list(cfg.data.scale_range),
         "kd": cfg.loss.kd,
         "boundary_weight": cfg.loss.boundary_weight,
+        "ce": cfg.loss.ce,
+        **({"teacher": cfg.loss.teacher, "ka_adapt_weight": cfg.loss.ka_adapt_weight,
+            "ka_affinity_weight": cfg.loss.ka_affinity_weight, "ka_target": cfg.loss.ka_target}
+           if cfg.loss.teacher else {}),
+        "ema_decay": cfg.ema_decay,
+        "augment": dataclasses.asdict(cfg.augment),
         "train_widths": list(cfg.widths_to_train),
         "wall_clock_min": round(seconds / 60, 1),
         **({"init_checkpoint": cfg.init_checkpoint} if cfg.init_checkpoint else {}),
@@ -305,9 +381,66 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
 
 
 def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler, step: int, best_score: float) -> None:
+                scaler: torch.amp.GradScaler, step: int, best_score: float,
+                ema: "WeightAverage | None", external: ExternalTeacher | None) -> None:
     # Our own resumable state, loaded back with weights_only=True (no arbitrary unpickling).
     tmp = path.with_suffix(".tmp")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(), "step": step, "best_score": best_score}, tmp)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scaler": scaler.state_dict(), "step": step, "best_score": best_score}
+    if ema is not None:
+        state["ema"] = ema.model.state_dict()
+    if external is not None and external.ka is not None:
+        state["ka"] = external.ka.state_dict()
+    torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+class LossTerms:
+    """Running means of every loss term of every width (``ce``, ``kd``, ``ka_adapt``, ...)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._sums: dict[str, dict[str, float]] = {}
+        self._count = 0
+
+    def add(self, report: dict[float, dict[str, float]]) -> None:
+        self._count += 1
+        for w, parts in report.items():
+            sums = self._sums.setdefault(width_key(w), {})
+            for name, value in parts.items():
+                sums[name] = sums.get(name, 0.0) + value
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {w: {k: v / self._count for k, v in parts.items()}
+                for w, parts in self._sums.items()}
+
+    def describe(self) -> str:
+        return "; ".join(f"w{w} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
+                         for w, parts in self.means().items())
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and BN statistics.
+
+    The decay ramps up as ``(1 + step) / (10 + step)`` so the early average does not hold the
+    random initialisation; integer buffers (BN's batch counters) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))
+        for avg, new in zip(self.model.parameters(), model.parameters()):
+            avg.lerp_(new.detach(), 1.0 - decay)
+        for avg, new in zip(self.model.buffers(), model.buffers()):
+            if avg.is_floating_point():
+                avg.lerp_(new, 1.0 - decay)
+            else:
+                avg.copy_(new)

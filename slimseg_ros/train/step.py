@@ -8,6 +8,7 @@ activation memory stays that of the widest width because each backward runs righ
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Sequence
 
 import torch
@@ -15,11 +16,22 @@ import torch.nn.functional as F
 
 from ..model.slimseg import SlimSegNet
 from .config import LossConfig
+from .ka import KnowledgeAdaptation
 from .losses import (
-    affinity_loss, boundary_guided_loss, boundary_mask, ce_loss, image_kd_loss, kd_loss,
+    boundary_guided_loss, boundary_mask, ce_loss, image_kd_loss, kd_loss, ohem_ce_loss,
 )
 
-__all__ = ["slimseg_step", "width_loss"]
+from .teacher import Teacher
+
+__all__ = ["slimseg_step", "width_loss", "ExternalTeacher"]
+
+
+@dataclass
+class ExternalTeacher:
+    """A frozen teacher for the widest width, and optionally Knowledge Adaptation's modules."""
+
+    teacher: Teacher
+    ka: KnowledgeAdaptation | None = None
 
 
 def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
@@ -27,18 +39,17 @@ def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
                ignore_index: int = 255) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one width: CE + KD from ``teacher`` (if any) + boundary-guided term.
 
-    With a teacher, the optional affinity and image-level terms join when their weights are > 0.
+    With a teacher, the optional image-level term joins when its weight is > 0.
     """
-    ce = ce_loss(logits, labels, ignore_index)
+    if cfg.ce == "ohem":
+        ce = ohem_ce_loss(logits, labels, cfg.ohem_thresh, cfg.ohem_min_kept, ignore_index)
+    else:
+        ce = ce_loss(logits, labels, ignore_index)
     total, parts = ce, {"ce": float(ce.detach())}
     if teacher is not None and cfg.kd_weight > 0.0:
         kd = kd_loss(logits, teacher, cfg.temperature)
         total = total + cfg.kd_weight * kd
         parts["kd"] = float(kd.detach())
-    if teacher is not None and cfg.affinity_weight > 0.0:
-        aff = affinity_loss(logits, teacher, cfg.affinity_grid)
-        total = total + cfg.affinity_weight * aff
-        parts["affinity"] = float(aff.detach())
     if teacher is not None and cfg.image_kd_weight > 0.0:
         img = image_kd_loss(logits, teacher)
         total = total + cfg.image_kd_weight * img
@@ -64,6 +75,7 @@ def slimseg_step(
     ignore_index: int = 255,
     backward: Callable[[torch.Tensor], None] = lambda loss: loss.backward(),
     autocast: Callable[[], ContextManager[object]] | None = None,
+    external: ExternalTeacher | None = None,
 ) -> dict[float, dict[str, float]]:
     """Forward + backward every width in ``widths`` (gradients accumulate; the caller steps).
 
@@ -75,9 +87,11 @@ def slimseg_step(
         backward: how to backpropagate one width's loss (a GradScaler's ``scale(loss).backward``
             under AMP).
         autocast: a context-manager factory for the forward passes (AMP), or None.
+        external: a frozen teacher run once per step: KD teacher of the widest width, and
+            with Knowledge Adaptation the target of the KA terms (``ka_adapt``, ``ka_affinity``).
 
     Returns:
-        Per width, the loss parts as floats (``total``, ``ce``, ``kd``, ``boundary``).
+        Per width, the loss parts as floats (``total``, ``ce``, ``kd``, ``boundary``, ...).
     """
     order = sorted(widths, reverse=True)
     weights = dict(zip(model.widths, cfg.width_weights)) if cfg.width_weights else {}
@@ -86,22 +100,41 @@ def slimseg_step(
         mask = boundary_mask(labels, cfg.boundary_kernel, ignore_index)
     widest_logits: torch.Tensor | None = None
     previous_logits: torch.Tensor | None = None
+    external_logits = teacher_latent = wider_latent = None
+    ka = external.ka if external is not None else None
+    if external is not None:
+        out = external.teacher(images)
+        external_logits = out.logits_at(labels.shape[-2:])
+        if ka is not None:
+            teacher_latent = ka.teacher_latent(out.features)
     report: dict[float, dict[str, float]] = {}
     previous_width = model.width
     try:
         for w in order:
             model.set_width(w)
+            features = None
             with autocast() if autocast is not None else contextlib.nullcontext():
-                logits = model(images)
+                if ka is not None and ka.applies_to(w):
+                    logits, features = model.forward_features(images)
+                else:
+                    logits = model(images)
                 logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
                                        align_corners=False)
             logits = logits.float()
             teacher = None
-            if cfg.kd == "stepwise":
+            if w == order[0]:
+                teacher = external_logits
+            elif cfg.kd == "stepwise":
                 teacher = previous_logits
             elif cfg.kd == "inplace":
                 teacher = widest_logits
             loss, parts = width_loss(logits, labels, teacher, mask, cfg, ignore_index)
+            if ka is not None and features is not None:
+                adapt, affinity, wider_latent = ka.terms(w, features.float(), teacher_latent,
+                                                         wider_latent)
+                loss = loss + cfg.ka_adapt_weight * adapt + cfg.ka_affinity_weight * affinity
+                parts["ka_adapt"] = float(adapt.detach())
+                parts["ka_affinity"] = float(affinity.detach())
             loss = loss * weights.get(w, 1.0)
             backward(loss)
             parts["total"] = float(loss.detach())
