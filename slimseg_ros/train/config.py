@@ -132,6 +132,9 @@ class TrainConfig:
     # start from this checkpoint's weights (fine-tuning, e.g. on the robot's own bags); fresh
     # optimiser and schedule; "" = random initialisation. Ignored when resuming from ``out``.
     init_checkpoint: str = ""
+    # start the encoder from torchvision's ImageNet MobileNetV2 weights (a .pth state dict or
+    # safetensors; see model/imagenet.py); "" = random. Ignored when resuming.
+    encoder_init: str = ""
     # exponential moving average of the weights (0 = off): validated and saved instead of the
     # raw weights; smooths the noise of small batches late in a short schedule
     ema_decay: float = 0.0
@@ -144,6 +147,9 @@ class TrainConfig:
             raise ValueError(f"loss.ce must be one of {CE_MODES}, got {self.loss.ce!r}")
         if not 0.0 < self.loss.ohem_min_kept <= 1.0 or not 0.0 < self.loss.ohem_thresh <= 1.0:
             raise ValueError("loss.ohem_thresh and loss.ohem_min_kept must be in (0, 1]")
+        if self.init_checkpoint and self.encoder_init:
+            raise ValueError("init_checkpoint and encoder_init both set: a checkpoint already "
+                             "holds every weight, choose one")
         if self.loss.ka_target not in ("widest", "all", "adjacent"):
             raise ValueError(f"loss.ka_target must be widest, all or adjacent, "
                              f"got {self.loss.ka_target!r}")

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ..data import TrainTransform, build_dataset, make_generator, seed_everything, worker_init_fn
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.config import width_key
+from ..model.imagenet import load_imagenet_encoder
 from ..model.slimseg import SlimSegNet
 from .config import TrainConfig
 from .ka import KnowledgeAdaptation, load_autoencoder, save_autoencoder, train_autoencoder
@@ -161,6 +162,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     state_path = out / "train_state.pt"
     if cfg.init_checkpoint and not state_path.is_file():
         _load_initial_weights(model, cfg, transform, announce=rank == 0)
+    if cfg.encoder_init and not state_path.is_file():
+        units = load_imagenet_encoder(model, cfg.encoder_init)
+        if rank == 0:
+            print(f"encoder: {units} layers from the ImageNet weights in {cfg.encoder_init}")
     model = model.to(device, memory_format=torch.channels_last).train()
     if world > 1:  # identical starting weights everywhere
         for tensor in model.state_dict().values():
@@ -376,6 +381,7 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
         "train_widths": list(cfg.widths_to_train),
         "wall_clock_min": round(seconds / 60, 1),
         **({"init_checkpoint": cfg.init_checkpoint} if cfg.init_checkpoint else {}),
+        **({"encoder_init": cfg.encoder_init} if cfg.encoder_init else {}),
         "val": {w: {k: v for k, v in r.items() if k != "per_class_iou"} for w, r in res.items()},
     }
 
