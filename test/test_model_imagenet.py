@@ -86,6 +86,13 @@ def test_other_layouts_are_refused_in_one_sentence(tmp_path: Path) -> None:
                               tmp_path / "partial.pth")
 
 
+def test_float_settings_accept_exponent_notation() -> None:
+    cfg = load_train_config(None, ["optim.lr=1e-3", "loss.ka_adapt_weight=5e1"])
+    assert cfg.optim.lr == 0.001 and cfg.loss.ka_adapt_weight == 50.0
+    with pytest.raises(ValueError, match="optim.lr must be a number, got 'fast'"):
+        load_train_config(None, ["optim.lr=fast"])
+
+
 def test_train_config_takes_encoder_init_but_not_with_a_checkpoint() -> None:
     assert load_train_config(None, ["encoder_init=w.pth"]).encoder_init == "w.pth"
     with pytest.raises(ValueError, match="choose one"):

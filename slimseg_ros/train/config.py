@@ -197,6 +197,12 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
                             else _build(sub, value, f"{where}{name}."))
         else:
             default = getattr(cls(), name) if cls is not TrainConfig else getattr(_DEFAULT, name)
+            if isinstance(default, float) and isinstance(value, str):
+                # YAML reads 1e-3 (no dot) as a string; every float field takes it as a number
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ValueError(f"{where}{name} must be a number, got {value!r}") from None
             kwargs[name] = tuple(value) if isinstance(default, tuple) and value is not None else value
     return cls(**kwargs)
 
