@@ -26,3 +26,29 @@ def camvid_root() -> str:
     if not os.path.isdir(os.path.join(CAMVID_ROOT, "val")):
         pytest.skip(f"CamVid not found at {CAMVID_ROOT} (set SLIMSEG_CAMVID)")
     return CAMVID_ROOT
+
+
+@pytest.fixture(scope="session")
+def make_checkpoint(tmp_path_factory):
+    """``make_checkpoint(config=None, input_size=(64, 64), seed=0)`` -> a random model's file.
+
+    One helper for every test that needs "some checkpoint" (default: the shipped architecture,
+    11 classes, random weights); files are cached per arguments for the session.
+    """
+    from slimseg_ros.model import ModelConfig, SlimSegNet
+    from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+
+    made: dict = {}
+    root = tmp_path_factory.mktemp("checkpoints")
+
+    def make(config=None, input_size=(64, 64), seed=0):
+        config = config or ModelConfig()
+        key = (config, tuple(input_size), seed)
+        if key not in made:
+            torch.manual_seed(seed)
+            path = root / f"random_{len(made)}.safetensors"
+            made[key] = save_checkpoint(path, SlimSegNet(config).eval(),
+                                        random_meta(config, input_size))
+        return made[key]
+
+    return make

@@ -107,3 +107,19 @@ def test_sequences_select_and_exclude_whole_drives(tmp_path: Path) -> None:
         build_dataset("camvid", tmp_path, "train", sequences=["Seq05VD"])
     with pytest.raises(ValueError, match="lists of sequence names"):
         build_dataset("camvid", tmp_path, "train", sequences="0006R0")
+
+
+def test_slimseg_eval_scores_only_the_chosen_sequences(tmp_path: Path, make_checkpoint) -> None:
+    import json
+
+    from slimseg_ros.cli.main import main
+
+    _write_camvid(tmp_path, "train", ["0001TP_1.png", "0006R0_1.png", "0006R0_2.png"],
+                  h=32, w=32)
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--checkpoint", str(make_checkpoint()), "--dataset", "camvid",
+                 "--data-root", str(tmp_path), "--split", "train", "--sequences", "0006R0",
+                 "--widths", "0.25", "--backend", "torch", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == 2
+    assert main(["eval", "--checkpoint", str(make_checkpoint()), "--dataset", "folder",
+                 "--data-root", str(tmp_path), "--sequences", "0006R0"]) != 0

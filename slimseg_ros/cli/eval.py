@@ -31,6 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="network input size (default: the checkpoint's)")
     p.add_argument("--classes", default=None,
                    help="class spec name or YAML (folder and rosbag datasets; rosbag: camvid)")
+    p.add_argument("--sequences", default=None,
+                   help="camvid: score only these driving sequences, a comma list (e.g. 0006R0 "
+                        "of train, when a run held it out)")
     p.add_argument("--image-topic", default=None, help="rosbag: camera topic (default: found)")
     p.add_argument("--label-topic", default=None, help="rosbag: label topic (default: found)")
     p.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
@@ -49,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from ..runtime import load_engine
 
     options: dict = {"classes": args.classes} if args.classes else {}
+    if args.sequences:
+        if args.dataset != "camvid":
+            raise ValueError("--sequences applies to --dataset camvid only")
+        options["sequences"] = [s.strip() for s in args.sequences.split(",") if s.strip()]
     if args.image_topic or args.label_topic:
         if args.dataset != "rosbag":
             raise ValueError("--image-topic and --label-topic apply to --dataset rosbag only")
