@@ -1,0 +1,163 @@
+"""Recipes compared on frames of a drive none of them saw: old recipe, new recipe, + teacher/KA.
+
+Every arm trains on CamVid train without sequence 0006R0 (266 frames of drives 0001TP and 0016E5)
+for the same number of steps, batch, crop and seed-controlled data order, then is scored per width
+through the deployment path on four sets:
+
+  val        CamVid val (101 frames of drive 0016E5, which training saw other frames of)
+  heldout    CamVid train's 0006R0 (101 frames of a drive no arm, and not the teacher, saw)
+  shift_a    val through the simulated camera of docs/data.md (gamma 1.8, gains .75/.85/1.1)
+  shift_b    val through another camera: lifted shadows, warm cast, sensor noise
+
+Arms (override lists on config/train_camvid.yaml):
+  shipped   the shipped model's recipe: plain CE, scale 0.4-1.2, no EMA, no camera augmentation
+  recipe    OHEM CE, scale 0.75-1.25 (deployment scale), EMA, camera augmentation, AdamW wd 0.01
+  ka        recipe + the teacher (models/teacher_camvid.safetensors) as KD teacher of width 1.0
+            + Knowledge Adaptation (beta 50, gamma 1) at width 1.0
+  ka_all    ka with the KA terms at every width (loss.ka_target=all)
+
+Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
+from its own train_state. Usage:
+  python scripts/distill_comparison.py --data-root ../shared/data/camvid --out runs/distill \\
+      --arms ka,recipe,shipped --seeds 0,1 --steps 800
+Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from slimseg_ros.data import build_dataset
+from slimseg_ros.eval.scoring import score_engine
+from slimseg_ros.model.config import width_key
+from slimseg_ros.runtime import load_engine
+from slimseg_ros.train.config import load_train_config
+from slimseg_ros.train.loop import train
+
+HELD_OUT = "0006R0"
+TEACHER = "models/teacher_camvid.safetensors"
+RECIPE = ["loss.ce=ohem", "data.scale_range=[0.75,1.25]", "ema_decay=0.999",
+          "augment.camera_prob=0.5", "optim.weight_decay=0.01"]
+ARMS: dict[str, list[str]] = {
+    "shipped": ["data.scale_range=[0.4,1.2]"],
+    "recipe": RECIPE,
+    "ka": RECIPE + ["loss.teacher={teacher}"],
+    "ka_all": RECIPE + ["loss.teacher={teacher}", "loss.ka_target=all"],
+}
+
+
+def shift_a(rgb: np.ndarray) -> np.ndarray:
+    """docs/data.md's other camera: darker (gamma 1.8), a blue cast, clipped."""
+    x = (rgb.astype(np.float32) / 255.0) ** 1.8 * np.array([0.75, 0.85, 1.1], np.float32)
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def shift_b(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Another camera: lifted shadows (black at 15%), brighter mid-tones, warm cast, noise."""
+    x = 0.15 + 0.85 * (rgb.astype(np.float32) / 255.0) ** 0.75
+    x = x * np.array([1.12, 1.0, 0.8], np.float32)
+    noise = np.random.default_rng(seed).normal(0.0, 5.0 / 255.0, x.shape).astype(np.float32)
+    return (np.clip(x + noise, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def eval_sets(root: str) -> dict[str, Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]]:
+    val = build_dataset("camvid", root, "val")
+    held = build_dataset("camvid", root, "train", sequences=[HELD_OUT])
+
+    def frames(ds, f=lambda x: x):
+        return lambda: ((f(rgb), lab) for rgb, lab in (ds.load(i) for i in range(len(ds))))
+
+    return {"val": frames(val), "heldout": frames(held), "shift_a": frames(val, shift_a),
+            "shift_b": frames(val, shift_b)}
+
+
+def score(checkpoint: Path, sets: dict) -> dict[str, dict[str, dict[str, float]]]:
+    engine = load_engine(checkpoint, backend="torch", device="cpu", warmup_repeats=1)
+    out = {}
+    for name, frames in sets.items():
+        res, _ = score_engine(engine, frames(), engine.widths, engine.meta.class_names)
+        out[name] = {w: {"miou": r["miou"], "boundary_f1": r["boundary_f1"]}
+                     for w, r in res.items()}
+    return out
+
+
+def table(results: dict, arms: list[str], metric: str = "miou") -> str:
+    sets = ("val", "heldout", "shift_a", "shift_b")
+    widths = sorted({w for r in results.values() for w in r["scores"]["val"]}, key=float)
+    lines = ["| arm | seeds | width | " + " | ".join(sets) + " |",
+             "| --- | --- | --- | " + " | ".join("---" for _ in sets) + " |"]
+    for arm in arms:
+        runs = [r for k, r in sorted(results.items()) if r["arm"] == arm]
+        if not runs:
+            continue
+        for w in widths:
+            cells = []
+            for s in sets:
+                vals = [r["scores"][s][w][metric] for r in runs]
+                spread = f" ± {statistics.pstdev(vals):.3f}" if len(vals) > 1 else ""
+                cells.append(f"{statistics.mean(vals):.3f}{spread}")
+            seeds = ",".join(str(r["seed"]) for r in runs)
+            lines.append(f"| {arm} | {seeds} | {w} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--config", default="config/train_camvid.yaml")
+    ap.add_argument("--data-root", default="../shared/data/camvid")
+    ap.add_argument("--out", default="runs/distill")
+    ap.add_argument("--arms", default="ka,recipe,shipped")
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--teacher", default=TEACHER, help=f"teacher checkpoint (default {TEACHER})")
+    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every arm")
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    common = [
+        f"data.root={args.data_root}", f"steps={args.steps}", f"threads={args.threads}",
+        "data.crop_size=[192,256]", f"data.options={{exclude_sequences: [{HELD_OUT}]}}",
+        "val_every=0", "checkpoint_every=50", "optim.warmup_steps=50",
+        # one stage-1 autoencoder for every KA run (trained by the first, on its own data stream)
+        f"loss.ka_autoencoder={out / 'ka_autoencoder.safetensors'}",
+        *args.overrides,
+    ]
+    results_path = out / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    sets = eval_sets(args.data_root)
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for arm in arms:
+            name = f"{arm}_s{seed}"
+            if name in results:
+                print(f"{name}: done already", flush=True)
+                continue
+            overrides = [o.format(teacher=args.teacher) for o in ARMS[arm]]
+            cfg = load_train_config(args.config, common + overrides + [f"seed={seed}",
+                                                                       f"out={out / name}"])
+            t0 = time.monotonic()
+            res = train(cfg, progress=False)
+            minutes = round((time.monotonic() - t0) / 60, 1)
+            results[name] = {"arm": arm, "seed": seed, "steps": res.steps, "minutes": minutes,
+                             "overrides": overrides, "scores": score(res.last_checkpoint, sets)}
+            results_path.write_text(json.dumps(results, indent=2))
+            print(f"{name}: {minutes} min; " + ", ".join(
+                f"{s} w1.0 {results[name]['scores'][s][width_key(1.0)]['miou']:.3f}"
+                for s in ("val", "heldout", "shift_a", "shift_b")), flush=True)
+    print("mIoU (mean ± spread over seeds)\n" + table(results, arms))
+    print("\nboundary F1\n" + table(results, arms, "boundary_f1"))
+
+
+if __name__ == "__main__":
+    main()
