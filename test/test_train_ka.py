@@ -13,7 +13,8 @@ from slimseg_ros.train.config import LossConfig, load_train_config
 from slimseg_ros.train.ka import (
     FeatureAutoencoder, KnowledgeAdaptation, load_autoencoder, save_autoencoder, train_autoencoder,
 )
-from slimseg_ros.train.loop import WeightAverage, train
+from slimseg_ros.train.ema import WeightAverage
+from slimseg_ros.train.loop import train
 from slimseg_ros.train.step import ExternalTeacher, slimseg_step
 from slimseg_ros.train.teacher import load_teacher
 

@@ -100,15 +100,20 @@ def test_poly_schedule_warms_up_then_decays_to_zero_also_by_time() -> None:
     assert poly_lr(20, 100, 1.0, 0.9, 10, time_fraction=1.0) == 0.0
 
 
-def test_optional_distillation_terms_are_reported_when_enabled() -> None:
+def test_extra_terms_join_every_width_and_are_reported() -> None:
     torch.manual_seed(0)
     model = SlimSegNet(ModelConfig(num_classes=3, head_channels=16)).train()
-    cfg = LossConfig(kd="stepwise", image_kd_weight=0.5)
-    report = slimseg_step(model, torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
-                          model.widths, cfg)
-    assert "image_kd" in report[0.25] and "image_kd" in report[0.5]
-    assert "image_kd" not in report[1.0]  # the widest width has no teacher here
+    seen = []
 
+    def extra(width, logits, decoded):
+        seen.append((width, tuple(logits.shape[-2:]), decoded.shape[1]))
+        return {"probe": logits.mean() * 0.0 + 0.5}
+
+    report = slimseg_step(model, torch.randn(2, 3, 32, 32), torch.randint(0, 3, (2, 32, 32)),
+                          model.widths, LossConfig(kd="stepwise"), extra_terms=extra)
+    assert [w for w, _, _ in seen] == [1.0, 0.75, 0.5, 0.25]
+    assert all(size == (32, 32) for _, size, _ in seen)  # logits at label size
+    assert all(r["probe"] == 0.5 for r in report.values())
 
 def test_training_can_start_from_a_checkpoint_and_refuses_another_network(
         tmp_path: Path) -> None:

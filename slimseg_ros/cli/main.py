@@ -15,7 +15,9 @@ from typing import Sequence
 __all__ = ["main", "build_parser", "SUBCOMMANDS", "UserError"]
 
 # module name under slimseg_ros.cli, in the order shown by --help
-SUBCOMMANDS: tuple[str, ...] = ("train", "eval", "recalibrate", "export", "bench", "bag", "demo")
+SUBCOMMANDS: tuple[str, ...] = (
+    "train", "eval", "recalibrate", "adapt", "export", "bench", "bag", "demo",
+)
 
 
 class UserError(Exception):

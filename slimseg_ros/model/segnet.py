@@ -104,11 +104,15 @@ class LRASPPHead(nn.Module):
         self.refine = refine
         self.classifier = classifier
 
-    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    def features(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The decoder's last features (1/8, before the classifier): MGD's region-level input."""
         x = self.high_proj(high) * self.gate(high.mean((2, 3), keepdim=True))
         x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
         x = torch.cat([x, self.low_proj(low)], dim=1)
-        return self.classifier(self.refine(x))
+        return self.refine(x)
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(low, high))
 
 
 class SegNet(nn.Module):

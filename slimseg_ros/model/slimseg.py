@@ -73,8 +73,14 @@ class SlimSegNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and the encoder's 1/16 output (what feature distillation matches) in one pass."""
+        logits, high, _ = self.forward_parts(x)
+        return logits, high
+
+    def forward_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(logits, encoder 1/16 output, decoder 1/8 features) in one pass, for distillation."""
         low, high = self.net.encode(x)
-        return self.net.head(low, high), high
+        decoded = self.net.head.features(low, high)
+        return self.net.head.classifier(decoded), high, decoded
 
     @torch.no_grad()
     def freeze(self, width: float) -> SegNet:

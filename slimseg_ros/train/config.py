@@ -17,7 +17,7 @@ import yaml
 from ..model.config import ModelConfig
 
 __all__ = [
-    "AugmentConfig", "DataConfig", "LossConfig", "OptimConfig", "TrainConfig",
+    "AugmentConfig", "DataConfig", "LossConfig", "MGDConfig", "OptimConfig", "TrainConfig",
     "load_train_config", "KD_MODES", "CE_MODES", "OPTIMIZERS",
 ]
 
@@ -38,6 +38,16 @@ class DataConfig:
     workers: int = 1
     val_size: tuple[int, int] = (360, 480)  # evaluation resolution (the deployment input size)
     options: dict[str, Any] = field(default_factory=dict)  # dataset-specific (e.g. folder classes)
+    # keep only this fraction of the training frames' labels (a fixed random partition written
+    # to ``partition``, default <out>/partition.json); 1.0 = every label
+    labeled_fraction: float = 1.0
+    partition: str = ""
+    partition_seed: int = 0  # fixed, not the run's seed: every run of a comparison alike
+    # unlabelled frames for semi-supervised training (MGD): "" = none, "partition" = the frames
+    # whose labels labeled_fraction dropped, or a rosbag2 directory / image folder
+    unlabeled: str = ""
+    unlabeled_topic: str = ""  # the image topic of an unlabelled bag ("" = found)
+    unlabeled_batch_size: int = 0  # 0 = batch_size
 
 
 @dataclass(frozen=True)
@@ -95,8 +105,23 @@ class LossConfig:
     ka_autoencoder: str = ""
     ka_ae_steps: int = 300
     ka_ae_lr: float = 0.1
-    # optional MGD term between each width and its KD teacher (0 = off)
-    image_kd_weight: float = 0.0  # MGD image-level: L1 of globally pooled logits
+
+
+@dataclass(frozen=True)
+class MGDConfig:
+    """Multi-Granularity Distillation on unlabelled frames (train/mgd.py); on with data.unlabeled."""
+
+    pixel_weight: float = 1.0  # SlimSeg loss on CutMix-mixed frames with pseudo labels
+    pixel_labeled_weight: float = 1.0  # CE to the teachers' argmax on the labelled batch
+    region_weight: float = 50.0  # region self-similarity (MGD lambda2, MobileNetV2 student)
+    region_grid: int = 7
+    image_weight: float = 0.02  # pooled-logit L1 (MGD lambda1 = 0.0005 on a 42-entry sum)
+    external_teacher: bool = True  # loss.teacher as a teacher (when set)
+    ema_teacher: bool = True  # the student's widest width, weight-averaged, as a teacher
+    ema_decay: float = 0.99
+    confidence: float = 0.0  # ignore pseudo labels whose mean teacher probability is lower
+    cutmix_boxes: int = 3
+    cutmix_area: tuple[float, float] = (0.25, 0.5)
 
 
 @dataclass(frozen=True)
@@ -116,6 +141,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    mgd: MGDConfig = field(default_factory=MGDConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train_widths: tuple[float, ...] = ()  # () = every model width; one width = independent net
     steps: int = 2000
@@ -147,6 +173,11 @@ class TrainConfig:
             raise ValueError(f"loss.ce must be one of {CE_MODES}, got {self.loss.ce!r}")
         if not 0.0 < self.loss.ohem_min_kept <= 1.0 or not 0.0 < self.loss.ohem_thresh <= 1.0:
             raise ValueError("loss.ohem_thresh and loss.ohem_min_kept must be in (0, 1]")
+        if not 0.0 < self.data.labeled_fraction <= 1.0:
+            raise ValueError(f"data.labeled_fraction must be in (0, 1], "
+                             f"got {self.data.labeled_fraction}")
+        if self.data.unlabeled == "partition" and self.data.labeled_fraction >= 1.0:
+            raise ValueError("data.unlabeled=partition needs data.labeled_fraction < 1")
         if self.init_checkpoint and self.encoder_init:
             raise ValueError("init_checkpoint and encoder_init both set: a checkpoint already "
                              "holds every weight, choose one")
@@ -209,7 +240,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
 
 _SECTIONS: dict[str, type] = {
     "model": ModelConfig, "data": DataConfig, "loss": LossConfig, "augment": AugmentConfig,
-    "optim": OptimConfig,
+    "mgd": MGDConfig, "optim": OptimConfig,
 }
 _DEFAULT = TrainConfig()
 

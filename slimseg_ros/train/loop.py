@@ -9,7 +9,6 @@ given width leaves unused).
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import math
@@ -24,17 +23,20 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 
 from ..data import TrainTransform, build_dataset, make_generator, seed_everything, worker_init_fn
+from ..data.unlabeled import SubsetFrames, labeled_partition, open_unlabeled
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.config import width_key
 from ..model.imagenet import load_imagenet_encoder
 from ..model.slimseg import SlimSegNet
 from .config import TrainConfig
+from .ema import WeightAverage
 from .ka import KnowledgeAdaptation, load_autoencoder, save_autoencoder, train_autoencoder
+from .mgd import MGD, MeanTeacher
 from .step import ExternalTeacher, slimseg_step
 from .teacher import load_teacher
 from .validate import validate
 
-__all__ = ["train", "TrainResult", "WeightAverage", "resolve_device", "poly_lr"]
+__all__ = ["train", "TrainResult", "resolve_device", "poly_lr"]
 
 
 @dataclass
@@ -144,7 +146,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     d = cfg.data
     transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank,
                                **cfg.augment.transform_kwargs())
-    train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform, **d.options)
+    train_set, unlabeled_set = _training_sets(cfg, transform, out, rank)
     val_set = build_dataset(d.dataset, d.root, d.val_split, **d.options)
     if train_set.num_classes != cfg.model.num_classes:
         raise ValueError(f"the dataset has {train_set.num_classes} classes but model.num_classes "
@@ -186,6 +188,19 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         optimizer = torch.optim.SGD(_param_groups(params, o.weight_decay), lr=o.lr,
                                     momentum=o.momentum, nesterov=True)
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+    mgd, unlabeled_batches = None, None
+    if unlabeled_set is not None:
+        mgd = _mgd(cfg, model, external, train_set.ignore_index)
+        unlabeled_batches = _unlabeled_batches(cfg, unlabeled_set, rank, world)
+    cutmix_rng = torch.Generator().manual_seed(cfg.seed + rank)
+    # everything a resume must restore besides the optimiser, by name in train_state.pt
+    resumable: dict[str, torch.nn.Module] = {"model": model}
+    if ema is not None:
+        resumable["ema"] = ema.model
+    if external is not None and external.ka is not None:
+        resumable["ka"] = external.ka
+    if mgd is not None and mgd.mean is not None:
+        resumable["mgd_mean_teacher"] = mgd.mean.model
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -198,11 +213,11 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     start, best_score, history = 0, -1.0, []
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        if ema is not None and "ema" in state:
-            ema.model.load_state_dict(state["ema"])
-        if external is not None and external.ka is not None:
-            external.ka.load_state_dict(state["ka"])
+        for name, module in resumable.items():
+            if name not in state:
+                raise ValueError(f"{state_path} has no {name!r} state: it was written by a run "
+                                 f"with other settings; use another out directory")
+            module.load_state_dict(state[name])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, best_score = int(state["step"]), float(state["best_score"])
@@ -274,9 +289,25 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
+            backward = lambda loss: scaler.scale(loss).backward()  # noqa: E731
+            labeled_terms = None
+            if mgd is not None and cfg.mgd.pixel_labeled_weight > 0:
+                labeled_terms = mgd.labeled_terms(mgd.labeled_targets(images))
             report = slimseg_step(model, images, labels, widths, cfg.loss, ignore_index=ignore,
-                                  backward=lambda loss: scaler.scale(loss).backward(),
-                                  autocast=autocast, external=external)
+                                  backward=backward, autocast=autocast, external=external,
+                                  extra_terms=labeled_terms)
+            if mgd is not None:
+                u0, u1 = next(unlabeled_batches).to(device, memory_format=torch.channels_last
+                                                    ).chunk(2)
+                mixed = mgd.mixed_batch(u0, u1, cutmix_rng)
+                unlabeled_report = slimseg_step(
+                    model, mixed.images, mixed.labels, widths, cfg.loss, ignore_index=ignore,
+                    backward=backward, autocast=autocast, extra_terms=mgd.unlabeled_terms(mixed),
+                    loss_scale=cfg.mgd.pixel_weight)
+                for w, parts in unlabeled_report.items():
+                    report[w].update({f"u_{k}": v for k, v in parts.items() if k != "total"})
+                    report[w]["total"] += parts["total"]
+                report[max(report)]["u_pseudo_labelled"] = mixed.confident
             scaler.unscale_(optimizer)
             _average_gradients(params, world)
             if o.grad_clip:
@@ -285,6 +316,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             scaler.update()
             if ema is not None:
                 ema.update(model, step)
+            if mgd is not None and mgd.mean is not None:
+                mgd.mean.update(model, step)
             step += 1
             total = sum(r["total"] for r in report.values())
             losses.append(total)
@@ -305,12 +338,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
                     evaluate_and_save(step)
                 if step % cfg.checkpoint_every == 0:
-                    _save_state(state_path, model, optimizer, scaler, step, best_score, ema,
-                                external)
+                    _save_state(state_path, resumable, optimizer, scaler, step, best_score)
         if rank == 0:
             evaluate_and_save(step)
-            _save_state(state_path, model, optimizer, scaler, step, best_score, ema,
-                                external)
+            _save_state(state_path, resumable, optimizer, scaler, step, best_score)
     finally:
         if bar is not None:
             bar.close()
@@ -319,6 +350,67 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         if world > 1:
             dist.destroy_process_group()
     return TrainResult(out, best_path, out / "last.safetensors", step, history, losses)
+
+
+def _training_sets(cfg: TrainConfig, transform: TrainTransform, out: Path, rank: int
+                   ) -> tuple[Any, Any]:
+    """(labelled training set, unlabelled set or None) as ``cfg.data`` asks.
+
+    With ``labeled_fraction < 1`` only a fixed random part of the frames keeps its labels (the
+    partition file makes it the same in every run); ``unlabeled`` adds that part's remainder,
+    a bag or an image folder as unlabelled frames, each with its own augmentation stream.
+    """
+    d = cfg.data
+    if d.labeled_fraction >= 1.0:
+        train_set = build_dataset(d.dataset, d.root, d.train_split, transform=transform,
+                                  **d.options)
+        unlabeled_idx: list[int] = []
+    else:
+        full = build_dataset(d.dataset, d.root, d.train_split, **d.options)
+        partition = Path(d.partition) if d.partition else out / "partition.json"
+        labeled_idx, unlabeled_idx = labeled_partition(
+            full, d.labeled_fraction, d.partition_seed, partition,
+            describe={"dataset": d.dataset, "root": str(d.root), "split": d.train_split,
+                      "options": d.options})
+        train_set = SubsetFrames(full, labeled_idx, transform=transform)
+        if rank == 0:
+            print(f"labelled: {len(labeled_idx)} of {len(full)} frames ({partition})")
+    if not d.unlabeled:
+        return train_set, None
+    u_transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank + 20_011,
+                                 **cfg.augment.transform_kwargs())
+    if d.unlabeled == "partition":
+        unlabeled = SubsetFrames(train_set.base, unlabeled_idx, unlabeled=True,
+                                 transform=u_transform)
+    else:
+        unlabeled = open_unlabeled(d.unlabeled, image_topic=d.unlabeled_topic or None,
+                                   classes=train_set.class_spec, transform=u_transform)
+    if rank == 0:
+        print(f"unlabelled: {len(unlabeled)} frames ({d.unlabeled})")
+    return train_set, unlabeled
+
+
+def _unlabeled_batches(cfg: TrainConfig, unlabeled: Any, rank: int, world: int
+                       ) -> Iterator[torch.Tensor]:
+    """Image batches of twice the unlabelled batch size: the two halves are CutMix partners."""
+    d = cfg.data
+    size = 2 * (d.unlabeled_batch_size or d.batch_size)
+    if len(unlabeled) < size:
+        raise ValueError(f"{len(unlabeled)} unlabelled frames are fewer than two batches "
+                         f"({size}); lower data.unlabeled_batch_size")
+    sampler = DistributedSampler(unlabeled, world, rank, seed=cfg.seed + 1) if world > 1 else None
+    loader = DataLoader(unlabeled, batch_size=size, shuffle=sampler is None, sampler=sampler,
+                        num_workers=d.workers, drop_last=True, worker_init_fn=worker_init_fn,
+                        generator=make_generator(cfg.seed + 1), persistent_workers=d.workers > 0)
+    return (images for images, _ in _batches(loader, sampler))
+
+
+def _mgd(cfg: TrainConfig, model: SlimSegNet, external: ExternalTeacher | None,
+         ignore_index: int) -> MGD:
+    m = cfg.mgd
+    outside = external.teacher if external is not None and m.external_teacher else None
+    mean = MeanTeacher(model, m.ema_decay) if m.ema_teacher else None
+    return MGD(m, outside, mean, ignore_index)
 
 
 def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTransform, device: torch.device, out: Path,
@@ -386,17 +478,14 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
     }
 
 
-def _save_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler, step: int, best_score: float,
-                ema: "WeightAverage | None", external: ExternalTeacher | None) -> None:
+def _save_state(path: Path, modules: dict[str, torch.nn.Module],
+                optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, step: int,
+                best_score: float) -> None:
     # Our own resumable state, loaded back with weights_only=True (no arbitrary unpickling).
     tmp = path.with_suffix(".tmp")
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "scaler": scaler.state_dict(), "step": step, "best_score": best_score}
-    if ema is not None:
-        state["ema"] = ema.model.state_dict()
-    if external is not None and external.ka is not None:
-        state["ka"] = external.ka.state_dict()
+    state = {name: module.state_dict() for name, module in modules.items()}
+    state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), step=step,
+                 best_score=best_score)
     torch.save(state, tmp)
     os.replace(tmp, path)
 
@@ -425,28 +514,3 @@ class LossTerms:
     def describe(self) -> str:
         return "; ".join(f"w{w} " + " ".join(f"{k} {v:.4f}" for k, v in parts.items())
                          for w, parts in self.means().items())
-
-
-class WeightAverage:
-    """An exponential moving average of a model's weights and BN statistics.
-
-    The decay ramps up as ``(1 + step) / (10 + step)`` so the early average does not hold the
-    random initialisation; integer buffers (BN's batch counters) are copied.
-    """
-
-    def __init__(self, model: torch.nn.Module, decay: float) -> None:
-        self.decay = decay
-        self.model = copy.deepcopy(model).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
-        decay = min(self.decay, (1 + step) / (10 + step))
-        for avg, new in zip(self.model.parameters(), model.parameters()):
-            avg.lerp_(new.detach(), 1.0 - decay)
-        for avg, new in zip(self.model.buffers(), model.buffers()):
-            if avg.is_floating_point():
-                avg.lerp_(new, 1.0 - decay)
-            else:
-                avg.copy_(new)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 __all__ = [
     "boundary_mask", "kd_loss", "ce_loss", "ohem_ce_loss", "masked_ce", "boundary_guided_loss",
     "image_kd_loss", "adaptation_loss", "pixel_affinity", "pixel_affinity_loss",
+    "region_similarity_loss",
 ]
 
 
@@ -152,3 +153,18 @@ def pixel_affinity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
         raise ValueError(f"affinity needs equal batch and spatial sizes, got {list(student.shape)} "
                          f"and {list(teacher.shape)}")
     return F.mse_loss(pixel_affinity(student), pixel_affinity(teacher.detach()))
+
+
+def region_similarity_loss(student: torch.Tensor, teacher: torch.Tensor, grid: int = 7
+                           ) -> torch.Tensor:
+    """MGD's region-level content-aware term: self-similarity of region-pooled features.
+
+    Both maps are average-pooled to ``grid`` x ``grid`` regions, each region's vector is
+    L2-normalised, and the (grid^2 x grid^2) cosine self-similarities are matched with an MSE.
+    Channel counts may differ (any width against any teacher); the teacher is detached.
+    """
+    def similarity(x: torch.Tensor) -> torch.Tensor:
+        q = F.normalize(F.adaptive_avg_pool2d(x.float(), grid).flatten(2), dim=1)
+        return q.transpose(1, 2) @ q
+
+    return F.mse_loss(similarity(student), similarity(teacher.detach()))

@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from ..data.transforms import EvalTransform, TrainTransform
-from ..model.checkpoint import load_checkpoint, save_checkpoint
+from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from ..model.slimseg import SlimSegNet
 from .bn import recalibrate_bn
 
-__all__ = ["FrameBatches", "RecalibrationResult", "recalibrate_checkpoint", "spread_indices"]
+__all__ = ["FrameBatches", "RecalibrationResult", "recalibrate_checkpoint", "recalibrate_model",
+           "spread_indices"]
 
 # For checkpoints whose metadata predates recording it (the shipped one): the recipe's value in
 # config/train_camvid.yaml
@@ -113,12 +115,36 @@ def recalibrate_checkpoint(
             random crops (the checkpoint's training crop size and scale range).
         source: where the frames came from, recorded in the checkpoint's metadata.
     """
-    say = progress or (lambda _m: None)
     if Path(out).resolve() == Path(checkpoint).resolve():
         raise ValueError("--out must differ from --checkpoint: keep the original model")
     if threads:
         torch.set_num_threads(threads)
     model, meta = load_checkpoint(checkpoint)
+    t0 = time.perf_counter()
+    meta, used, chosen = recalibrate_model(
+        model, meta, dataset, frames=frames, batch_size=batch_size, widths=widths,
+        full_frames=full_frames, source=source, from_checkpoint=str(checkpoint),
+        progress=progress)
+    seconds = time.perf_counter() - t0
+    path = save_checkpoint(out, model, meta)
+    return RecalibrationResult(path, used, chosen, seconds)
+
+
+def recalibrate_model(
+    model: SlimSegNet,
+    meta: CheckpointMeta,
+    dataset: Any,
+    *,
+    frames: int = 200,
+    batch_size: int = 8,
+    widths: Sequence[float] | None = None,
+    full_frames: bool = False,
+    source: str = "",
+    from_checkpoint: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> tuple[CheckpointMeta, int, tuple[float, ...]]:
+    """Re-estimate ``model``'s BN statistics in place; (metadata recording it, frames, widths)."""
+    say = progress or (lambda _m: None)
     chosen = tuple(float(w) for w in (widths or model.widths))
     indices = spread_indices(len(dataset), frames)
     if len(indices) < 2:
@@ -128,17 +154,14 @@ def recalibrate_checkpoint(
     scale = tuple(meta.training.get("scale_range", TRAINING_SCALE_RANGE))
     batches = FrameBatches(dataset, indices, meta.input_size, meta.mean, meta.std, batch_size,
                            crop_size=crop, scale_range=scale)  # type: ignore[arg-type]
-    t0 = time.perf_counter()
     for width in chosen:
         say(f"width {width:g}: {len(indices)} frames in batches of {batch_size}...")
         recalibrate_bn(model, batches, (width,), max_batches=len(indices))
-    seconds = time.perf_counter() - t0
     used = batches.frames_used
     training = dict(meta.training)
     training["bn_recalibrated"] = {
         "source": source, "frames": used, "widths": [float(w) for w in chosen],
-        "from_checkpoint": str(checkpoint),
+        "from_checkpoint": from_checkpoint,
         "frames_as": "whole frames" if crop is None else
         f"random crops {crop[0]}x{crop[1]} at scale {scale[0]:g}-{scale[1]:g}"}
-    path = save_checkpoint(out, model, meta.replace(training=training))
-    return RecalibrationResult(path, used, chosen, seconds)
+    return meta.replace(training=training), used, chosen

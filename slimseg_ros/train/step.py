@@ -18,12 +18,15 @@ from ..model.slimseg import SlimSegNet
 from .config import LossConfig
 from .ka import KnowledgeAdaptation
 from .losses import (
-    boundary_guided_loss, boundary_mask, ce_loss, image_kd_loss, kd_loss, ohem_ce_loss,
+    boundary_guided_loss, boundary_mask, ce_loss, kd_loss, ohem_ce_loss,
 )
 
 from .teacher import Teacher
 
-__all__ = ["slimseg_step", "width_loss", "ExternalTeacher"]
+__all__ = ["slimseg_step", "width_loss", "ExternalTeacher", "ExtraTerms"]
+
+# f(width, logits at label size, decoder features) -> weighted extra loss terms of that width
+ExtraTerms = Callable[[float, torch.Tensor, torch.Tensor], "dict[str, torch.Tensor]"]
 
 
 @dataclass
@@ -39,7 +42,6 @@ def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
                ignore_index: int = 255) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of one width: CE + KD from ``teacher`` (if any) + boundary-guided term.
 
-    With a teacher, the optional image-level term joins when its weight is > 0.
     """
     if cfg.ce == "ohem":
         ce = ohem_ce_loss(logits, labels, cfg.ohem_thresh, cfg.ohem_min_kept, ignore_index)
@@ -50,10 +52,6 @@ def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor
         kd = kd_loss(logits, teacher, cfg.temperature)
         total = total + cfg.kd_weight * kd
         parts["kd"] = float(kd.detach())
-    if teacher is not None and cfg.image_kd_weight > 0.0:
-        img = image_kd_loss(logits, teacher)
-        total = total + cfg.image_kd_weight * img
-        parts["image_kd"] = float(img.detach())
     if mask is not None and cfg.boundary_weight > 0.0:
         bd = boundary_guided_loss(
             logits, labels, mask,
@@ -76,6 +74,8 @@ def slimseg_step(
     backward: Callable[[torch.Tensor], None] = lambda loss: loss.backward(),
     autocast: Callable[[], ContextManager[object]] | None = None,
     external: ExternalTeacher | None = None,
+    extra_terms: ExtraTerms | None = None,
+    loss_scale: float = 1.0,
 ) -> dict[float, dict[str, float]]:
     """Forward + backward every width in ``widths`` (gradients accumulate; the caller steps).
 
@@ -112,10 +112,10 @@ def slimseg_step(
     try:
         for w in order:
             model.set_width(w)
-            features = None
+            features = decoded = None
             with autocast() if autocast is not None else contextlib.nullcontext():
-                if ka is not None and ka.applies_to(w):
-                    logits, features = model.forward_features(images)
+                if (ka is not None and ka.applies_to(w)) or extra_terms is not None:
+                    logits, features, decoded = model.forward_parts(images)
                 else:
                     logits = model(images)
                 logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear",
@@ -129,12 +129,17 @@ def slimseg_step(
             elif cfg.kd == "inplace":
                 teacher = widest_logits
             loss, parts = width_loss(logits, labels, teacher, mask, cfg, ignore_index)
-            if ka is not None and features is not None:
+            if ka is not None and ka.applies_to(w):
                 adapt, affinity, wider_latent = ka.terms(w, features.float(), teacher_latent,
                                                          wider_latent)
                 loss = loss + cfg.ka_adapt_weight * adapt + cfg.ka_affinity_weight * affinity
                 parts["ka_adapt"] = float(adapt.detach())
                 parts["ka_affinity"] = float(affinity.detach())
+            loss = loss * loss_scale
+            if extra_terms is not None:
+                for name, term in extra_terms(w, logits, decoded.float()).items():
+                    loss = loss + term
+                    parts[name] = float(term.detach())
             loss = loss * weights.get(w, 1.0)
             backward(loss)
             parts["total"] = float(loss.detach())

@@ -22,19 +22,25 @@ __all__ = ["Teacher", "TeacherOutputs", "load_teacher"]
 
 @dataclass
 class TeacherOutputs:
-    """What one teacher forward gives the student: logits and the encoder's 1/16 features."""
+    """What one teacher forward gives the student: logits, encoder and decoder features."""
 
     logits: torch.Tensor  # (N, K, h8, w8)
-    features: torch.Tensor  # (N, C, h16, w16)
+    features: torch.Tensor  # (N, C, h16, w16): the encoder's output (Knowledge Adaptation)
+    decoded: torch.Tensor  # (N, D, h8, w8): the decoder's last features (MGD region level)
 
     def logits_at(self, size: tuple[int, int]) -> torch.Tensor:
         return F.interpolate(self.logits, size=size, mode="bilinear", align_corners=False)
 
 
 class Teacher:
-    """A frozen network at its widest width; ``teacher(images)`` -> :class:`TeacherOutputs`."""
+    """A frozen network at its widest width; ``teacher(images)`` -> :class:`TeacherOutputs`.
 
-    def __init__(self, model: SlimSegNet, meta: CheckpointMeta, path: Path) -> None:
+    ``path`` is the checkpoint it came from, or None for a teacher that lives in memory (the
+    student's own weight average, MGD's mean teacher).
+    """
+
+    def __init__(self, model: SlimSegNet, meta: CheckpointMeta | None = None,
+                 path: Path | None = None) -> None:
         self.model = model.eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -46,6 +52,8 @@ class Teacher:
     @property
     def sha256(self) -> str:
         """The checkpoint's digest (ties an autoencoder trained on its features to it)."""
+        if self.path is None:
+            raise ValueError("an in-memory teacher has no checkpoint digest")
         if self._sha256 is None:
             self._sha256 = file_sha256(self.path)
         return self._sha256
@@ -61,8 +69,9 @@ class Teacher:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> TeacherOutputs:
         self.model.eval()
-        logits, features = self.model.forward_features(images)
-        return TeacherOutputs(logits.float(), features.float())
+        self.model.set_width(self.model.widths[-1])
+        logits, features, decoded = self.model.forward_parts(images)
+        return TeacherOutputs(logits.float(), features.float(), decoded.float())
 
 
 def load_teacher(path: str | Path, *, num_classes: int, mean: tuple[float, ...],

@@ -1,0 +1,141 @@
+"""``slimseg adapt``: fit a model to a robot's own camera from unlabelled frames.
+
+1. BN recalibration on the frames (every width; see :mod:`.recalibrate`).
+2. Multi-Granularity Distillation on the same frames (:mod:`.mgd`): the recalibrated input model,
+   frozen, and a weight average of the adapting model are the two teachers; CutMix-mixed frames
+   get their confident pseudo labels, and every width learns from them with the SlimSeg loss
+   (CE, stepwise KD, boundary term) plus MGD's region and image terms.
+
+The result is a new checkpoint (never the input file) whose metadata says what it was adapted on.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.seeding import make_generator, worker_init_fn
+from ..data.transforms import TrainTransform
+from ..data.unlabeled import UnlabeledView
+from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from ..model.slimseg import SlimSegNet
+from .config import LossConfig, MGDConfig
+from .mgd import MGD, MeanTeacher
+from .recalibrate import TRAINING_SCALE_RANGE, recalibrate_model
+from .step import slimseg_step
+from .teacher import Teacher
+
+__all__ = ["AdaptSettings", "AdaptResult", "adapt_model", "adapt_checkpoint"]
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    """How long and how hard to adapt (defaults sized for a few CPU minutes)."""
+
+    minutes: float = 10.0
+    steps: int = 0  # 0 = as many as ``minutes`` allow
+    batch_size: int = 4  # pairs of frames per step (CutMix partners)
+    lr: float = 2e-4
+    confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
+    recalibrate_frames: int = 200
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass
+class AdaptResult:
+    out: Path
+    steps: int
+    seconds: float
+    pseudo_labelled: float  # mean fraction of pixels that got a pseudo label
+
+
+def _frame_batches(frames: Any, meta: CheckpointMeta, batch: int, seed: int
+                   ) -> Iterator[torch.Tensor]:
+    crop = tuple(meta.training.get("crop_size", meta.input_size))
+    scale = tuple(meta.training.get("scale_range", TRAINING_SCALE_RANGE))
+    if len(frames) < 2 * batch:
+        raise ValueError(f"{len(frames)} frames are fewer than one step needs ({2 * batch})")
+    crops = UnlabeledView(frames, TrainTransform(crop, scale, meta.mean, meta.std, seed=seed))
+    loader = DataLoader(crops, batch_size=2 * batch, shuffle=True, drop_last=True,
+                        num_workers=1, worker_init_fn=worker_init_fn,
+                        generator=make_generator(seed), persistent_workers=True)
+    while True:
+        for images, _ in loader:
+            yield images
+
+
+def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: AdaptSettings,
+                source: str, log: Callable[[str], None] = print
+                ) -> tuple[CheckpointMeta, AdaptResult]:
+    """Adapt ``model`` in place to ``frames`` (unlabelled); returns metadata saying so."""
+    s = settings
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    meta, used, _ = recalibrate_model(model, meta, frames, frames=s.recalibrate_frames,
+                                      source=source, progress=log)
+    log(f"recalibrated BN statistics on {used} frames")
+    teacher = Teacher(copy.deepcopy(model))
+    mgd_cfg = replace(MGDConfig(), confidence=s.confidence, pixel_labeled_weight=0.0)
+    mgd = MGD(mgd_cfg, teacher, MeanTeacher(model, mgd_cfg.ema_decay), meta.ignore_index)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
+    batches = _frame_batches(frames, meta, s.batch_size, s.seed)
+    rng = torch.Generator().manual_seed(s.seed)
+    loss_cfg = LossConfig()  # SlimSeg: stepwise KD, boundary-guided term
+    budget = s.minutes * 60
+    t0 = time.monotonic()
+    step, confident, total = 0, 0.0, float("nan")
+    while (s.steps and step < s.steps) or (not s.steps and time.monotonic() - t0 < budget):
+        progress = step / s.steps if s.steps else (time.monotonic() - t0) / budget
+        for group in opt.param_groups:
+            group["lr"] = s.lr * min(1.0, (step + 1) / 10) * (1 - min(progress, 1.0)) ** 0.9
+        u0, u1 = next(batches).contiguous(memory_format=torch.channels_last).chunk(2)
+        mixed = mgd.mixed_batch(u0, u1, rng)
+        opt.zero_grad(set_to_none=True)
+        report = slimseg_step(model, mixed.images, mixed.labels, model.widths, loss_cfg,
+                              ignore_index=meta.ignore_index,
+                              extra_terms=mgd.unlabeled_terms(mixed))
+        total = sum(r["total"] for r in report.values())
+        if not math.isfinite(total):
+            raise FloatingPointError(f"non-finite loss at adaptation step {step}; lower --lr")
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        mgd.mean.update(model, step)  # type: ignore[union-attr]
+        step += 1
+        confident += mixed.confident
+        if step % 20 == 0:
+            log(f"step {step}: loss {total:.3f}, pseudo-labelled {mixed.confident:.0%} of pixels, "
+                f"{time.monotonic() - t0:.0f} s")
+    model.eval()
+    seconds = time.monotonic() - t0
+    result = AdaptResult(Path(), step, seconds, confident / max(1, step))
+    training = dict(meta.training)
+    training["adapted"] = {"source": source, "frames": len(frames), "steps": step,
+                           "minutes": round(seconds / 60, 1), "confidence": s.confidence,
+                           "lr": s.lr, "batch_pairs": s.batch_size,
+                           "pseudo_labelled": round(result.pseudo_labelled, 3),
+                           "method": "BN recalibration + MGD (frozen input model and the "
+                                     "adapting model's weight average as teachers)"}
+    return meta.replace(training=training), result
+
+
+def adapt_checkpoint(checkpoint: str | Path, frames: Any, out: str | Path,
+                     settings: AdaptSettings, source: str,
+                     log: Callable[[str], None] = print) -> AdaptResult:
+    """Load ``checkpoint``, adapt it to ``frames``, write ``out`` (which must be another file)."""
+    if Path(out).resolve() == Path(checkpoint).resolve():
+        raise ValueError("--out must differ from --checkpoint: keep the original model")
+    model, meta = load_checkpoint(checkpoint)
+    meta = meta.replace(training={**meta.training, "adapted_from": str(checkpoint)})
+    meta, result = adapt_model(model, meta, frames, settings, source, log)
+    result.out = save_checkpoint(out, model, meta)
+    return result

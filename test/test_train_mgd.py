@@ -1,0 +1,203 @@
+"""Unlabelled frames, Multi-Granularity Distillation and ``slimseg adapt``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from slimseg_ros.cli.main import main
+from slimseg_ros.data import build_dataset
+from slimseg_ros.data.unlabeled import SubsetFrames, labeled_partition, open_unlabeled
+from slimseg_ros.eval import bagio
+from slimseg_ros.model import ModelConfig, SlimSegNet, load_checkpoint
+from slimseg_ros.train.config import MGDConfig, load_train_config
+from slimseg_ros.train.losses import image_kd_loss, region_similarity_loss
+from slimseg_ros.train.loop import train
+from slimseg_ros.train.mgd import MGD, MeanTeacher, cutmix_masks
+from slimseg_ros.train.teacher import Teacher
+
+SMALL = ModelConfig(num_classes=4, head_channels=32)
+
+
+def test_cutmix_masks_are_binary_boxes_of_the_asked_area_and_reproducible() -> None:
+    g = torch.Generator().manual_seed(0)
+    m = cutmix_masks(6, 40, 60, boxes=1, area=(0.25, 0.5), generator=g)
+    assert m.shape == (6, 1, 40, 60) and set(m.unique().tolist()) <= {0.0, 1.0}
+    cover = m.mean((1, 2, 3))
+    assert bool(((cover > 0.15) & (cover < 0.6)).all())  # one box: its area, up to rounding
+    again = cutmix_masks(6, 40, 60, boxes=1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(m, again)
+    three = cutmix_masks(6, 40, 60, boxes=3, generator=torch.Generator().manual_seed(0))
+    assert bool((three.mean((1, 2, 3)) >= cover - 1e-6).all())  # a union only grows
+
+
+def test_region_and_image_terms_are_zero_for_identical_inputs_and_train_the_student_only() -> None:
+    x = torch.randn(2, 16, 14, 14)
+    assert region_similarity_loss(x, x * 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert image_kd_loss(x, x.clone()).item() == 0.0
+    student = torch.randn(2, 24, 14, 14, requires_grad=True)  # another width's channel count
+    teacher = torch.randn(2, 16, 14, 14, requires_grad=True)
+    region = region_similarity_loss(student, teacher)
+    assert region.item() > 1e-4
+    region.backward()
+    assert student.grad is not None and teacher.grad is None
+    logits_s = torch.randn(2, 4, 8, 8, requires_grad=True)
+    logits_t = torch.randn(2, 4, 8, 8, requires_grad=True)
+    image = image_kd_loss(logits_s, logits_t)
+    assert image.item() > 0
+    image.backward()
+    assert logits_s.grad is not None and logits_t.grad is None
+
+
+def _teacher(seed: int) -> Teacher:
+    torch.manual_seed(seed)
+    return Teacher(SlimSegNet(SMALL))
+
+
+def test_pseudo_labels_mix_the_teachers_predictions_with_the_boxes() -> None:
+    external, student = _teacher(0), SlimSegNet(SMALL)
+    mean = MeanTeacher(student, 0.99)
+    mgd = MGD(MGDConfig(), external, mean)
+    u0, u1 = torch.randn(2, 3, 32, 48), torch.randn(2, 3, 32, 48)
+    batch = mgd.mixed_batch(u0, u1, torch.Generator().manual_seed(1))
+    m = cutmix_masks(2, 32, 48, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(batch.images, u0 * (1 - m) + u1 * m)
+    probs = mgd._probs(u0) * (1 - m) + mgd._probs(u1) * m
+    assert torch.equal(batch.labels, probs.argmax(1))  # confidence 0: every pixel labelled
+    assert batch.confident == 1.0
+    assert batch.region_target.shape[1] == 32  # the mean teacher's decoder (head_channels)
+    assert batch.image_target.shape[:2] == (2, 4)
+    strict = MGD(replace(MGDConfig(), confidence=0.999), external, None)
+    sure = strict.mixed_batch(u0, u1, torch.Generator().manual_seed(1))
+    assert sure.confident < 0.5 and bool((sure.labels[sure.labels != 255] < 4).all())
+    assert int((sure.labels == 255).sum()) == round((1 - sure.confident) * sure.labels.numel())
+    with pytest.raises(ValueError, match="needs a teacher"):
+        MGD(MGDConfig(), None, None)
+
+
+def test_labelled_pixel_term_pulls_towards_the_teachers_argmax() -> None:
+    external = _teacher(0)
+    mgd = MGD(MGDConfig(), external, None)
+    images = torch.randn(2, 3, 32, 32)
+    targets = mgd.labeled_targets(images)
+    terms = mgd.labeled_terms(targets)
+    agree = torch.nn.functional.one_hot(targets, 4).permute(0, 3, 1, 2).float() * 20
+    loss_agree = terms(1.0, agree, torch.zeros(1))["mgd_pixel_labeled"]
+    loss_other = terms(1.0, -agree, torch.zeros(1))["mgd_pixel_labeled"]
+    assert loss_agree.item() < 1e-6 < loss_other.item()
+
+
+def test_partition_is_fixed_by_its_file_and_checked(tmp_path: Path) -> None:
+    ds = build_dataset("synthetic", None, "train", n=20, size=16)
+    part = tmp_path / "partition.json"
+    labeled, unlabeled = labeled_partition(ds, 0.25, 0, part)
+    assert len(labeled) == 5 and len(unlabeled) == 15 and not set(labeled) & set(unlabeled)
+    doc = json.loads(part.read_text())
+    assert doc["fraction"] == 0.25 and len(doc["labeled"]) == 5
+    # another seed with the file present: the file wins (every run of a comparison alike)
+    assert labeled_partition(ds, 0.25, 7, part) == (labeled, unlabeled)
+    other = build_dataset("synthetic", None, "train", n=21, size=16)
+    with pytest.raises(ValueError, match="lists other frames"):
+        labeled_partition(other, 0.25, 0, part)
+    with pytest.raises(ValueError, match="labeled_fraction must be in"):
+        labeled_partition(ds, 1.0, 0, tmp_path / "p2.json")
+    unl = SubsetFrames(ds, unlabeled, unlabeled=True)
+    image, label = unl.load(0)
+    assert np.array_equal(image, ds.load(unlabeled[0])[0]) and bool((label == 255).all())
+
+
+def _image_folder(root: Path, n: int = 8) -> Path:
+    ds = build_dataset("synthetic", None, "val", n=n, size=48, num_classes=11)
+    root.mkdir(parents=True)
+    for i in range(n):
+        rgb, _ = ds.load(i)
+        cv2.imwrite(str(root / f"frame_{i:03d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return root
+
+
+def test_unlabelled_sources_fail_in_one_line_when_nothing_is_readable(tmp_path: Path) -> None:
+    folder = _image_folder(tmp_path / "frames", n=3)
+    frames = open_unlabeled(folder)
+    assert len(frames) == 3 and bool((frames.load(0)[1] == 255).all())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no images"):
+        open_unlabeled(tmp_path / "empty")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="cannot read image"):
+        open_unlabeled(tmp_path / "junk")
+    with pytest.raises(ValueError, match="no such bag or image folder"):
+        open_unlabeled(tmp_path / "missing")
+    with pytest.raises(ValueError, match="applies to bags only"):
+        open_unlabeled(folder, image_topic="/camera/image_raw")
+
+
+def test_a_bag_without_labels_is_an_unlabelled_source(tmp_path: Path) -> None:
+    ds = build_dataset("synthetic", None, "val", n=4, size=48, num_classes=11)
+    bagio.write_frames_bag(tmp_path / "bag", ((ds.load(i)[0], None) for i in range(4)),
+                           compressed="png")
+    frames = open_unlabeled(tmp_path / "bag")
+    rgb, label = frames.load(2)
+    assert len(frames) == 4 and np.array_equal(rgb, ds.load(2)[0])
+    assert bool((label == 255).all())
+
+
+def _synthetic(tmp_path: Path, *extra: str):
+    return load_train_config(None, [
+        "model.num_classes=4", "model.head_channels=32", "data.dataset=synthetic",
+        "data.crop_size=[48,48]", "data.batch_size=2", "data.workers=0", "data.val_size=[48,48]",
+        "data.options={n: 16, size: 48}", "val_every=0", "val_images=2", "threads=1",
+        "optim.warmup_steps=1", "checkpoint_every=2", f"out={tmp_path / 'run'}", *extra])
+
+
+def test_training_on_a_labelled_quarter_with_the_rest_unlabelled(tmp_path: Path) -> None:
+    extra = ("data.labeled_fraction=0.25", "data.unlabeled=partition")
+    result = train(_synthetic(tmp_path, "steps=2", *extra), progress=False)
+    part = json.loads((tmp_path / "run" / "partition.json").read_text())
+    assert len(part["labeled"]) == 4 and len(part["unlabeled"]) == 12
+    terms = result.history[-1]["train_loss"]
+    assert {"u_ce", "u_mgd_region", "u_mgd_image", "mgd_pixel_labeled"} <= set(terms["1.0"])
+    assert "u_kd" in terms["0.5"]  # stepwise KD runs on the mixed frames too
+    state = torch.load(tmp_path / "run" / "train_state.pt", weights_only=True)
+    assert "mgd_mean_teacher" in state
+    again = train(_synthetic(tmp_path, "steps=3", *extra), progress=False)
+    assert again.steps == 3 and len(again.losses) == 1
+    # the labelled-only arm of the protocol: same partition, no unlabelled frames
+    alone = train(_synthetic(tmp_path, "steps=1", "data.labeled_fraction=0.25",
+                             f"data.partition={tmp_path / 'run' / 'partition.json'}",
+                             f"out={tmp_path / 'alone'}"), progress=False)
+    assert not any(k.startswith("u_") for k in alone.history[-1]["train_loss"]["1.0"])
+
+
+def test_unlabelled_set_smaller_than_two_batches_is_refused(tmp_path: Path) -> None:
+    cfg = _synthetic(tmp_path, "steps=1", "data.labeled_fraction=0.9",
+                     "data.unlabeled=partition", "data.unlabeled_batch_size=4")
+    with pytest.raises(ValueError, match="fewer than two batches"):
+        train(cfg, progress=False)
+
+
+def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
+                                                             make_checkpoint) -> None:
+    folder = _image_folder(tmp_path / "frames")
+    ds = build_dataset("synthetic", None, "val", n=4, size=48, num_classes=11)
+    bagio.write_dataset_bag(ds, tmp_path / "labelled")
+    checkpoint = make_checkpoint(input_size=(48, 48))
+    out = tmp_path / "adapted.safetensors"
+    assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.0",
+                 "--eval-bag", str(tmp_path / "labelled")]) == 0
+    model, meta = load_checkpoint(out)
+    adapted = meta.training["adapted"]
+    assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
+    assert meta.training["bn_recalibrated"]["frames"] == 8
+    original, _ = load_checkpoint(checkpoint)
+    assert not torch.equal(model.net.stem.weight, original.net.stem.weight)
+    assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
+                 str(checkpoint), "--steps", "1"]) == 2  # never the input file
+    assert main(["adapt", "--images", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
