@@ -413,8 +413,8 @@ def _mgd(cfg: TrainConfig, model: SlimSegNet, external: ExternalTeacher | None,
     return MGD(m, outside, mean, ignore_index)
 
 
-def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTransform, device: torch.device, out: Path,
-                      announce: bool) -> ExternalTeacher | None:
+def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTransform,
+                      device: torch.device, out: Path, announce: bool) -> ExternalTeacher | None:
     """The frozen teacher and Knowledge Adaptation's modules of ``cfg.loss``, or None.
 
     Stage 1 (the autoencoder) runs here when its file does not exist yet, on its own data
