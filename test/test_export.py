@@ -14,7 +14,7 @@ from slimseg_ros.model.config import ModelConfig
 from slimseg_ros.model.slimseg import SlimSegNet
 from slimseg_ros.runtime.cache import MANIFEST_NAME
 from slimseg_ros.runtime.deps import BackendUnavailableError
-from slimseg_ros.runtime.export import export_engines, parse_export_widths
+from slimseg_ros.runtime.export import export_engines
 
 SIZE = (64, 96)
 
@@ -25,20 +25,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model = SlimSegNet(ModelConfig()).eval()
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", model,
                            random_meta(model.config))
-
-
-def test_parse_widths() -> None:
-    available = (0.25, 0.5, 0.75, 1.0)
-    assert parse_export_widths("all", available) == available
-    assert parse_export_widths(" ALL ", available) == available
-    assert parse_export_widths("1.0,0.25,1", available) == (1.0, 0.25)
-    assert parse_export_widths([0.5], available) == (0.5,)
-    with pytest.raises(ValueError, match=r"width 0.3 is not one of the model's widths \(0.25"):
-        parse_export_widths("0.3", available)
-    with pytest.raises(ValueError, match="'all' or numbers"):
-        parse_export_widths("half", available)
-    with pytest.raises(ValueError, match="no widths given"):
-        parse_export_widths(",", available)
 
 
 def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Path,

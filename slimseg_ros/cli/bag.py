@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_backend_args, parse_widths, write_json
+from ..widths import parse_widths
+from .common import add_backend_args, write_json
 from .main import UserError
 
 

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..model.config import width_key
+from ..widths import width_key
 from .metrics import BoundaryF1Meter, ConfusionMatrix
 
 __all__ = ["WidthScores", "clean_labels", "percentile_ms"]

@@ -38,8 +38,9 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32
 
-from ..control import ControllerConfig, WidthController, match_width
+from ..control import ControllerConfig, WidthController
 from ..runtime import SegmentationEngine, default_model_path, load_engine
+from ..widths import match_width
 from . import params as P
 from .conversions import (
     ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut)

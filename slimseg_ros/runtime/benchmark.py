@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from ..model.config import width_key
+from ..widths import width_key
 from ..model.pipeline import SegmentationPipeline
 from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
