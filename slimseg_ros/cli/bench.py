@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     if args.compare is not None:
-        from ..runtime.measure import compare_backends, format_comparison
+        from ..runtime.benchmark import compare_backends, format_comparison
 
         backends = [b.strip() for b in args.compare.split(",") if b.strip()]
         if len(set(backends)) != len(backends) or len(backends) < 2:

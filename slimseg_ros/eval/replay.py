@@ -34,7 +34,8 @@ import yaml
 from ..data.bagread import (
     BagInfo, BagTopics, inspect_bag, iter_messages, read_labels, resolve_topics)
 from ..data.msgcodec import BATTERY_TYPE, make_battery, restamp_cdr, typestore_for
-from .width_scores import WidthScores, percentile_ms
+from ..runtime.timing import percentile_ms
+from .width_scores import WidthScores
 
 __all__ = [
     "ParamEvent", "ReplayConfig", "ReplayResult", "node_command", "plan_replay", "run_replay",

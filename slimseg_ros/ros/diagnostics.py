@@ -11,9 +11,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from ..control import RateMeter
+from ..runtime.timing import percentile_ms
 
 __all__ = ["DIAGNOSTIC_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status"]
 
@@ -39,10 +38,8 @@ class LatencyWindow:
     def percentiles_ms(self, *qs: float) -> tuple[float | None, ...]:
         """Percentiles in milliseconds, None each while there are no samples."""
         with self._lock:
-            samples = np.array(self._samples, dtype=np.float64)
-        if samples.size == 0:
-            return tuple(None for _ in qs)
-        return tuple(float(v) * 1e3 for v in np.percentile(samples, qs))
+            samples = list(self._samples)
+        return tuple(percentile_ms(samples, q) for q in qs)
 
 
 @dataclass

@@ -8,7 +8,7 @@ moments hit all of them alike and their *ratios* are trustworthy even on a noisy
 * ``independent_static``: a plain network with the same channel counts, built directly;
 * ``eager_slimmable``: the slimmable network itself at that width (sliced weights, switchable BN).
 
-Timing uses :func:`~slimseg_ros.runtime.measure.time_interleaved` in turns of ``block`` runs with
+Timing uses :func:`~slimseg_ros.runtime.timing.time_interleaved` in turns of ``block`` runs with
 the first of each turn dropped: ONNX Runtime's worker threads keep spinning after a run, and in
 plain round-robin that spin is charged to the torch reference that runs next (measured: the
 static reference went from 14.5 to 69.8 ms at width 0.25, and ONNX Runtime looked slower than
@@ -17,20 +17,21 @@ torch at width 1.0, the opposite of what each shows alone).
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..widths import width_key
 from ..model.pipeline import SegmentationPipeline
 from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
+from ..widths import width_key
 from .loader import load_engine, load_model
-from .measure import percentile_ms, time_interleaved
+from .timing import cpu_name, load_average, percentile_ms, time_interleaved
 
-__all__ = ["matmul_gflops", "run_benchmark"]
+__all__ = ["compare_backends", "format_comparison", "matmul_gflops", "run_benchmark"]
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
@@ -186,3 +187,103 @@ def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
         },
         "widest_fraction_of_matmul": round(per[hi]["achieved_gflops_per_s"] / doc["matmul_gflops"], 3),
     }
+
+
+# -- backends against each other (slimseg bench --compare) ---------------------------------
+
+def compare_backends(
+    checkpoint: str | None = None,
+    *,
+    backends: Sequence[str] = ("torch", "onnxruntime"),
+    device: str = "cpu",
+    input_size: tuple[int, int] = (360, 480),
+    repeats: int = 30,
+    threads: int = 2,
+    cache_dir: str | None = None,
+    block: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Per-width latency of several backends in one interleaved run, and their speed ratios.
+
+    Args:
+        checkpoint: model file; ``None`` = the shipped model, else a random one (speed does not
+            depend on the weights).
+        backends: names from the registry; the first is the reference of the ratios. Several
+            backends in one process are timed interleaved (robust ratios on a noisy machine,
+            but their thread pools can disturb each other); one backend per process gives the
+            undisturbed figure on a quiet machine.
+        threads: torch and ONNX Runtime intra-op threads.
+        block: consecutive runs per turn of :func:`time_interleaved` (the first is dropped).
+
+    Returns:
+        ``{"backends": {name: {"device", "widths": {"0.25": {"latency_ms_p50", ..}}}},
+        "speedup": {name: {"0.25": reference p50 / name p50}}, "threads", "input_size",
+        "cpu", "loadavg_start", "loadavg_end", ...}``. A load average well above the thread
+        count at start or end means another process competed for the cores.
+    """
+    say = progress or (lambda _m: None)
+    if not backends:
+        raise ValueError("name at least one backend")
+    torch.set_num_threads(threads)
+    load_start = load_average()
+    engines = {}
+    for name in backends:
+        torch.manual_seed(0)  # the same random stand-in for every backend
+        say(f"building {name}...")
+        engines[name] = load_engine(checkpoint, backend=name, device=device,
+                                    input_size=input_size, cache_dir=cache_dir,
+                                    allow_random=True, warmup_repeats=1, log=say)
+    widths = engines[backends[0]].widths
+    frame = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
+    doc: dict[str, Any] = {
+        "threads": threads,
+        "input_size": list(input_size),
+        "cpu": cpu_name(),
+        "repeats": repeats,
+        "block": block,
+        "model": engines[backends[0]].model_path or "randomly initialised",
+        "loadavg_start": [round(v, 2) for v in load_start],
+        "backends": {n: {"device": e.device, "widths": {}} for n, e in engines.items()},
+        "speedup": {n: {} for n in backends[1:]},
+    }
+    for width in widths:
+        say(f"timing width {width:g}...")
+        runners = {n: e.runner(width) for n, e in engines.items()}
+        samples = time_interleaved(runners, frame, repeats, block=block)
+        p50 = {name: percentile_ms(values, 50) for name, values in samples.items()}
+        for name, values in samples.items():
+            doc["backends"][name]["widths"][width_key(width)] = {
+                "latency_ms_p50": round(p50[name], 2),
+                "latency_ms_p90": round(percentile_ms(values, 90), 2),
+            }
+        for name in backends[1:]:
+            doc["speedup"][name][width_key(width)] = round(p50[backends[0]] / p50[name], 2)
+    load_end = load_average()
+    doc["loadavg_end"] = [round(v, 2) for v in load_end]
+    doc["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return doc
+
+
+def format_comparison(doc: Mapping[str, Any]) -> str:
+    """A Markdown table of :func:`compare_backends`' document."""
+    names = list(doc["backends"])
+    ref = names[0]
+    head = " | ".join(f"{n} p50 ms | {n} p90 ms" for n in names)
+    ratios = "".join(f" {ref}/{n} |" for n in names[1:])
+    lines = [
+        f"{doc['cpu']}, {doc['threads']} threads, input {doc['input_size'][0]}x"
+        f"{doc['input_size'][1]}, {doc['repeats']} runs per width (turns of {doc['block']}, "
+        f"first dropped); OMP_WAIT_POLICY {doc['omp_wait_policy']}; load average "
+        f"{doc['loadavg_start'][0]} at start, {doc['loadavg_end'][0]} at end",
+        "",
+        f"| width | {head} |{ratios}",
+        "| --- |" + " --- |" * (2 * len(names) + len(names) - 1),
+    ]
+    for w in doc["backends"][ref]["widths"]:
+        cells = " | ".join(
+            f"{doc['backends'][n]['widths'][w]['latency_ms_p50']:.1f} | "
+            f"{doc['backends'][n]['widths'][w]['latency_ms_p90']:.1f}" for n in names
+        )
+        speed = "".join(f" {doc['speedup'][n][w]:.2f}x |" for n in names[1:])
+        lines.append(f"| {w} | {cells} |{speed}")
+    return "\n".join(lines)
