@@ -32,7 +32,8 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Float32  # noqa: E402
 
 from slimseg_ros.ros import qos  # noqa: E402
-from slimseg_ros.ros.conversions import blend, image_to_rgb  # noqa: E402
+from slimseg_ros.data.pixels import image_to_rgb  # noqa: E402
+from slimseg_ros.ros.conversions import blend  # noqa: E402
 from slimseg_ros.ros.diagnostics import DIAGNOSTIC_KEYS  # noqa: E402
 from slimseg_ros.ros.node import FrameTiming, SlimSegNode  # noqa: E402
 

@@ -22,7 +22,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", rank=rank, world_size=world)
     layer = torch.nn.Linear(2, 1, bias=False)
     layer.weight.grad = torch.full((1, 2), float(rank + 1))  # rank 0: 1, rank 1: 2
-    _average_gradients(layer, world)
+    _average_gradients(list(layer.parameters()), world)
     torch.save(layer.weight.grad, f"{out}/grad{rank}.pt")
     dist.destroy_process_group()
 

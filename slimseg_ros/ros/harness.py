@@ -21,7 +21,6 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from .conversions import fill_image
 
 __all__ = [
     "isolate_ros_domain", "make_test_checkpoint", "make_header", "make_image",
@@ -55,64 +54,8 @@ def make_test_checkpoint(path: str | os.PathLike[str], input_size: tuple[int, in
     return save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config, input_size))
 
 
-def make_header(stamp_ns: int, frame_id: str = "camera") -> Header:
-    """A header with the given stamp (nanoseconds) and frame id."""
-    return Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000),
-                  frame_id=frame_id)
-
-
-def stamp_ns(header: Header) -> int:
-    """A header's stamp in nanoseconds."""
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def make_image(rgb: np.ndarray, encoding: str, header: Header) -> Image:
-    """An ``Image`` holding ``rgb`` (HxWx3 uint8) in ``encoding`` (rgb8, bgr8, rgba8, bgra8,
-    mono8, mono16, yuv422, yuv422_yuy2)."""
-    msg = Image()
-    msg.header = header
-    if encoding == "rgb8":
-        return fill_image(msg, rgb, "rgb8")
-    if encoding == "bgr8":
-        return fill_image(msg, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), "bgr8")
-    if encoding == "rgba8":
-        return fill_image(msg, cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA), "rgba8")
-    if encoding == "bgra8":
-        return fill_image(msg, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA), "bgra8")
-    if encoding == "mono8":
-        return fill_image(msg, cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), "mono8")
-    h, w = rgb.shape[:2]
-    msg.height, msg.width, msg.is_bigendian = h, w, 0
-    if encoding == "mono16":
-        gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype("<u2") * 257
-        msg.encoding, msg.step, msg.data = "mono16", w * 2, gray.tobytes()
-        return msg
-    if encoding in ("yuv422", "yuv422_yuy2"):
-        # BT.601 limited range, chroma averaged over each horizontal pixel pair.
-        r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
-        luma = 0.299 * r + 0.587 * g + 0.114 * b
-        y = 16 + luma * 219 / 255
-        u = (128 + 0.564 * (b - luma) * 224 / 255).reshape(h, w // 2, 2).mean(axis=2)
-        v = (128 + 0.713 * (r - luma) * 224 / 255).reshape(h, w // 2, 2).mean(axis=2)
-        packed = np.empty((h, w // 2, 4), dtype=np.float32)
-        if encoding == "yuv422":  # UYVY
-            packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = (
-                u, y[:, 0::2], v, y[:, 1::2])
-        else:  # YUYV
-            packed[..., 0], packed[..., 1], packed[..., 2], packed[..., 3] = (
-                y[:, 0::2], u, y[:, 1::2], v)
-        msg.encoding, msg.step = encoding, w * 2
-        msg.data = np.clip(np.rint(packed), 0, 255).astype(np.uint8).tobytes()
-        return msg
-    raise ValueError(f"make_image cannot write encoding {encoding!r}")
-
-
-def make_compressed(rgb: np.ndarray, fmt: str, header: Header) -> CompressedImage:
-    """A ``CompressedImage`` of ``rgb`` as ``jpeg`` or ``png``."""
-    ok, buf = cv2.imencode("." + fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise ValueError(f"OpenCV cannot encode {fmt!r}")
-    return CompressedImage(header=header, format=fmt, data=buf.tobytes())
+from .conversions import make_compressed, make_header, make_image  # noqa: E402
+from ..data.stamps import stamp_ns  # noqa: E402
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:

@@ -39,11 +39,12 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32
 
 from ..control import ControllerConfig, WidthController
+from ..data.pixels import ImageRejected, compressed_to_rgb, image_to_rgb
+from ..data.stamps import stamp_ns
 from ..runtime import SegmentationEngine, default_model_path, load_engine
 from ..widths import match_width
 from . import params as P
-from .conversions import (
-    ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut)
+from .conversions import blend, fill_image, palette_lut
 from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status
 from .frames import Frame, LatestSlot
 from .qos import (
@@ -333,9 +334,8 @@ class SlimSegNode(Node):
         self.stats.answered(done, done - frame.received, inference_s)
         observer = self.frame_observer
         if observer is not None:
-            stamp = header.stamp
-            observer(FrameTiming(stamp.sec * 1_000_000_000 + stamp.nanosec, frame.received,
-                                 started, inference_s, done, decision.width, labels.shape[:2]))
+            observer(FrameTiming(stamp_ns(header), frame.received, started, inference_s, done,
+                                 decision.width, labels.shape[:2]))
 
     # -- width and parameters --------------------------------------------------------------
 
