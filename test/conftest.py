@@ -35,20 +35,16 @@ def make_checkpoint(tmp_path_factory):
     One helper for every test that needs "some checkpoint" (default: the shipped architecture,
     11 classes, random weights); files are cached per arguments for the session.
     """
-    from slimseg_ros.model import ModelConfig, SlimSegNet
-    from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+    from slimseg_ros.model.checkpoint import save_random_checkpoint
 
     made: dict = {}
     root = tmp_path_factory.mktemp("checkpoints")
 
     def make(config=None, input_size=(64, 64), seed=0):
-        config = config or ModelConfig()
         key = (config, tuple(input_size), seed)
         if key not in made:
-            torch.manual_seed(seed)
-            path = root / f"random_{len(made)}.safetensors"
-            made[key] = save_checkpoint(path, SlimSegNet(config).eval(),
-                                        random_meta(config, input_size))
+            made[key] = save_random_checkpoint(root / f"random_{len(made)}.safetensors", config,
+                                               input_size, seed)
         return made[key]
 
     return make

@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from slimseg_ros.cli.main import main
 from slimseg_ros.data import build_dataset
@@ -16,9 +15,6 @@ from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
 from slimseg_ros.eval.offline import evaluate_bag_offline
 from slimseg_ros.eval.scoring import score_engine
-from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
-from slimseg_ros.model.config import ModelConfig
-from slimseg_ros.model.slimseg import SlimSegNet
 from slimseg_ros.runtime import load_engine
 
 SIZE = (48, 64)
@@ -49,12 +45,8 @@ def dataset():
 
 
 @pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    config = ModelConfig()
-    path = tmp_path_factory.mktemp("model") / "random.safetensors"
-    save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config, SIZE))
-    return path
+def random_checkpoint(make_checkpoint):
+    return make_checkpoint(input_size=SIZE)
 
 
 @pytest.mark.parametrize("storage,compressed", [("mcap", None), ("sqlite3", None),

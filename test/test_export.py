@@ -7,11 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from slimseg_ros.model.checkpoint import CheckpointError, random_meta, save_checkpoint
-from slimseg_ros.model.config import ModelConfig
-from slimseg_ros.model.slimseg import SlimSegNet
+from slimseg_ros.model.checkpoint import CheckpointError
 from slimseg_ros.runtime.cache import MANIFEST_NAME
 from slimseg_ros.runtime.deps import BackendUnavailableError
 from slimseg_ros.runtime.export import export_engines
@@ -20,11 +17,8 @@ SIZE = (64, 96)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = SlimSegNet(ModelConfig()).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", model,
-                           random_meta(model.config))
+def checkpoint(make_checkpoint) -> Path:
+    return make_checkpoint(input_size=(360, 480))
 
 
 def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Path,

@@ -77,16 +77,9 @@ def _model(args: argparse.Namespace, out: Path) -> tuple[str, bool]:
     found = default_model_path()
     if found is not None:
         return str(found), False
-    import torch
+    from ..model.checkpoint import save_random_checkpoint
 
-    from ..model.checkpoint import random_meta, save_checkpoint
-    from ..model.config import ModelConfig
-    from ..model.slimseg import SlimSegNet
-
-    torch.manual_seed(0)
-    config = ModelConfig()
-    path = out / "random_model.safetensors"
-    save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config))
+    path = save_random_checkpoint(out / "random_model.safetensors")
     return str(path.resolve()), True
 
 
