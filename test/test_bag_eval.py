@@ -154,8 +154,10 @@ def test_camvid_bag_equals_dataset_eval(tmp_path, camvid_root, random_checkpoint
 
 def test_cli_replay_wiring(tmp_path, random_checkpoint, monkeypatch, capsys):
     """`bag eval --mode replay` hands the right ReplayConfig to the replay (no node here)."""
-    from slimseg_ros.eval import replay
+    pytest.importorskip("rclpy", reason="the replay runs on the ROS 2 client library")
+    from slimseg_ros.eval.replay_score import ReplayResult
     from slimseg_ros.eval.width_scores import WidthScores
+    from slimseg_ros.ros import replay
 
     seen = {}
 
@@ -164,7 +166,7 @@ def test_cli_replay_wiring(tmp_path, random_checkpoint, monkeypatch, capsys):
         doc = {"mode": "replay", "frames_sent": 0, "frames_processed": 0, "widths": {},
                "processed_fraction": None, "frames_dropped": 0, "frames_scored": 0,
                "node": {"log": "x"}}
-        return replay.ReplayResult(doc, WidthScores(NAMES))
+        return ReplayResult(doc, WidthScores(NAMES))
 
     monkeypatch.setattr(replay, "run_replay", fake_run_replay)
     code = main(["bag", "eval", "--bag", "b", "--mode", "replay", "--checkpoint",

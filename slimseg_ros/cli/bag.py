@@ -266,7 +266,8 @@ def _offline(args: argparse.Namespace) -> Any:
 
 def _replay(args: argparse.Namespace) -> Any:
     from ..eval.bagio import parse_battery
-    from ..eval.replay import ParamEvent, ReplayConfig, run_replay
+    from ..eval.replay_plan import ParamEvent, ReplayConfig
+    from ..ros.replay import run_replay  # rclpy only for a replay
 
     checkpoint = _checkpoint(args.checkpoint, required=not args.running_node)
     events = tuple(ParamEvent(*parse_param_event(e)) for e in args.param_events)

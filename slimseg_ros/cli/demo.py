@@ -86,8 +86,9 @@ def _model(args: argparse.Namespace, out: Path) -> tuple[str, bool]:
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..eval.bagio import parse_battery, write_dataset_bag
-    from ..eval.replay import ParamEvent, ReplayConfig, run_replay
+    from ..eval.replay_plan import ParamEvent, ReplayConfig
     from ..eval.report import format_summary, write_report
+    from ..ros.replay import run_replay
 
     if not args.duration > 0 or not args.rate > 0 or not args.start_fps > 0:
         raise UserError("--duration, --rate and --start-fps must be > 0")

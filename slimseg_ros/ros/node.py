@@ -45,7 +45,7 @@ from ..runtime import SegmentationEngine, default_model_path, load_engine
 from ..widths import match_width
 from . import params as P
 from .conversions import blend, fill_image, palette_lut
-from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status
+from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status, status_name
 from .frames import Frame, LatestSlot
 from .qos import (
     battery_qos, choose_reliability, input_qos, latched_qos, output_qos, reliability_name)
@@ -439,7 +439,7 @@ class SlimSegNode(Node):
         self._rejected_at_last_status = view.rejected
         level, message, pairs = diagnostic_status(view)
         status = DiagnosticStatus(
-            level=_LEVELS[level], name=f"{self.get_name()}: segmentation", message=message,
+            level=_LEVELS[level], name=status_name(self.get_name()), message=message,
             hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=k, value=v) for k, v in pairs])
         array = DiagnosticArray(status=[status])
