@@ -102,6 +102,7 @@ def test_offline_needs_labels(tmp_path, dataset):
         evaluate_bag_offline(tmp_path / "bag", OracleEngine([]))
 
 
+@pytest.mark.slow
 def test_cli_make_then_eval_offline_with_report(tmp_path, random_checkpoint, capsys):
     bag = tmp_path / "bag"
     assert main(["bag", "make", "--dataset", "synthetic", "--split", "val", "--limit", "3",

@@ -116,6 +116,7 @@ def test_slimseg_eval_on_a_bag_equals_bag_eval_offline(tmp_path: Path, make_chec
                                                    abs=1e-9)
 
 
+@pytest.mark.slow
 def test_training_reads_its_train_and_val_frames_from_a_bag(tmp_path: Path) -> None:
     from slimseg_ros.model import load_checkpoint
     from slimseg_ros.train.config import load_train_config

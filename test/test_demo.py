@@ -40,6 +40,8 @@ def test_missing_default_model_falls_back_to_a_random_one(tmp_path, monkeypatch)
         demo._model(argparse.Namespace(checkpoint=str(tmp_path / "nope.safetensors")), tmp_path)
 
 
+@pytest.mark.dds
+@pytest.mark.slow
 def test_demo_runs_and_writes_the_report(tmp_path, monkeypatch, capsys, make_checkpoint):
     pytest.importorskip("rclpy")
     small = make_checkpoint(input_size=(48, 64), seed=2)  # a small input keeps the test quick

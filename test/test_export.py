@@ -21,6 +21,7 @@ def checkpoint(make_checkpoint) -> Path:
     return make_checkpoint(input_size=(360, 480))
 
 
+@pytest.mark.slow
 def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Path,
                                                                  tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
@@ -45,6 +46,7 @@ def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Pat
     assert [r.path for r in again] == [records[1].path, records[3].path]
 
 
+@pytest.mark.slow
 def test_fp16_onnx_can_be_exported_on_a_cpu_machine(checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -58,6 +60,7 @@ def test_fp16_onnx_can_be_exported_on_a_cpu_machine(checkpoint: Path, tmp_path: 
     assert record.agreement is not None and record.agreement > 0.9
 
 
+@pytest.mark.slow
 def test_bilinear_upsampling_exports_and_matches_torch(checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -226,6 +226,7 @@ def ort_engines(tmp_path_factory: pytest.TempPathFactory, make_checkpoint):  # t
     return ort, ref
 
 
+@pytest.mark.slow
 def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # type: ignore
     ort, ref = ort_engines
     assert (ort.backend, ort.device, ort.widths) == ("onnxruntime", "cpu", (0.5, 1.0))
@@ -238,6 +239,7 @@ def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # 
             assert (got == want).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(  # type: ignore
         ort_engines) -> None:
     ort, ref = ort_engines
@@ -247,6 +249,7 @@ def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(  # typ
     assert (got == ref.infer(image, 0.5)).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_onnxruntime_sessions_are_configured_deliberately(ort_engines) -> None:  # type: ignore
     import onnxruntime as ort_module
 

@@ -58,6 +58,7 @@ def test_training_like_crops_are_the_same_on_every_pass(tmp_path: Path) -> None:
     assert resized.shape == (4, 3, *SIZE)
 
 
+@pytest.mark.slow
 def test_recalibration_sets_bn_statistics_to_the_frames_and_keeps_the_weights(
         tmp_path: Path, capsys: pytest.CaptureFixture, make_checkpoint) -> None:
     checkpoint = make_checkpoint(input_size=SIZE)
