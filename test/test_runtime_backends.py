@@ -348,7 +348,8 @@ def test_compare_backends_reports_every_width_and_the_speed_ratio(
                                      runner=runner)
 
     monkeypatch.setattr(benchmark, "load_engine", fake_engine)
-    doc = benchmark.compare_backends(None, input_size=(64, 64), repeats=5, threads=1)
+    options = benchmark.BenchOptions(input_size=(64, 64), repeats=5, threads=1)
+    doc = benchmark.compare_backends(None, options=options)
     assert doc["backends"]["onnxruntime"]["widths"]["1.0"]["latency_ms_p50"] == pytest.approx(20)
     assert doc["backends"]["torch"]["widths"]["0.5"]["latency_ms_p90"] == pytest.approx(10)
     assert doc["speedup"] == {"onnxruntime": {"0.5": 2.5, "1.0": 1.5}}

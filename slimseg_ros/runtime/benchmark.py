@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,8 @@ from ..widths import width_key
 from .loader import load_engine, load_model
 from .timing import cpu_name, load_average, percentile_ms, time_interleaved
 
-__all__ = ["compare_backends", "format_comparison", "matmul_gflops", "run_benchmark"]
+__all__ = ["BenchOptions", "compare_backends", "format_comparison", "matmul_gflops",
+           "run_benchmark"]
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
@@ -71,36 +73,59 @@ def _torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]
     return run
 
 
-def run_benchmark(
-    checkpoint: str | None = None,
-    *,
-    backend: str = "torch",
-    device: str = "cpu",
-    input_size: tuple[int, int] = (360, 480),
-    repeats: int = 30,
-    threads: int = 2,
-    cache_dir: str | None = None,
-    block: int = 5,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary).
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to time, for every benchmark here.
 
-    ``block`` is the number of consecutive runs per turn (the first of each is dropped; 1 means
-    plain round-robin, every run kept).
+    Attributes:
+        device: ``cpu`` | ``cuda[:N]`` | ``auto``.
+        input_size: (H, W) the network runs at.
+        repeats: timed runs per width (and variant or backend).
+        threads: torch and ONNX Runtime intra-op threads.
+        cache_dir: engine cache for compiled backends.
+        block: consecutive runs per turn of :func:`time_interleaved`, the first of each dropped
+            (1: plain round-robin, every run kept).
     """
-    if repeats < 1 or block < 1:
-        raise ValueError(f"repeats and block must be >= 1, got {repeats} and {block}")
-    say = progress or (lambda _m: None)
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    engine = load_engine(checkpoint, backend=backend, device=device, input_size=input_size,
-                         cache_dir=cache_dir, allow_random=True, warmup_repeats=1, log=say)
+
+    device: str = "cpu"
+    input_size: tuple[int, int] = (360, 480)
+    repeats: int = 30
+    threads: int = 2
+    cache_dir: str | None = None
+    block: int = 5
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.block < 1:
+            raise ValueError(f"repeats and block must be >= 1, got {self.repeats} and "
+                             f"{self.block}")
+
+
+def _start(options: BenchOptions, progress: Callable[[str], None] | None
+           ) -> Callable[[str], None]:
+    torch.set_num_threads(options.threads)
+    return progress or (lambda _m: None)
+
+
+def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
+            say: Callable[[str], None]) -> Any:
+    torch.manual_seed(0)  # the same random stand-in (no checkpoint) for every backend
+    return load_engine(checkpoint, backend=backend, device=options.device,
+                       input_size=options.input_size, cache_dir=options.cache_dir,
+                       allow_random=True, warmup_repeats=1, log=say)
+
+
+def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
+                  options: BenchOptions = BenchOptions(),
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    say = _start(options, progress)
+    engine = _engine(checkpoint, backend, options, say)
     model, meta, source = load_model(checkpoint, allow_random=True)
     model.eval()
     mean, std = meta.mean, meta.std
-    image = np.random.default_rng(0).integers(0, 256, (*input_size, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (*options.input_size, 3), dtype=np.uint8)
     batch = np.ascontiguousarray(image[None])
-    say(f"matmul throughput ({threads} threads)...")
+    say(f"matmul throughput ({options.threads} threads)...")
     gflops_machine = matmul_gflops()
 
     widths = engine.widths
@@ -114,10 +139,10 @@ def run_benchmark(
             w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std)) for w in widths
         },
     }
-    say(f"timing {len(widths)} widths x {len(variants)} variants x {repeats} runs...")
+    say(f"timing {len(widths)} widths x {len(variants)} variants x {options.repeats} runs...")
     keyed = time_interleaved(
         {f"{n}@{w}": run for n, runners in variants.items() for w, run in runners.items()},
-        batch, repeats, block=block)
+        batch, options.repeats, block=options.block)
     times = {name: {w: keyed[f"{name}@{w}"] for w in widths} for name in variants}
 
     # switching: the cost of the switch itself, and the first frame after a switch
@@ -126,7 +151,7 @@ def run_benchmark(
     after_switch: dict[float, list[float]] = {w: [] for w in widths}
     rng = np.random.default_rng(1)
     current = widths[-1]
-    for _ in range(max(40, 4 * repeats)):
+    for _ in range(max(40, 4 * options.repeats)):
         target = float(rng.choice([w for w in widths if w != current]))
         t0 = time.perf_counter()
         engine.runner(target)
@@ -140,11 +165,11 @@ def run_benchmark(
         "backend": engine.backend,
         "device": engine.device,
         "precision": engine.precision,
-        "threads": threads,
-        "input_size": list(input_size),
+        "threads": options.threads,
+        "input_size": list(options.input_size),
         "model": source,
-        "repeats": repeats,
-        "block": block,
+        "repeats": options.repeats,
+        "block": options.block,
         "matmul_gflops": round(gflops_machine, 1),
         "widths": {},
         "references": {"independent_static": {}, "eager_slimmable": {}},
@@ -152,7 +177,7 @@ def run_benchmark(
     }
     for w in widths:
         frozen = model.freeze(w)
-        flops = count_flops(frozen, input_size)
+        flops = count_flops(frozen, options.input_size)
         p50 = percentile_ms(times["frozen"][w], 50)
         doc["widths"][width_key(w)] = {
             "latency_ms_p50": round(p50, 2),
@@ -191,18 +216,10 @@ def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
 
 # -- backends against each other (slimseg bench --compare) ---------------------------------
 
-def compare_backends(
-    checkpoint: str | None = None,
-    *,
-    backends: Sequence[str] = ("torch", "onnxruntime"),
-    device: str = "cpu",
-    input_size: tuple[int, int] = (360, 480),
-    repeats: int = 30,
-    threads: int = 2,
-    cache_dir: str | None = None,
-    block: int = 5,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+def compare_backends(checkpoint: str | None = None, *,
+                     backends: Sequence[str] = ("torch", "onnxruntime"),
+                     options: BenchOptions = BenchOptions(),
+                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Per-width latency of several backends in one interleaved run, and their speed ratios.
 
     Args:
@@ -212,8 +229,6 @@ def compare_backends(
             backends in one process are timed interleaved (robust ratios on a noisy machine,
             but their thread pools can disturb each other); one backend per process gives the
             undisturbed figure on a quiet machine.
-        threads: torch and ONNX Runtime intra-op threads.
-        block: consecutive runs per turn of :func:`time_interleaved` (the first is dropped).
 
     Returns:
         ``{"backends": {name: {"device", "widths": {"0.25": {"latency_ms_p50", ..}}}},
@@ -221,26 +236,22 @@ def compare_backends(
         "cpu", "loadavg_start", "loadavg_end", ...}``. A load average well above the thread
         count at start or end means another process competed for the cores.
     """
-    say = progress or (lambda _m: None)
     if not backends:
         raise ValueError("name at least one backend")
-    torch.set_num_threads(threads)
+    say = _start(options, progress)
     load_start = load_average()
     engines = {}
     for name in backends:
-        torch.manual_seed(0)  # the same random stand-in for every backend
         say(f"building {name}...")
-        engines[name] = load_engine(checkpoint, backend=name, device=device,
-                                    input_size=input_size, cache_dir=cache_dir,
-                                    allow_random=True, warmup_repeats=1, log=say)
+        engines[name] = _engine(checkpoint, name, options, say)
     widths = engines[backends[0]].widths
-    frame = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
+    frame = np.random.default_rng(0).integers(0, 256, (1, *options.input_size, 3), dtype=np.uint8)
     doc: dict[str, Any] = {
-        "threads": threads,
-        "input_size": list(input_size),
+        "threads": options.threads,
+        "input_size": list(options.input_size),
         "cpu": cpu_name(),
-        "repeats": repeats,
-        "block": block,
+        "repeats": options.repeats,
+        "block": options.block,
         "model": engines[backends[0]].model_path or "randomly initialised",
         "loadavg_start": [round(v, 2) for v in load_start],
         "backends": {n: {"device": e.device, "widths": {}} for n, e in engines.items()},
@@ -249,7 +260,7 @@ def compare_backends(
     for width in widths:
         say(f"timing width {width:g}...")
         runners = {n: e.runner(width) for n, e in engines.items()}
-        samples = time_interleaved(runners, frame, repeats, block=block)
+        samples = time_interleaved(runners, frame, options.repeats, block=options.block)
         p50 = {name: percentile_ms(values, 50) for name, values in samples.items()}
         for name, values in samples.items():
             doc["backends"][name]["widths"][width_key(width)] = {
