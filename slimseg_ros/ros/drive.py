@@ -325,7 +325,7 @@ class Probe:
         values = status_values(array, self.node_fqn)
         if values is None:
             return None
-        return array.header.stamp.sec + array.header.stamp.nanosec * 1e-9, values
+        return stamp_ns(array.header) * 1e-9, values
 
     # -- wiring ------------------------------------------------------------------------------
 
