@@ -37,6 +37,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
 from ..data.stamps import stamp_ns
@@ -292,8 +293,6 @@ class Probe:
     def __init__(self, node_name: str = "/slimseg", *, domain_id: int | None = None,
                  labels_topic: str | None = "/labels", labels_qos: QoSProfile | int = 100,
                  keep_labels: int | None = 1000, probe_name: str | None = None) -> None:
-        from sensor_msgs.msg import Image
-
         self.node_fqn = "/" + node_name.strip("/")
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
