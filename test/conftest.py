@@ -1,14 +1,23 @@
 """Shared test set-up.
 
 Tests run on 2-core machines, often beside other work: one torch thread per test process and a
-passive OpenMP wait policy keep them from spinning against each other.
+passive OpenMP wait policy keep them from spinning against each other. Every DDS participant of
+a test run (this process and the nodes it starts) joins one random ROS domain in 1..100, so
+parallel runs on one machine do not hear each other (set SLIMSEG_TEST_DOMAIN_ID to choose it).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import subprocess
+import sys
+from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("SLIMSEG_TEST_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+os.environ["ROS_DOMAIN_ID"] = os.environ["SLIMSEG_TEST_DOMAIN_ID"]
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -35,20 +44,49 @@ def make_checkpoint(tmp_path_factory):
     One helper for every test that needs "some checkpoint" (default: the shipped architecture,
     11 classes, random weights); files are cached per arguments for the session.
     """
-    from slimseg_ros.model import ModelConfig, SlimSegNet
-    from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+    from slimseg_ros.model.checkpoint import save_random_checkpoint
 
     made: dict = {}
     root = tmp_path_factory.mktemp("checkpoints")
 
     def make(config=None, input_size=(64, 64), seed=0):
-        config = config or ModelConfig()
         key = (config, tuple(input_size), seed)
         if key not in made:
-            torch.manual_seed(seed)
-            path = root / f"random_{len(made)}.safetensors"
-            made[key] = save_checkpoint(path, SlimSegNet(config).eval(),
-                                        random_meta(config, input_size))
+            made[key] = save_random_checkpoint(root / f"random_{len(made)}.safetensors", config,
+                                               input_size, seed)
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def camera_frame():
+    """``camera_frame((w, h), stamp, encoding="rgb8", frame_id="camera")`` -> a
+    ``sensor_msgs/Image`` of random pixels (seeded by the stamp) with that header."""
+    pytest.importorskip("rclpy", reason="the ROS 2 client library is not installed")
+    import numpy as np
+
+    from slimseg_ros.ros.conversions import make_header, make_image
+
+    def frame(size, stamp, encoding="rgb8", frame_id="camera"):
+        w, h = size
+        rgb = np.random.default_rng(stamp % 997).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        return make_image(rgb, encoding, make_header(stamp, frame_id))
+
+    return frame
+
+
+@pytest.fixture(scope="session")
+def camera_process():
+    """``camera_process(*args, env=None)`` -> the report of a camera in its own process
+    (``test/dds_camera.py``: frames one at a time, each waited for): for publisher-side set-ups
+    such as a Fast DDS profile, which a process reads once."""
+    script = Path(__file__).with_name("dds_camera.py")
+
+    def run(*args: str, env: dict | None = None, timeout: float = 240.0) -> dict:
+        done = subprocess.run([sys.executable, str(script), *args], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run

@@ -1,6 +1,8 @@
-"""The node benchmarks (``python -m slimseg_ros.ros.bench_node``), run for real but short.
+"""The node benchmarks (``scripts/bench_node.py``), run for real but short.
 
-The node runs in its own process on a small random checkpoint; frames cross real DDS.
+The node runs in its own process on a small random checkpoint; frames cross real DDS. What is
+checked is what the benchmark reports and that its accounting holds, never how fast anything
+was: speed is measured by the benchmark itself (docs/node.md).
 """
 
 from __future__ import annotations
@@ -14,37 +16,38 @@ import pytest
 
 pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
-from slimseg_ros.ros.harness import isolate_ros_domain, make_test_checkpoint  # noqa: E402
+pytestmark = [pytest.mark.dds, pytest.mark.slow]
 
-isolate_ros_domain()
-
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_node.py"
 SMALL = ["--camera", "160x120", "--input-size", "64x96", "--backend", "torch", "--threads", "1"]
 
 
-def _bench(tmp_path: Path, *args: str) -> dict:
-    checkpoint = make_test_checkpoint(tmp_path / "model.safetensors", input_size=(64, 96))
+def _bench(tmp_path: Path, checkpoint: Path, *args: str) -> dict:
     out = tmp_path / "result.json"
-    cmd = [sys.executable, "-m", "slimseg_ros.ros.bench_node", *args, *SMALL,
-           "--checkpoint", str(checkpoint), "--json", str(out)]
+    cmd = [sys.executable, str(SCRIPT), *args, *SMALL, "--checkpoint", str(checkpoint),
+           "--json", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text())
 
 
-def test_overhead_benchmark_times_every_frame_and_splits_the_overhead(tmp_path: Path) -> None:
-    result = _bench(tmp_path, "overhead", "--frames", "8", "--warmup", "2", "--gap", "0.02")
+def test_overhead_benchmark_times_every_frame_and_splits_the_overhead(
+        tmp_path: Path, make_checkpoint) -> None:
+    result = _bench(tmp_path, make_checkpoint(input_size=(64, 96)), "overhead", "--frames", "8",
+                    "--warmup", "2", "--gap", "0.02")
     assert result["node_exit_code"] == 0
-    assert result["frames"] == 8 and result["answered"] == 8
+    assert result["frames"] == 8 and result["answered"] == 8  # one at a time: every one answered
     e2e, inference = result["end_to_end"], result["inference"]
     assert 0 < inference["p50_ms"] < e2e["p50_ms"]  # the round trip contains the inference
     assert result["overhead"]["p50_ms"] > 0
     assert set(result["overhead_parts"]) == {"transport_in", "node_work", "transport_out"}
 
 
-def test_flat_benchmark_accounts_for_every_frame_sent(tmp_path: Path) -> None:
-    result = _bench(tmp_path, "flat", "--duration", "2", "--rate", "10", "--width", "0.5")
+def test_flat_benchmark_accounts_for_every_frame_sent(tmp_path: Path, make_checkpoint) -> None:
+    result = _bench(tmp_path, make_checkpoint(input_size=(64, 96)), "flat", "--duration", "2",
+                    "--rate", "10", "--width", "0.5")
     assert result["node_exit_code"] == 0
-    assert 15 <= result["sent"] <= 21  # 2 s at 10 Hz, started on the period grid
+    assert result["sent"] >= 1 and result["answered"] >= 1
     assert result["answered"] + result["not_answered"] == result["sent"]
-    assert result["answered"] >= 1 and result["windows"][0]["answered"] == result["answered"]
+    assert sum(w["answered"] for w in result["windows"]) == result["answered"]
     assert float(result["node_status"]["width"]) == 0.5  # diagnostics values are strings

@@ -51,6 +51,7 @@ def count_exports(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     return calls
 
 
+@pytest.mark.slow
 def test_miss_hit_corrupt_version_change_and_new_checkpoint(checkpoint, tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch,
                                              caplog: pytest.LogCaptureFixture) -> None:

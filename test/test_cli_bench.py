@@ -9,6 +9,8 @@ import pytest
 
 from slimseg_ros.cli.main import main
 
+pytestmark = pytest.mark.slow  # every width timed on two backends
+
 WIDTHS = ["0.25", "0.5", "0.75", "1.0"]
 SMALL = ["--input-size", "64x96", "--repeats", "3", "--threads", "1", "--block", "2"]
 

@@ -99,11 +99,8 @@ def test_dataloader_workers_each_read_the_bag(bag: tuple[Path, list]) -> None:
     np.testing.assert_array_equal(clone[5][0], frames[5][0])
 
 
-def test_slimseg_eval_on_a_bag_equals_bag_eval_offline(tmp_path: Path) -> None:
-    from slimseg_ros.ros.harness import make_test_checkpoint
-
-    checkpoint = make_test_checkpoint(tmp_path / "m.safetensors", input_size=(32, 48),
-                                      num_classes=11)  # the engine resizes the 24x32 frames
+def test_slimseg_eval_on_a_bag_equals_bag_eval_offline(tmp_path: Path, make_checkpoint) -> None:
+    checkpoint = make_checkpoint(input_size=(32, 48))  # the engine resizes the 24x32 frames
     bagio.write_frames_bag(tmp_path / "bag", _frames(6), rate_hz=10)
     eval_json, bag_json = tmp_path / "eval.json", tmp_path / "bag.json"
     assert main(["eval", "--dataset", "rosbag", "--data-root", str(tmp_path / "bag"),
@@ -119,6 +116,7 @@ def test_slimseg_eval_on_a_bag_equals_bag_eval_offline(tmp_path: Path) -> None:
                                                    abs=1e-9)
 
 
+@pytest.mark.slow
 def test_training_reads_its_train_and_val_frames_from_a_bag(tmp_path: Path) -> None:
     from slimseg_ros.model import load_checkpoint
     from slimseg_ros.train.config import load_train_config

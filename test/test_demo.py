@@ -7,14 +7,11 @@ import json
 import os
 
 import pytest
-import torch
 
 from slimseg_ros.cli import demo
 from slimseg_ros.cli.main import main
 from slimseg_ros.data import build_dataset
-from slimseg_ros.model.checkpoint import read_metadata, random_meta, save_checkpoint
-from slimseg_ros.model.config import ModelConfig
-from slimseg_ros.model.slimseg import SlimSegNet
+from slimseg_ros.model.checkpoint import read_metadata
 
 DOMAIN = 224 + os.getpid() % 9
 
@@ -43,12 +40,11 @@ def test_missing_default_model_falls_back_to_a_random_one(tmp_path, monkeypatch)
         demo._model(argparse.Namespace(checkpoint=str(tmp_path / "nope.safetensors")), tmp_path)
 
 
-def test_demo_runs_and_writes_the_report(tmp_path, monkeypatch, capsys):
+@pytest.mark.dds
+@pytest.mark.slow
+def test_demo_runs_and_writes_the_report(tmp_path, monkeypatch, capsys, make_checkpoint):
     pytest.importorskip("rclpy")
-    torch.manual_seed(2)
-    config = ModelConfig()
-    small = tmp_path / "small.safetensors"  # 48x64 network input keeps the test quick
-    save_checkpoint(small, SlimSegNet(config).eval(), random_meta(config, (48, 64)))
+    small = make_checkpoint(input_size=(48, 64), seed=2)  # a small input keeps the test quick
     # the run as on a fresh clone without the trained model: the random-model path, labelled
     monkeypatch.setattr(demo, "_model", lambda args, out: (str(small), True))
     # what the demo would set itself, undone after the test (other tests share this process)

@@ -7,40 +7,21 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from slimseg_ros.model.checkpoint import CheckpointError, random_meta, save_checkpoint
-from slimseg_ros.model.config import ModelConfig
-from slimseg_ros.model.slimseg import SlimSegNet
+from slimseg_ros.model.checkpoint import CheckpointError
 from slimseg_ros.runtime.cache import MANIFEST_NAME
 from slimseg_ros.runtime.deps import BackendUnavailableError
-from slimseg_ros.runtime.export import export_engines, parse_export_widths
+from slimseg_ros.runtime.export import export_engines
 
 SIZE = (64, 96)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    model = SlimSegNet(ModelConfig()).eval()
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "m.safetensors", model,
-                           random_meta(model.config))
+def checkpoint(make_checkpoint) -> Path:
+    return make_checkpoint(input_size=(360, 480))
 
 
-def test_parse_widths() -> None:
-    available = (0.25, 0.5, 0.75, 1.0)
-    assert parse_export_widths("all", available) == available
-    assert parse_export_widths(" ALL ", available) == available
-    assert parse_export_widths("1.0,0.25,1", available) == (1.0, 0.25)
-    assert parse_export_widths([0.5], available) == (0.5,)
-    with pytest.raises(ValueError, match=r"width 0.3 is not one of the model's widths \(0.25"):
-        parse_export_widths("0.3", available)
-    with pytest.raises(ValueError, match="'all' or numbers"):
-        parse_export_widths("half", available)
-    with pytest.raises(ValueError, match="no widths given"):
-        parse_export_widths(",", available)
-
-
+@pytest.mark.slow
 def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Path,
                                                                  tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
@@ -65,6 +46,7 @@ def test_onnx_export_builds_every_width_then_reports_them_cached(checkpoint: Pat
     assert [r.path for r in again] == [records[1].path, records[3].path]
 
 
+@pytest.mark.slow
 def test_fp16_onnx_can_be_exported_on_a_cpu_machine(checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -78,6 +60,7 @@ def test_fp16_onnx_can_be_exported_on_a_cpu_machine(checkpoint: Path, tmp_path: 
     assert record.agreement is not None and record.agreement > 0.9
 
 
+@pytest.mark.slow
 def test_bilinear_upsampling_exports_and_matches_torch(checkpoint: Path, tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

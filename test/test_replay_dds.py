@@ -1,34 +1,26 @@
 """Replay through the real node over DDS (a spawned ``slimseg_ros.ros.node`` process).
 
 A tiny random model keeps it fast; what is checked is the plumbing: frames matched by stamp,
-labels at the input size, the width attribution, parameter changes through the service,
-battery messages reaching the controller, compressed input.
+labels at the input size, the width attribution and the reasons of switches, parameter changes
+through the service, battery messages reaching the controller, compressed input. Also the ROS
+side's own rules that need no DDS: the node's command line and parameter types.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
-import zlib
 
 import numpy as np
 import pytest
-import torch
-import yaml
 
-from slimseg_ros.data import build_dataset
-from slimseg_ros.data import bagread
-from slimseg_ros.eval import bagio
-from slimseg_ros.eval.replay import (
-    ParamEvent, ReplayConfig, node_command, node_params, run_replay)
-from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
-from slimseg_ros.model.config import ModelConfig
-from slimseg_ros.model.slimseg import SlimSegNet
-from slimseg_ros.runtime import load_engine
+pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
-pytest.importorskip("rclpy")
+from slimseg_ros.data import bagread, build_dataset  # noqa: E402
+from slimseg_ros.eval import bagio  # noqa: E402
+from slimseg_ros.eval.replay_plan import ParamEvent, ReplayConfig  # noqa: E402
+from slimseg_ros.ros.drive import NodeProcess, typed_node_params, write_params_file  # noqa: E402
+from slimseg_ros.ros.replay import node_params, replay_node_command, run_replay  # noqa: E402
+from slimseg_ros.runtime import load_engine  # noqa: E402
 
 # Our own domains (the node tests draw theirs from 1..100; 215..232 stay clear of Linux's
 # ephemeral ports), so runs never cross.
@@ -38,12 +30,8 @@ FRAME_SIZE = (60, 80)  # differs from the network input: labels must still come 
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(1)
-    config = ModelConfig()
-    path = tmp_path_factory.mktemp("model") / "random.safetensors"
-    save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config, NET_SIZE))
-    return path
+def checkpoint(make_checkpoint):
+    return make_checkpoint(input_size=NET_SIZE, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +45,7 @@ def _config(checkpoint, tmp_path, **kw):
                         node_log=tmp_path / "node.log", **kw)
 
 
+@pytest.mark.dds
 def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint, dataset):
     # as a driver might record it: bgr8 on topics of its own
     bag = tmp_path / "bag"
@@ -84,12 +73,14 @@ def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint,
     assert width["successful"] is False and "0.25" in width["reason"]
     # the battery ends at 5%, under the last threshold (15%): the node caps the width at 0.25
     assert doc["width_timeline"][-1]["width"] == 0.25
+    # the reason comes from the node's status (the replay waits for one after the last switch)
     assert "battery" in doc["width_timeline"][-1]["reason"]
     assert doc["battery_timeline"][0][1] == 1.0 and doc["battery_timeline"][-1][1] == 0.05
     assert doc["node"]["exit_code"] == 0 and doc["node"]["widths"] == [0.25, 0.5, 0.75, 1.0]
     assert "width 1" in (tmp_path / "node.log").read_text()
 
 
+@pytest.mark.dds
 def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpoint, dataset):
     """--running-node: a node started elsewhere (here by the test) with compressed input; the
     replay pins its width through the parameter service before the first frame."""
@@ -98,20 +89,14 @@ def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpo
     topics = bagread.resolve_topics(bagread.inspect_bag(bag))
     started = ReplayConfig(model_path=str(checkpoint),
                            node_params={"backend": "torch", "device": "cpu"})
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump({"/**": {"ros__parameters": node_params(started,
-                                                                                   topics)}}))
+    params_file = write_params_file(tmp_path / "params.yaml", node_params(started, topics))
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
-    with open(tmp_path / "own.log", "wb") as log:
-        proc = subprocess.Popen(node_command(started, topics, params_file), env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with NodeProcess(replay_node_command(started, topics, params_file), tmp_path / "own.log",
+                     env) as node:
         result = run_replay(bag, ReplayConfig(spawn_node=False, width=0.5, domain_id=DOMAIN,
                                               settle_s=5.0, model_path=str(checkpoint),
                                               startup_timeout_s=90.0))
-    finally:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
+    assert node.exit_code == 0, node.tail()
     doc = result.doc
     assert doc["node"]["spawned"] is False and doc["node"]["exit_code"] is None
     (pin,) = doc["param_changes"]
@@ -138,22 +123,8 @@ def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpo
     assert agreement > 0.99  # thread counts differ between processes: rare argmax ties
 
 
-def test_recording_keeps_label_pixels(tmp_path):
-    """The client stores labels zlib-compressed; the scorer reads them back row by row."""
-    from slimseg_ros.eval.replay import _prediction
-
-    pred = np.arange(12, dtype=np.uint8).reshape(3, 4)
-    padded = np.zeros((3, 6), np.uint8)
-    padded[:, :4] = pred
-    label = type("L", (), dict(data_z=zlib.compress(padded.tobytes()), encoding="mono8",
-                               step=6, height_px=3, width_px=4))()
-    np.testing.assert_array_equal(_prediction(label), pred)
-
-
 def test_start_parameters_get_the_declared_types():
     """`--param min_dwell_s=1` must not fail the node's start on an INTEGER for a DOUBLE."""
-    from slimseg_ros.ros.replay_client import typed_node_params
-
     typed = typed_node_params({"min_dwell_s": 1, "battery_thresholds": [1, 0.2],
                                "overrun_frames": 3, "adaptive": True, "unknown": 1})
     assert typed == {"min_dwell_s": 1.0, "battery_thresholds": [1.0, 0.2],
@@ -161,30 +132,41 @@ def test_start_parameters_get_the_declared_types():
     assert isinstance(typed["min_dwell_s"], float) and isinstance(typed["overrun_frames"], int)
 
 
+def test_node_command_wires_the_bag_topics(tmp_path):
+    frames = [(np.zeros((8, 10, 3), np.uint8), np.zeros((8, 10), np.uint8))] * 2
+    info = bagio.write_frames_bag(tmp_path / "bag", frames, compressed="png")
+    topics = bagread.resolve_topics(info)
+    config = ReplayConfig(node_name="/robot/seg", labels_topic="/seg/labels", width=0.5,
+                          target_fps=10, model_path="m.safetensors",
+                          node_params={"backend": "torch", "min_dwell_s": 1})
+    params = node_params(config, topics)
+    assert params["adaptive"] is False and params["width"] == 0.5
+    assert params["input_transport"] == "compressed" and params["target_fps"] == 10.0
+    assert params["model_path"].endswith("m.safetensors")
+    assert params["min_dwell_s"] == 1.0 and isinstance(params["min_dwell_s"], float)
+    cmd = replay_node_command(config, topics, tmp_path / "p.yaml")
+    assert cmd[1:cmd.index("--ros-args")] == ["-m", "slimseg_ros.ros.node"]
+    remaps = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-r"]
+    assert remaps == ["__node:=seg", "__ns:=/robot", "image:=/camera/image_raw",
+                      "battery_state:=/battery_state", "labels:=/seg/labels",
+                      "image/compressed:=/camera/image_raw/compressed"]
+    written = write_params_file(tmp_path / "p.yaml", params).read_text()
+    assert "ros__parameters" in written and "/**" in written
+
+
+@pytest.mark.dds
 def test_refuses_to_replay_beside_another_camera():
     """Two replays (or a live camera) on one domain would mix frames: refuse with advice."""
-    import rclpy
-    from rclpy.context import Context
-    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
+    from slimseg_ros.ros.drive import Probe, wait_until
     from slimseg_ros.ros.replay_client import ReplayClient
 
-    client = ReplayClient(node_name="/slimseg", publish_topics={"/cam": "sensor_msgs/msg/Image"},
-                          image_topic="/cam", labels_topic="/labels", domain_id=DOMAIN)
-    context = Context()
-    rclpy.init(context=context, domain_id=DOMAIN)
-    other = Node("other_camera", context=context)
-    try:
-        client._check_alone([])  # alone: fine
-        other.create_publisher(Image, "/cam", 1)
-        for _ in range(100):  # discovery takes a moment
-            if client._node.count_publishers("/cam") > 1:
-                break
-            time.sleep(0.05)
+    with ReplayClient(node_name="/slimseg", publish_topics={"/cam": "sensor_msgs/msg/Image"},
+                      image_topic="/cam", labels_topic="/labels", domain_id=DOMAIN) as client, \
+            Probe(domain_id=DOMAIN, labels_topic=None, probe_name="other_camera") as other:
+        client.check_alone([])  # alone: fine
+        other.publisher(Image, "/cam", 1)
+        assert wait_until(lambda: client.probe.node.count_publishers("/cam") > 1, 5.0)
         with pytest.raises(RuntimeError, match=r"1 other publisher\(s\) on /cam.*--domain-id"):
-            client._check_alone([])
-    finally:
-        other.destroy_node()
-        rclpy.shutdown(context=context)
-        client.close()
+            client.check_alone([])

@@ -1,4 +1,5 @@
-"""Replay planning and scoring without ROS: schedules, loops, stamp matching with drops."""
+"""Replay planning and scoring without ROS: schedules, loops, stamp matching with drops, the
+switch timeline from ``~/width`` and the node's status."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import yaml
 
 from slimseg_ros.data import bagread
 from slimseg_ros.eval import bagio
 from slimseg_ros.data.msgcodec import BATTERY_TYPE, cdr_stamp_ns, typestore_for
-from slimseg_ros.eval.replay import (
-    ParamEvent, ReplayConfig, node_command, node_params, plan_replay, score_recording)
+from slimseg_ros.eval.replay_plan import ParamEvent, ReplayConfig, initial_params, plan_replay
+from slimseg_ros.eval.replay_score import (
+    ReceivedLabels, ReplayRecording, score_recording, switch_timeline)
 
 NAMES = tuple(f"c{i}" for i in range(4))
 
@@ -84,9 +85,9 @@ def test_repeated_stamps_cannot_be_matched(tmp_path):
 
 
 def _label(stamp, t, width, pred):
-    return SimpleNamespace(stamp_ns=stamp, t=t, width=width, height_px=pred.shape[0],
-                           width_px=pred.shape[1], encoding="mono8", step=pred.shape[1],
-                           data_z=zlib.compress(pred.tobytes()))
+    return ReceivedLabels(stamp_ns=stamp, t=t, width=width, height_px=pred.shape[0],
+                          width_px=pred.shape[1], encoding="mono8", step=pred.shape[1],
+                          data_z=zlib.compress(pred.tobytes()))
 
 
 def test_stamp_matching_with_frames_dropped_on_purpose():
@@ -129,21 +130,39 @@ def test_loop_answers_are_scored_against_the_original_frame():
     assert scores.summary(1.0)["miou"] == 1.0 and scores.summary(0.25)["miou"] == 0.0
 
 
-def test_node_command_wires_the_bag_topics(tmp_path):
-    info, topics, _ = _bag(tmp_path, n=2, compressed="png")
-    config = ReplayConfig(node_name="/robot/seg", labels_topic="/seg/labels", width=0.5,
-                          target_fps=10, model_path="m.safetensors",
-                          node_params={"backend": "torch"})
-    params = node_params(config, topics)
-    assert params["adaptive"] is False and params["width"] == 0.5
-    assert params["input_transport"] == "compressed" and params["target_fps"] == 10.0
-    assert params["model_path"].endswith("m.safetensors")
-    cmd = node_command(config, topics, tmp_path / "p.yaml")
-    remaps = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-r"]
-    assert remaps == ["__node:=seg", "__ns:=/robot", "image:=/camera/image_raw",
-                      "battery_state:=/battery_state", "labels:=/seg/labels",
-                      "image/compressed:=/camera/image_raw/compressed"]
-    assert yaml.safe_load(yaml.safe_dump(params)) == params
+def test_received_labels_keep_their_pixels_row_by_row():
+    """The client stores labels zlib-compressed; padded rows are read back without the padding."""
+    pred = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    padded = np.zeros((3, 6), np.uint8)
+    padded[:, :4] = pred
+    label = ReceivedLabels(1, 0.0, 1.0, 3, 4, "mono8", 6, zlib.compress(padded.tobytes()))
+    np.testing.assert_array_equal(label.pixels(), pred)
+    with pytest.raises(ValueError, match="mono8"):
+        ReceivedLabels(1, 0.0, 1.0, 1, 1, "rgb8", 3, zlib.compress(bytes(3))).pixels()
+
+
+def test_switch_timeline_takes_each_reason_from_the_first_status_showing_the_width():
+    recording = ReplayRecording(
+        widths=[(0.0, 1.0), (2.0, 0.75), (2.5, 0.75), (5.0, 0.25)],
+        diagnostics=[(0.0, {"width": "1", "last_switch_reason": "start"}),
+                     (1.0, {"width": "1", "last_switch_reason": "start"}),
+                     (2.1, {"width": "0.75", "last_switch_reason": "battery 45% < 50%"}),
+                     (3.1, {"width": "0.75", "last_switch_reason": "battery 45% < 50%"}),
+                     (5.4, {"width": "0.25", "last_switch_reason": "battery 10% < 15%"})])
+    assert switch_timeline(recording) == [
+        {"t": 0.0, "width": 1.0, "reason": "start"},
+        {"t": 2.0, "width": 0.75, "reason": "battery 45% < 50%"},
+        {"t": 5.0, "width": 0.25, "reason": "battery 10% < 15%"}]
+    # a switch no status showed (the width changed again within the second) has no reason
+    recording.widths.insert(3, (4.0, 0.5))
+    assert switch_timeline(recording)[2] == {"t": 4.0, "width": 0.5, "reason": ""}
+
+
+def test_a_running_node_gets_the_width_and_target_fps_before_the_first_frame():
+    assert initial_params(ReplayConfig(width=0.5, target_fps=10)) == []  # a started node:
+    # its parameter file has them
+    assert initial_params(ReplayConfig(spawn_node=False, width=0.5, target_fps=10)) == [
+        ("width", 0.5), ("target_fps", 10.0)]
 
 
 @pytest.mark.parametrize("kwargs,message", [

@@ -13,23 +13,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
-from slimseg_ros.ros.harness import (  # noqa: E402
-    Collector, isolate_ros_domain, make_test_checkpoint)
+from slimseg_ros.ros.drive import NodeProcess, Probe, node_command  # noqa: E402
 
-isolate_ros_domain()
-
-import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from std_msgs.msg import Float32  # noqa: E402
-
-from slimseg_ros.ros import qos  # noqa: E402
+pytestmark = [pytest.mark.dds, pytest.mark.slow]  # a pip install, then the node over DDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("setup.py", "setup.cfg", "package.xml", "resource", "launch", "config", "slimseg_ros")
@@ -86,39 +78,24 @@ def test_install_puts_the_ros_files_where_ros_looks(prefix: Path) -> None:
     assert (prefix / "bin" / "slimseg_node").is_file()
 
 
-def test_installed_launcher_starts_the_installed_node(prefix: Path, tmp_path: Path) -> None:
+def test_installed_launcher_starts_the_installed_node(prefix: Path, tmp_path: Path,
+                                                     make_checkpoint) -> None:
     env = _env(prefix)
     where = subprocess.run([sys.executable, "-c", "import slimseg_ros.ros.node as m; "
                             "print(m.__file__)"], env=env, cwd=tmp_path, capture_output=True,
                            text=True, timeout=120)
     assert Path(where.stdout.strip()).is_relative_to(prefix), where.stdout + where.stderr
 
-    checkpoint = make_test_checkpoint(tmp_path / "tiny.safetensors")
+    checkpoint = make_checkpoint(input_size=(64, 96))
     launcher = prefix / "lib" / "slimseg_ros" / "slimseg_node"
-    log = tmp_path / "node.log"
-    with open(log, "wb") as stream:
-        proc = subprocess.Popen(
-            [str(launcher), "--ros-args", "-r", "__ns:=/installed", "-p",
-             f"model_path:={checkpoint}", "-p", "backend:=torch"],
-            env=env, cwd=tmp_path, stdout=stream, stderr=subprocess.STDOUT)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    probe = rclpy.create_node("install_probe", context=context)
-    width = Collector(probe, Float32, "/installed/slimseg/width", qos.latched_qos())
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(probe)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        started = width.wait_for(lambda m: True, 90.0)
-        assert started is not None, f"the installed node did not start:\n{log.read_text()}"
-        assert started.data in (0.25, 0.5, 0.75, 1.0)
-        proc.send_signal(signal.SIGINT)  # what `ros2 launch` sends on Ctrl-C
-        assert proc.wait(60) == 0, log.read_text()[-2000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=context)
+    cmd = node_command(executable=[str(launcher)], remaps=["__ns:=/installed"],
+                       params=[f"model_path:={checkpoint}", "backend:=torch"])
+    with Probe("/installed/slimseg", labels_topic=None) as probe:
+        node = NodeProcess(cmd, tmp_path / "node.log", _env(prefix), cwd=tmp_path)
+        try:
+            started = probe.wait_started(90.0, node.problem)
+            assert started in (0.25, 0.5, 0.75, 1.0)
+            node.send(signal.SIGINT)  # what `ros2 launch` sends on Ctrl-C
+            assert node.wait(60) == 0, node.log_text()[-2000:]
+        finally:
+            node.stop()

@@ -19,10 +19,6 @@ import yaml
 
 pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
-from slimseg_ros.ros.harness import isolate_ros_domain, make_test_checkpoint  # noqa: E402
-
-isolate_ros_domain()
-
 import rclpy  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
@@ -60,11 +56,12 @@ def test_setup_installs_the_executable_launch_file_and_config(monkeypatch) -> No
     assert callable(node.main)
 
 
-def test_every_yaml_parameter_is_declared_and_taken_by_the_node(tmp_path) -> None:
+@pytest.mark.dds
+def test_every_yaml_parameter_is_declared_and_taken_by_the_node(make_checkpoint) -> None:
     section = yaml.safe_load(CONFIG.read_text())["slimseg"]["ros__parameters"]
     declared_before_load = {s.name for s in P.NODE_PARAMETERS}
     assert set(section) == declared_before_load  # the shipped config is complete, no extras
-    checkpoint = make_test_checkpoint(tmp_path / "tiny.safetensors")
+    checkpoint = make_checkpoint(input_size=(64, 96))
     context = rclpy.Context()
     rclpy.init(context=context)
     try:

@@ -167,3 +167,24 @@ def test_every_parameter_is_documented() -> None:
         assert f"| `{s.name}` |" in doc, s.name
     for key in DIAGNOSTIC_KEYS:
         assert f"`{key}`" in doc, key
+
+
+def test_the_node_status_is_read_by_its_contract_name() -> None:
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from slimseg_ros.ros.diagnostics import status_name, status_values
+
+    def status(name: str, hardware_id: str, width: str) -> DiagnosticStatus:
+        return DiagnosticStatus(name=name, hardware_id=hardware_id,
+                                values=[KeyValue(key="width", value=width)])
+
+    array = DiagnosticArray(status=[
+        status("camera: driver", "/camera", "x"),
+        status("seg: segmentation", "/front/seg", "0.5"),
+        status("slimseg: segmentation", "/slimseg", "1"),
+    ])
+    assert status_name("/slimseg") == status_name("slimseg") == "slimseg: segmentation"
+    assert status_name("/front/seg") == "seg: segmentation"
+    assert status_values(array, "/slimseg") == {"width": "1"}
+    assert status_values(array, "front/seg") == {"width": "0.5"}
+    assert status_values(array, "/rear/seg") is None  # same name, another node

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from slimseg_ros.model.checkpoint import random_meta, save_checkpoint
+from slimseg_ros.model.checkpoint import random_meta
 from slimseg_ros.model.config import ModelConfig
 from slimseg_ros.model.slimseg import SlimSegNet
-from slimseg_ros.runtime import backends, load_engine, measure, onnx_backend
+from slimseg_ros.runtime import backends, benchmark, load_engine, onnx_backend, timing
 from slimseg_ros.runtime.backends import (
     BACKEND_NAMES,
     CPU_CHOICE_FILE,
@@ -117,7 +117,7 @@ def test_cpu_measurement_is_cached_per_machine_and_setting(
         return {w: (lambda x: x) for w in widths}, "cpu", []
 
     monkeypatch.setattr(backends, "build_onnxruntime_runners", fake_ort)
-    monkeypatch.setattr(measure, "time_interleaved", lambda runners, frame, repeats, block: {
+    monkeypatch.setattr(backends, "time_interleaved", lambda runners, frame, repeats, block: {
         "torch": [0.010] * repeats, "onnxruntime": [0.004] * repeats})
     ms, cached = measure_cpu_backends(model, meta, cache_dir=tmp_path)
     assert not cached and built == [(0.5, 1.0)]  # narrowest and widest
@@ -215,20 +215,18 @@ def test_trt_provider_cache_dir_is_keyed_by_the_artifact_and_toolchain(
 
 
 @pytest.fixture(scope="module")
-def ort_engines(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def ort_engines(tmp_path_factory: pytest.TempPathFactory, make_checkpoint):  # type: ignore[no-untyped-def]
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
-    torch.manual_seed(0)
     root = tmp_path_factory.mktemp("ort")
-    config = ModelConfig(widths=(0.5, 1.0))
-    model = SlimSegNet(config).eval()
-    path = save_checkpoint(root / "m.safetensors", model, random_meta(config, SIZE))
+    path = make_checkpoint(ModelConfig(widths=(0.5, 1.0)), SIZE)
     common = dict(device="cpu", input_size=SIZE, warmup_repeats=1)
     ort = load_engine(path, backend="onnxruntime", cache_dir=root / "engines", **common)
     ref = load_engine(path, backend="torch", **common)
     return ort, ref
 
 
+@pytest.mark.slow
 def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # type: ignore
     ort, ref = ort_engines
     assert (ort.backend, ort.device, ort.widths) == ("onnxruntime", "cpu", (0.5, 1.0))
@@ -241,6 +239,7 @@ def test_onnxruntime_labels_match_torch_at_every_width(ort_engines) -> None:  # 
             assert (got == want).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(  # type: ignore
         ort_engines) -> None:
     ort, ref = ort_engines
@@ -250,6 +249,7 @@ def test_onnxruntime_engine_serves_other_image_sizes_at_their_resolution(  # typ
     assert (got == ref.infer(image, 0.5)).mean() >= 0.999
 
 
+@pytest.mark.slow
 def test_onnxruntime_sessions_are_configured_deliberately(ort_engines) -> None:  # type: ignore
     import onnxruntime as ort_module
 
@@ -305,19 +305,19 @@ def test_onnxruntime_fp16_on_cpu_is_refused() -> None:
 def test_interleaved_timing_rotates_the_order_and_counts_every_run() -> None:
     calls: list[str] = []
     runners = {name: (lambda x, name=name: calls.append(name)) for name in ("a", "b", "c")}
-    samples = measure.time_interleaved(runners, np.zeros(1), repeats=3, warmup=1)
+    samples = timing.time_interleaved(runners, np.zeros(1), repeats=3, warmup=1)
     assert calls[:3] == ["a", "b", "c"]  # warm-up
     assert calls[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
     assert {k: len(v) for k, v in samples.items()} == {"a": 3, "b": 3, "c": 3}
     with pytest.raises(ValueError, match="repeats and block must be >= 1"):
-        measure.time_interleaved(runners, np.zeros(1), repeats=0)
+        timing.time_interleaved(runners, np.zeros(1), repeats=0)
 
 
 def test_block_timing_drops_the_run_that_follows_another_runner(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # a runner's first run after the other one is slow (the neighbour's threads still spin)
     clock = types.SimpleNamespace(now=0.0, last=None)
-    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
 
     def runner(name: str):  # type: ignore[no-untyped-def]
         def run(frame: np.ndarray) -> None:
@@ -326,19 +326,17 @@ def test_block_timing_drops_the_run_that_follows_another_runner(
         return run
 
     runners = {"a": runner("a"), "b": runner("b")}
-    samples = measure.time_interleaved(runners, np.zeros(1), repeats=5, warmup=0, block=3)
+    samples = timing.time_interleaved(runners, np.zeros(1), repeats=5, warmup=0, block=3)
     assert samples == {"a": [pytest.approx(0.001)] * 5, "b": [pytest.approx(0.001)] * 5}
     clock.last = None
-    plain = measure.time_interleaved(runners, np.zeros(1), repeats=4, warmup=0)
+    plain = timing.time_interleaved(runners, np.zeros(1), repeats=4, warmup=0)
     assert max(plain["a"] + plain["b"]) == pytest.approx(0.100)  # what block mode avoids
 
 
 def test_compare_backends_reports_every_width_and_the_speed_ratio(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from slimseg_ros.runtime import loader
-
     clock = types.SimpleNamespace(now=0.0)
-    monkeypatch.setattr(measure, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock.now))
     cost_ms = {"torch": {0.5: 10.0, 1.0: 30.0}, "onnxruntime": {0.5: 4.0, 1.0: 20.0}}
 
     def fake_engine(checkpoint, *, backend, **kw):  # type: ignore[no-untyped-def]
@@ -349,15 +347,16 @@ def test_compare_backends_reports_every_width_and_the_speed_ratio(
         return types.SimpleNamespace(widths=(0.5, 1.0), device="cpu", model_path=None,
                                      runner=runner)
 
-    monkeypatch.setattr(loader, "load_engine", fake_engine)
-    doc = measure.compare_backends(None, input_size=(64, 64), repeats=5, threads=1)
+    monkeypatch.setattr(benchmark, "load_engine", fake_engine)
+    options = benchmark.BenchOptions(input_size=(64, 64), repeats=5, threads=1)
+    doc = benchmark.compare_backends(None, options=options)
     assert doc["backends"]["onnxruntime"]["widths"]["1.0"]["latency_ms_p50"] == pytest.approx(20)
     assert doc["backends"]["torch"]["widths"]["0.5"]["latency_ms_p90"] == pytest.approx(10)
     assert doc["speedup"] == {"onnxruntime": {"0.5": 2.5, "1.0": 1.5}}
     assert doc["input_size"] == [64, 64] and doc["threads"] == 1 and doc["repeats"] == 5
     assert doc["block"] == 5
-    table = measure.format_comparison(doc)
+    table = benchmark.format_comparison(doc)
     assert "| 0.5 | 10.0 | 10.0 | 4.0 | 4.0 | 2.50x |" in table
     assert "| 1.0 | 30.0 | 30.0 | 20.0 | 20.0 | 1.50x |" in table
     with pytest.raises(ValueError, match="at least one backend"):
-        measure.compare_backends(None, backends=())
+        benchmark.compare_backends(None, backends=())

@@ -46,6 +46,8 @@ from slimseg_ros.runtime.onnx_backend import (  # noqa: E402
 from slimseg_ros.runtime.torch_backend import pipeline_for_width  # noqa: E402
 from slimseg_ros.train.bn import recalibrate_bn  # noqa: E402
 
+pytestmark = pytest.mark.slow  # real CamVid frames, every width on two backends
+
 SIZE = (360, 480)
 FRAMES = (0, 50, 100)  # spread over the val sequences
 CALIBRATION_FRAMES = (0, 120, 240)  # train split

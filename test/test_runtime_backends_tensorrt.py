@@ -120,6 +120,7 @@ class FakeTorchTensorRT(types.SimpleNamespace):
         torch.export.save(module, path)
 
 
+@pytest.mark.slow
 def test_build_flow_compiles_each_width_once_then_loads_from_the_cache(
         model_and_meta, tmp_path: Path) -> None:
     model, meta = model_and_meta
@@ -190,6 +191,7 @@ def test_missing_torch_tensorrt_is_reported_before_anything_is_built(
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(
     importlib.util.find_spec("torch_tensorrt") is None or not torch.cuda.is_available(),
     reason="needs torch_tensorrt and a CUDA device (torch_tensorrt cannot be installed on the "

@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-from slimseg_ros.model import ModelConfig, SlimSegNet, save_checkpoint
-from slimseg_ros.model.checkpoint import random_meta
+from slimseg_ros.model import ModelConfig
 from slimseg_ros.runtime import load_engine
 
 CONFIG = ModelConfig(num_classes=5, head_channels=32)
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "m.safetensors"
-    save_checkpoint(path, SlimSegNet(CONFIG), random_meta(CONFIG, input_size=(64, 96)))
+def engine(make_checkpoint):
+    path = make_checkpoint(CONFIG, input_size=(64, 96))
     return load_engine(path, backend="torch", device="cpu", warmup_repeats=1)
 
 
@@ -79,8 +74,7 @@ def test_unknown_width_is_rejected_with_the_valid_list(engine) -> None:
         engine.infer(np.zeros((8, 8, 3), np.uint8), 0.3)
 
 
-def test_fp16_on_cpu_is_refused_with_a_reason(tmp_path: Path) -> None:
-    path = tmp_path / "m.safetensors"
-    save_checkpoint(path, SlimSegNet(CONFIG), random_meta(CONFIG, input_size=(32, 32)))
+def test_fp16_on_cpu_is_refused_with_a_reason(make_checkpoint) -> None:
+    path = make_checkpoint(CONFIG, input_size=(32, 32))
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         load_engine(path, backend="torch", device="cpu", precision="fp16")

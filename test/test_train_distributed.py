@@ -7,12 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from slimseg_ros.model import load_checkpoint
 from slimseg_ros.train.loop import _average_gradients
+
+pytestmark = pytest.mark.slow  # two processes each
 
 REPO = Path(__file__).resolve().parents[1]
 

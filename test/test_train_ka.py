@@ -87,6 +87,7 @@ def test_the_teacher_is_frozen_in_eval_mode_and_gives_1_16_features(tmp_path: Pa
     assert out.logits_at((64, 96)).shape == (2, 4, 64, 96)
 
 
+@pytest.mark.slow
 def test_autoencoder_stage_lowers_reconstruction_and_is_tied_to_its_teacher(
         tmp_path: Path) -> None:
     teacher = _teacher(tmp_path)
@@ -147,6 +148,7 @@ def _synthetic(tmp_path: Path, *extra: str):
     ])
 
 
+@pytest.mark.slow
 def test_training_with_a_teacher_and_ka_keeps_adapters_out_of_the_checkpoint(
         tmp_path: Path) -> None:
     teacher = _teacher_file(tmp_path / "teacher.safetensors")
@@ -166,6 +168,7 @@ def test_training_with_a_teacher_and_ka_keeps_adapters_out_of_the_checkpoint(
     assert again.steps == 3 and len(again.losses) == 1
 
 
+@pytest.mark.slow
 def test_ema_tracks_the_weights_and_is_what_gets_saved(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     ema = WeightAverage(model, decay=0.5)

@@ -28,6 +28,7 @@ def _synthetic_config(tmp_path: Path, *extra: str):
     ])
 
 
+@pytest.mark.slow
 def test_twenty_steps_lower_the_loss_and_write_a_checkpoint_that_evaluates(tmp_path: Path) -> None:
     cfg = _synthetic_config(tmp_path)
     result = train(cfg, progress=False)
@@ -45,6 +46,7 @@ def test_twenty_steps_lower_the_loss_and_write_a_checkpoint_that_evaluates(tmp_p
     assert set(results) == {"0.25", "0.5", "0.75", "1.0"}
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
     first = train(_synthetic_config(tmp_path, "steps=4", "checkpoint_every=2"), progress=False)
     assert first.steps == 4
@@ -115,6 +117,7 @@ def test_extra_terms_join_every_width_and_are_reported() -> None:
     assert all(size == (32, 32) for _, size, _ in seen)  # logits at label size
     assert all(r["probe"] == 0.5 for r in report.values())
 
+@pytest.mark.slow
 def test_training_can_start_from_a_checkpoint_and_refuses_another_network(
         tmp_path: Path) -> None:
     first = train(_synthetic_config(tmp_path / "a", "steps=3"), progress=False)

@@ -13,7 +13,6 @@ from slimseg_ros.cli.main import main
 from slimseg_ros.data.rosbag import RosbagFrames
 from slimseg_ros.eval import bagio
 from slimseg_ros.model import load_checkpoint
-from slimseg_ros.ros.harness import make_test_checkpoint
 from slimseg_ros.train.recalibrate import FrameBatches, spread_indices
 
 SIZE = (32, 48)  # the checkpoint's input size; the bag's frames are 48x64 and get resized
@@ -59,9 +58,10 @@ def test_training_like_crops_are_the_same_on_every_pass(tmp_path: Path) -> None:
     assert resized.shape == (4, 3, *SIZE)
 
 
+@pytest.mark.slow
 def test_recalibration_sets_bn_statistics_to_the_frames_and_keeps_the_weights(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    checkpoint = make_test_checkpoint(tmp_path / "m.safetensors", input_size=SIZE)
+        tmp_path: Path, capsys: pytest.CaptureFixture, make_checkpoint) -> None:
+    checkpoint = make_checkpoint(input_size=SIZE)
     bag = _dark_bag(tmp_path, n=8)
     out = tmp_path / "recalibrated.safetensors"
     assert main(["recalibrate", "--checkpoint", str(checkpoint), "--bag", str(bag),
@@ -102,17 +102,18 @@ def test_recalibration_sets_bn_statistics_to_the_frames_and_keeps_the_weights(
     (["--bag", "B", "--frames", "1"], "--frames must be at least 2"),
 ])
 def test_bad_recalibrate_arguments_are_one_line_errors(
-        tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
-    checkpoint = make_test_checkpoint(tmp_path / "m.safetensors", input_size=SIZE)
+        tmp_path: Path, args: list[str], message: str, capsys: pytest.CaptureFixture,
+        make_checkpoint) -> None:
+    checkpoint = make_checkpoint(input_size=SIZE)
     assert main(["recalibrate", "--checkpoint", str(checkpoint), *args,
                  "--out", str(tmp_path / "o.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
 
 
-def test_recalibrating_onto_the_input_file_is_refused(tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
-    checkpoint = make_test_checkpoint(tmp_path / "m.safetensors", input_size=SIZE)
+def test_recalibrating_onto_the_input_file_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture, make_checkpoint) -> None:
+    checkpoint = make_checkpoint(input_size=SIZE)
     assert main(["recalibrate", "--checkpoint", str(checkpoint), "--bag",
                  str(_dark_bag(tmp_path)), "--out", str(checkpoint)]) == 2
     assert "--out must differ from --checkpoint" in capsys.readouterr().err

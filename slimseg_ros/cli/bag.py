@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .common import add_backend_args, parse_widths, write_json
+from ..widths import parse_widths
+from .common import add_backend_args, write_json
 from .main import UserError
 
 
@@ -265,7 +266,8 @@ def _offline(args: argparse.Namespace) -> Any:
 
 def _replay(args: argparse.Namespace) -> Any:
     from ..eval.bagio import parse_battery
-    from ..eval.replay import ParamEvent, ReplayConfig, run_replay
+    from ..eval.replay_plan import ParamEvent, ReplayConfig
+    from ..ros.replay import run_replay  # rclpy only for a replay
 
     checkpoint = _checkpoint(args.checkpoint, required=not args.running_node)
     events = tuple(ParamEvent(*parse_param_event(e)) for e in args.param_events)

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..runtime.benchmark import run_benchmark
+    from ..runtime.benchmark import (
+        BenchOptions, compare_backends, format_comparison, run_benchmark)
 
     if args.repeats < 3:
         raise ValueError("--repeats must be at least 3")
@@ -50,23 +51,20 @@ def run(args: argparse.Namespace) -> int:
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
+    options = BenchOptions(device=args.device, input_size=args.input_size, repeats=args.repeats,
+                           threads=args.threads, cache_dir=args.engine_cache_dir,
+                           block=args.block)
     if args.compare is not None:
-        from ..runtime.measure import compare_backends, format_comparison
-
         backends = [b.strip() for b in args.compare.split(",") if b.strip()]
         if len(set(backends)) != len(backends) or len(backends) < 2:
             raise ValueError(f"--compare needs two or more different backends, e.g. "
                              f"torch,onnxruntime; got {args.compare!r}")
-        doc = compare_backends(
-            args.checkpoint, backends=backends, device=args.device, input_size=args.input_size,
-            repeats=args.repeats, threads=args.threads, cache_dir=args.engine_cache_dir,
-            block=args.block, progress=say)
+        doc = compare_backends(args.checkpoint, backends=backends, options=options,
+                               progress=say)
         print(format_comparison(doc))
     else:
-        doc = run_benchmark(
-            args.checkpoint, backend=args.backend, device=args.device,
-            input_size=args.input_size, repeats=args.repeats, threads=args.threads,
-            cache_dir=args.engine_cache_dir, block=args.block, progress=say)
+        doc = run_benchmark(args.checkpoint, backend=args.backend, options=options,
+                            progress=say)
         print(format_table(doc))
     if args.json_out:
         write_json(args.json_out, doc)

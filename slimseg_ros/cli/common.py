@@ -6,9 +6,9 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-__all__ = ["parse_size", "parse_widths", "write_json", "add_backend_args"]
+__all__ = ["parse_size", "write_json", "add_backend_args"]
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -21,23 +21,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if h < 32 or w < 32:
         raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
     return h, w
-
-
-def parse_widths(text: str, available: Sequence[float]) -> tuple[float, ...]:
-    """``"all"`` or a comma list like ``"0.25,1.0"``, each one of ``available``."""
-    if text.strip().lower() == "all":
-        return tuple(available)
-    try:
-        wanted = tuple(float(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise ValueError(f"widths must be 'all' or numbers like 0.25,1.0, got {text!r}") from None
-    valid = ", ".join(f"{w:g}" for w in available)
-    for w in wanted:
-        if not any(abs(w - a) < 1e-9 for a in available):
-            raise ValueError(f"width {w:g} is not one of the model's widths ({valid})")
-    if not wanted:
-        raise ValueError("no widths given")
-    return wanted
 
 
 def write_json(path: str | os.PathLike[str], doc: Any) -> None:

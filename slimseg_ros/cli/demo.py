@@ -77,24 +77,18 @@ def _model(args: argparse.Namespace, out: Path) -> tuple[str, bool]:
     found = default_model_path()
     if found is not None:
         return str(found), False
-    import torch
+    from ..model.checkpoint import save_random_checkpoint
 
-    from ..model.checkpoint import random_meta, save_checkpoint
-    from ..model.config import ModelConfig
-    from ..model.slimseg import SlimSegNet
-
-    torch.manual_seed(0)
-    config = ModelConfig()
-    path = out / "random_model.safetensors"
-    save_checkpoint(path, SlimSegNet(config).eval(), random_meta(config))
+    path = save_random_checkpoint(out / "random_model.safetensors")
     return str(path.resolve()), True
 
 
 def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..eval.bagio import parse_battery, write_dataset_bag
-    from ..eval.replay import ParamEvent, ReplayConfig, run_replay
+    from ..eval.replay_plan import ParamEvent, ReplayConfig
     from ..eval.report import format_summary, write_report
+    from ..ros.replay import run_replay
 
     if not args.duration > 0 or not args.rate > 0 or not args.start_fps > 0:
         raise UserError("--duration, --rate and --start-fps must be > 0")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_backend_args, parse_size, parse_widths, write_json
+from ..widths import parse_widths
+from .common import add_backend_args, parse_size, write_json
 
 __all__ = ["register", "run"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import parse_widths
+from ..widths import parse_widths
 
 __all__ = ["register", "run"]
 

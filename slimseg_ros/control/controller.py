@@ -31,23 +31,10 @@ from slimseg_ros.control.battery import (
     check_reading)
 from slimseg_ros.control.config import ControllerConfig
 from slimseg_ros.control.rate import RateMeter
+from slimseg_ros.widths import WIDTH_TOLERANCE as _TOL
+from slimseg_ros.widths import format_widths, match_width
 
-__all__ = ["ControllerStatus", "Decision", "WidthController", "match_width"]
-
-_TOL = 1e-6  # widths from ROS doubles or YAML compare equal within this
-
-
-def match_width(value: float, widths: Iterable[float]) -> float:
-    """Return the width in ``widths`` equal to ``value``.
-
-    Raises:
-        ValueError: ``value`` is none of them; the message lists the valid widths.
-    """
-    widths = tuple(widths)
-    for w in widths:
-        if abs(w - value) <= _TOL:
-            return w
-    raise ValueError(f"width {value:g} is not one of the model's widths: {_fmt_widths(widths)}")
+__all__ = ["ControllerStatus", "Decision", "WidthController"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,7 +100,7 @@ class WidthController:
             if not values:
                 raise ValueError(
                     f"latency_profile has no time for width {w:g}; it needs one for each of "
-                    f"{_fmt_widths(self._widths)}")
+                    f"{format_widths(self._widths)}")
             if not (math.isfinite(values[0]) and values[0] > 0):
                 raise ValueError(f"latency_profile[{w:g}] must be a positive time in seconds, "
                                  f"got {values[0]!r}")
@@ -336,7 +323,7 @@ class WidthController:
                    for w in self._widths):
             raise ValueError(
                 f"no model width lies in [min_width, max_width] = [{config.min_width:g}, "
-                f"{config.max_width:g}]; the model's widths are {_fmt_widths(self._widths)}")
+                f"{config.max_width:g}]; the model's widths are {format_widths(self._widths)}")
 
     def _set_width(self, width: float, reason: str) -> Decision:
         changed = width != self._width
@@ -437,6 +424,3 @@ def _ms(seconds: float) -> str:
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:.3g}%"
 
-
-def _fmt_widths(widths: Iterable[float]) -> str:
-    return ", ".join(f"{w:g}" for w in widths)

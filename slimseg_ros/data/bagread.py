@@ -1,7 +1,7 @@
 """Reading rosbag2 bags with ``rosbags`` (mcap or sqlite3; no ROS installation needed).
 
 Accepts any bag ``ros2 bag record`` makes (either storage, any encoding in
-:data:`~slimseg_ros.data.msgcodec.RAW_IMAGE_ENCODINGS`, compressed images), with topic names
+:data:`~slimseg_ros.data.pixels.RAW_ENCODINGS`, compressed images), with topic names
 given or found by type. Used by the bag evaluation (``eval/``) and the rosbag frames dataset.
 """
 

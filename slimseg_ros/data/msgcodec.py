@@ -1,9 +1,10 @@
 """ROS messages <-> numpy for bags, without ROS: ``rosbags`` message objects and CDR bytes.
 
 Bags are written and read with ``rosbags`` typestores (Humble and Jazzy share the definitions of
-every message used here), so nothing in this module needs rclpy. The replay publishes the CDR
-bytes straight from the bag; :func:`cdr_stamp_ns` and :func:`restamp_cdr` read and rewrite the
-header stamp in those bytes without deserialising megabytes of pixels.
+every message used here), so nothing in this module needs rclpy. Pixels are read and written by
+:mod:`slimseg_ros.data.pixels`, the codec the node uses too. The replay publishes the CDR bytes
+straight from the bag; :func:`cdr_stamp_ns` and :func:`restamp_cdr` read and rewrite the header
+stamp in those bytes without deserialising megabytes of pixels.
 """
 
 from __future__ import annotations
@@ -11,15 +12,19 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-import cv2
 import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
+from .pixels import (
+    compressed_to_labels, compressed_to_rgb, encode_compressed, image_to_labels, image_to_rgb,
+    layout)
+from .stamps import split_ns
+
 __all__ = [
     "BATTERY_TYPE", "CAMERA_INFO_TYPE", "COMPRESSED_TYPE", "IMAGE_TYPE", "IMAGE_TYPES",
-    "DISTROS", "RAW_IMAGE_ENCODINGS", "POWER_SUPPLY_STATUS_DISCHARGING",
+    "DISTROS", "POWER_SUPPLY_STATUS_DISCHARGING",
     "cdr_stamp_ns", "decode_image", "decode_labels", "make_battery", "make_camera_info",
-    "make_compressed_image", "make_image", "restamp_cdr", "split_ns", "typestore_for",
+    "make_compressed_image", "make_image", "restamp_cdr", "typestore_for",
 ]
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
@@ -29,18 +34,7 @@ CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 IMAGE_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 #: Typestores for the ROS 2 distributions the bags are meant for (same definitions here).
 DISTROS = {"humble": Stores.ROS2_HUMBLE, "jazzy": Stores.ROS2_JAZZY}
-#: Raw encodings the readers understand (those the node accepts, and 8UC4): name -> bytes
-#: per pixel. mono16 keeps its high byte (cv_bridge's 16 -> 8 bit rule, as the node does);
-#: yuv422/uyvy is UYVY and yuv422_yuy2/yuyv is YUYV, as in sensor_msgs/image_encodings.hpp.
-RAW_IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1,
-                       "8uc3": 3, "8uc4": 4, "mono16": 2, "16uc1": 2, "yuv422": 2, "uyvy": 2,
-                       "yuv422_yuy2": 2, "yuyv": 2}
-_EIGHT_BIT_CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1, "8uc1": 1,
-                       "8uc3": 3, "8uc4": 4}
-_YUV = {"yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
-        "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2}
 POWER_SUPPLY_STATUS_DISCHARGING = 2
-_COMPRESSED_CODECS = {"jpeg": ".jpg", "png": ".png"}
 _TYPESTORES: dict[str, Any] = {}
 
 
@@ -52,13 +46,6 @@ def typestore_for(distro: str = "humble") -> Any:
     if key not in _TYPESTORES:
         _TYPESTORES[key] = get_typestore(DISTROS[key])
     return _TYPESTORES[key]
-
-
-def split_ns(stamp_ns: int) -> tuple[int, int]:
-    """Nanoseconds since the epoch -> (sec, nanosec) of a ``builtin_interfaces/Time``."""
-    if stamp_ns < 0:
-        raise ValueError(f"stamps must not be negative, got {stamp_ns} ns")
-    return int(stamp_ns // 1_000_000_000), int(stamp_ns % 1_000_000_000)
 
 
 def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
@@ -73,7 +60,8 @@ def make_image(store: Any, array: np.ndarray, encoding: str, stamp_ns: int,
     """A ``sensor_msgs/Image`` holding ``array`` (HxW mono8 or HxWxC 8-bit) as ``encoding``."""
     arr = np.ascontiguousarray(array, dtype=np.uint8)
     channels = 1 if arr.ndim == 2 else arr.shape[2]
-    if _EIGHT_BIT_CHANNELS.get(encoding.lower()) != channels:
+    _, wanted, depth = layout(encoding)
+    if (wanted, depth) != (channels, 1):
         raise ValueError(f"cannot store a {channels}-channel array as {encoding!r}")
     height, width = arr.shape[:2]
     return store.types[IMAGE_TYPE](
@@ -84,16 +72,10 @@ def make_image(store: Any, array: np.ndarray, encoding: str, stamp_ns: int,
 def make_compressed_image(store: Any, rgb: np.ndarray, codec: str, stamp_ns: int,
                           frame_id: str, jpeg_quality: int = 95) -> Any:
     """A ``sensor_msgs/CompressedImage`` as ``image_transport``'s compressed plugin writes it."""
-    if codec not in _COMPRESSED_CODECS:
-        raise ValueError(f"unknown image codec {codec!r}; valid: {', '.join(_COMPRESSED_CODECS)}")
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if codec == "jpeg" else []
-    ok, buf = cv2.imencode(_COMPRESSED_CODECS[codec], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
-                           params)
-    if not ok:
-        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {codec}")
+    data = encode_compressed(rgb, codec, jpeg_quality)
     return store.types[COMPRESSED_TYPE](
         header=_header(store, stamp_ns, frame_id), format=f"rgb8; {codec} compressed bgr8",
-        data=buf.reshape(-1))
+        data=np.frombuffer(data, np.uint8))
 
 
 def make_battery(store: Any, percentage: float, stamp_ns: int, frame_id: str = "") -> Any:
@@ -117,79 +99,32 @@ def make_camera_info(store: Any, height: int, width: int, stamp_ns: int, frame_i
         r=np.eye(3).reshape(-1), p=np.zeros(12, np.float64), binning_x=0, binning_y=0, roi=roi)
 
 
-def stamp_of(msg: Any) -> int:
-    """Header stamp of a deserialised message in nanoseconds."""
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-def _raw_pixels(msg: Any, what: str) -> tuple[np.ndarray, str]:
-    """HxWxB bytes of each pixel (row padding dropped) and the lower-case encoding."""
-    encoding = str(msg.encoding).lower()
-    per_pixel = RAW_IMAGE_ENCODINGS.get(encoding)
-    if per_pixel is None:
-        raise ValueError(f"{what} has encoding {msg.encoding!r}; supported: "
-                         f"{', '.join(sorted(RAW_IMAGE_ENCODINGS))} or a CompressedImage")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    if h < 1 or w < 1:
-        raise ValueError(f"{what} is empty ({w}x{h})")
-    if step < w * per_pixel or data.size < step * h:
-        raise ValueError(f"{what} {w}x{h} {msg.encoding} has step {step} and {data.size} bytes; "
-                         f"expected step >= {w * per_pixel} and {step * h} bytes")
-    if encoding in _YUV and w % 2:
-        raise ValueError(f"{what} in {msg.encoding} needs an even width, got {w}")
-    rows = data[: step * h].reshape(h, step)[:, : w * per_pixel]
-    return rows.reshape(h, w, per_pixel), encoding
-
-
 def _owned(array: np.ndarray) -> np.ndarray:
     # Deserialised data is a read-only view of the bag's buffer; torch and OpenCV want to own.
     return array if array.flags.writeable and array.flags.c_contiguous else array.copy()
 
 
 def decode_image(msg: Any, msgtype: str = IMAGE_TYPE) -> np.ndarray:
-    """A ``sensor_msgs/Image`` or ``CompressedImage`` as an HxWx3 uint8 RGB array."""
+    """A ``sensor_msgs/Image`` or ``CompressedImage`` as an HxWx3 uint8 RGB array (owned).
+
+    Raises:
+        ImageRejected: (a ``ValueError``) the pixels cannot be read; the message says why.
+    """
     if msgtype == COMPRESSED_TYPE:
-        fmt = str(msg.format).lower()
-        if "compresseddepth" in fmt:
-            raise ValueError(
-                f"compressed depth images are not camera images (format {msg.format!r})")
-        bgr = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"cannot decode compressed image (format {msg.format!r})")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return compressed_to_rgb(str(msg.format), msg.data)
     if msgtype != IMAGE_TYPE:
         raise ValueError(
             f"{msgtype} is not an image type; expected one of {', '.join(IMAGE_TYPES)}")
-    pixels, encoding = _raw_pixels(msg, "image")
-    if encoding in ("mono16", "16uc1"):
-        order = ">u2" if msg.is_bigendian else "<u2"
-        high = (np.ascontiguousarray(pixels).view(order)[:, :, 0] >> 8).astype(np.uint8)
-        return np.repeat(high[:, :, None], 3, axis=2)
-    if encoding in _YUV:
-        return cv2.cvtColor(np.ascontiguousarray(pixels), _YUV[encoding])
-    if pixels.shape[2] == 1:
-        return np.repeat(pixels, 3, axis=2)
-    if encoding in ("rgb8", "rgba8"):
-        return _owned(pixels[:, :, :3])
-    # bgr8, bgra8 and OpenCV's 8UC3/8UC4, which hold BGR(A) by convention
-    return _owned(pixels[:, :, 2::-1])
+    return _owned(image_to_rgb(str(msg.encoding), msg.height, msg.width, msg.step, msg.data,
+                               bool(msg.is_bigendian)))
 
 
 def decode_labels(msg: Any, msgtype: str = IMAGE_TYPE) -> np.ndarray:
     """A label image (``mono8``/``8UC1`` Image, or a lossless single-channel CompressedImage)
-    as an HxW uint8 array of class ids."""
+    as an HxW uint8 array of class ids (owned)."""
     if msgtype == COMPRESSED_TYPE:
-        labels = cv2.imdecode(np.asarray(msg.data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-        if labels is None or labels.ndim != 2 or labels.dtype != np.uint8:
-            raise ValueError(f"compressed labels must decode to one 8-bit channel "
-                             f"(format {msg.format!r})")
-        return labels
-    pixels, encoding = _raw_pixels(msg, "label image")
-    if encoding not in ("mono8", "8uc1"):
-        raise ValueError(
-            f"label images must be mono8 (one class id per pixel), got {msg.encoding!r}")
-    return _owned(pixels[:, :, 0])
+        return compressed_to_labels(str(msg.format), msg.data)
+    return _owned(image_to_labels(str(msg.encoding), msg.height, msg.width, msg.step, msg.data))
 
 
 # -- CDR bytes ---------------------------------------------------------------------------------

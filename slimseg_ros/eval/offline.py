@@ -17,9 +17,10 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..data.bagread import inspect_bag, iter_labelled_frames, resolve_topics
+from ..widths import parse_widths
 from .width_scores import WidthScores
 
-__all__ = ["OfflineResult", "evaluate_bag_offline", "evaluate_frames", "select_widths"]
+__all__ = ["OfflineResult", "evaluate_bag_offline", "evaluate_frames"]
 
 
 @dataclass
@@ -28,21 +29,6 @@ class OfflineResult:
 
     doc: dict[str, Any]
     scores: WidthScores
-
-
-def select_widths(engine: Any, widths: Sequence[float] | None) -> tuple[float, ...]:
-    """``widths`` checked against the engine's (None = all of them)."""
-    available = tuple(float(w) for w in engine.widths)
-    if widths is None:
-        return available
-    chosen = []
-    for w in widths:
-        match = [a for a in available if abs(a - float(w)) < 1e-6]
-        if not match:
-            raise ValueError(f"width {w:g} is not one of the model's widths "
-                             f"({', '.join(f'{a:g}' for a in available)})")
-        chosen.append(match[0])
-    return tuple(chosen)
 
 
 def evaluate_frames(
@@ -67,7 +53,7 @@ def evaluate_frames(
         class_names, ignore_index: default to the checkpoint's.
         total: number of frames, for the progress bar.
     """
-    chosen = select_widths(engine, widths)
+    chosen = parse_widths(widths, engine.widths)
     meta = getattr(engine, "meta", None)
     names = class_names or getattr(meta, "class_names", None)
     if not names:

@@ -15,10 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..model.config import width_key
+from ..runtime.timing import percentile_ms
+from ..widths import width_key
 from .metrics import BoundaryF1Meter, ConfusionMatrix
 
-__all__ = ["WidthScores", "clean_labels", "percentile_ms"]
+__all__ = ["WidthScores", "clean_labels"]
 
 
 def clean_labels(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
@@ -34,13 +35,6 @@ def clean_labels(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.
     out = labels.copy()
     out[bad] = ignore_index
     return out
-
-
-def percentile_ms(seconds: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile of durations in seconds, in milliseconds (None if empty)."""
-    if len(seconds) == 0:
-        return None
-    return float(np.percentile(np.asarray(seconds, dtype=np.float64), q) * 1e3)
 
 
 @dataclass

@@ -30,6 +30,8 @@ __all__ = [
     "load_checkpoint",
     "read_metadata",
     "file_sha256",
+    "random_meta",
+    "save_random_checkpoint",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
 ]
@@ -237,3 +239,17 @@ def random_meta(config: ModelConfig, input_size: Sequence[int] = (360, 480)) -> 
         input_size=tuple(input_size),  # type: ignore[arg-type]
         training={"dataset": None, "note": "randomly initialised"},
     )
+
+
+def save_random_checkpoint(path: str | os.PathLike[str], config: ModelConfig | None = None,
+                           input_size: Sequence[int] = (360, 480), seed: int = 0) -> Path:
+    """Write a randomly initialised model (``seed``) with :func:`random_meta`; returns the path.
+
+    What the demo runs when the trained model is missing, and the tests' stand-in model: speed,
+    widths and plumbing do not depend on the weights.
+    """
+    config = config or ModelConfig()
+    with torch.random.fork_rng(devices=[]):  # leave the caller's random stream alone
+        torch.manual_seed(seed)
+        model = SlimSegNet(config).eval()
+    return save_checkpoint(path, model, random_meta(config, input_size))

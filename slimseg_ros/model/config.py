@@ -6,17 +6,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..widths import width_key  # its home is widths.py; train/ and scripts import it from here
+
 __all__ = ["ModelConfig", "ARCHITECTURES", "DEFAULT_WIDTHS", "width_key"]
 
 DEFAULT_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 # mobilenetv2_lraspp: the deployable slimmable student; resnet18_lraspp: a stronger encoder (the
 # distillation teacher), same decoder
 ARCHITECTURES: tuple[str, ...] = ("mobilenetv2_lraspp", "resnet18_lraspp")
-
-
-def width_key(width: float) -> str:
-    """The key of a width in every JSON document: ``0.25 -> "0.25"``, ``1 -> "1.0"``."""
-    return str(float(width))
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from .. import widths as width_rule
 from .config import ModelConfig
 from .ops import SlimConv
 from .segnet import SegNet, build_segnet, slim_unit, static_unit
@@ -46,11 +47,7 @@ class SlimSegNet(nn.Module):
 
     def width_index(self, width: float) -> int:
         """Index of ``width`` in :attr:`widths`; ``ValueError`` naming the valid widths otherwise."""
-        for i, w in enumerate(self.widths):
-            if abs(w - float(width)) < 1e-9:
-                return i
-        valid = ", ".join(f"{w:g}" for w in self.widths)
-        raise ValueError(f"width {width!r} is not one of this model's widths ({valid})")
+        return width_rule.width_index(width, self.widths)
 
     def set_width(self, width: float) -> None:
         idx = self.width_index(width)
@@ -112,6 +109,5 @@ def build_static(config: ModelConfig, width: float) -> SegNet:
 
     Not sliced from anything: the reference that shows slimmability costs nothing at inference.
     """
-    if width not in config.widths:
-        raise ValueError(f"width {width!r} is not one of {config.widths}")
+    width = width_rule.match_width(width, config.widths)
     return build_segnet(config, (width,), static_unit).eval()

@@ -10,12 +10,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-
-import numpy as np
+from typing import Any
 
 from ..control import RateMeter
+from ..runtime.timing import percentile_ms
 
-__all__ = ["DIAGNOSTIC_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status"]
+__all__ = ["DIAGNOSTIC_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status",
+           "status_name", "status_values"]
 
 DIAGNOSTIC_KEYS: tuple[str, ...] = (
     "width", "adaptive", "backend", "device", "precision", "input_fps", "output_fps",
@@ -23,6 +24,24 @@ DIAGNOSTIC_KEYS: tuple[str, ...] = (
     "last_switch_reason",
 )
 """Keys every status carries (DESIGN.md section 10); more follow them."""
+
+
+def status_name(node_name: str) -> str:
+    """The name of a node's status: ``slimseg: segmentation`` for ``/slimseg`` (or ``slimseg``)."""
+    return f"{node_name.rstrip('/').rsplit('/', 1)[-1]}: segmentation"
+
+
+def status_values(array: Any, node_fqn: str) -> dict[str, str] | None:
+    """The key-value pairs of ``node_fqn``'s status in a ``DiagnosticArray``, None if absent.
+
+    The one way to read the node's diagnostics from outside: the status named by
+    :func:`status_name` whose hardware id is the node's fully qualified name.
+    """
+    fqn = "/" + node_fqn.strip("/")
+    for status in array.status:
+        if status.name == status_name(fqn) and status.hardware_id in ("", fqn):
+            return {kv.key: kv.value for kv in status.values}
+    return None
 
 
 class LatencyWindow:
@@ -39,10 +58,8 @@ class LatencyWindow:
     def percentiles_ms(self, *qs: float) -> tuple[float | None, ...]:
         """Percentiles in milliseconds, None each while there are no samples."""
         with self._lock:
-            samples = np.array(self._samples, dtype=np.float64)
-        if samples.size == 0:
-            return tuple(None for _ in qs)
-        return tuple(float(v) * 1e3 for v in np.percentile(samples, qs))
+            samples = list(self._samples)
+        return tuple(percentile_ms(samples, q) for q in qs)
 
 
 @dataclass

@@ -38,12 +38,14 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32
 
-from ..control import ControllerConfig, WidthController, match_width
+from ..control import ControllerConfig, WidthController
+from ..data.pixels import ImageRejected, compressed_to_rgb, image_to_rgb
+from ..data.stamps import stamp_ns
 from ..runtime import SegmentationEngine, default_model_path, load_engine
+from ..widths import match_width
 from . import params as P
-from .conversions import (
-    ImageRejected, blend, compressed_to_rgb, fill_image, image_to_rgb, palette_lut)
-from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status
+from .conversions import blend, fill_image, palette_lut
+from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status, status_name
 from .frames import Frame, LatestSlot
 from .qos import (
     battery_qos, choose_reliability, input_qos, latched_qos, output_qos, reliability_name)
@@ -332,9 +334,8 @@ class SlimSegNode(Node):
         self.stats.answered(done, done - frame.received, inference_s)
         observer = self.frame_observer
         if observer is not None:
-            stamp = header.stamp
-            observer(FrameTiming(stamp.sec * 1_000_000_000 + stamp.nanosec, frame.received,
-                                 started, inference_s, done, decision.width, labels.shape[:2]))
+            observer(FrameTiming(stamp_ns(header), frame.received, started, inference_s, done,
+                                 decision.width, labels.shape[:2]))
 
     # -- width and parameters --------------------------------------------------------------
 
@@ -438,7 +439,7 @@ class SlimSegNode(Node):
         self._rejected_at_last_status = view.rejected
         level, message, pairs = diagnostic_status(view)
         status = DiagnosticStatus(
-            level=_LEVELS[level], name=f"{self.get_name()}: segmentation", message=message,
+            level=_LEVELS[level], name=status_name(self.get_name()), message=message,
             hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=k, value=v) for k, v in pairs])
         array = DiagnosticArray(status=[status])

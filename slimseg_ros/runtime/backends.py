@@ -38,6 +38,7 @@ from .deps import (
 from .engine import Runner
 from .onnx_backend import CUDA_PROVIDER, build_onnxruntime_runners
 from .tensorrt_backend import build_tensorrt_runners
+from .timing import cpu_name, percentile_ms, time_interleaved
 from .torch_backend import build_torch_runners
 
 __all__ = [
@@ -144,8 +145,6 @@ def _choose_cpu(model: SlimSegNet | None, meta: CheckpointMeta | None,
 
 def _measurement_key(config: ModelConfig, input_size: tuple[int, int], upsample: str
                      ) -> dict[str, Any]:
-    from .measure import cpu_name
-
     return {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -169,9 +168,6 @@ def measure_cpu_backends(model: SlimSegNet, meta: CheckpointMeta, *,
     backend's spinning threads are not charged to the other). Cached in
     ``<cache_dir>/cpu_backend_choice.json``.
     """
-    # imported here so ``python -m slimseg_ros.runtime.measure`` does not find it pre-imported
-    from .measure import percentile_ms, time_interleaved
-
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / CPU_CHOICE_FILE
     key = _measurement_key(model.config, tuple(meta.input_size), upsample)

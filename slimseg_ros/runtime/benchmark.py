@@ -8,7 +8,7 @@ moments hit all of them alike and their *ratios* are trustworthy even on a noisy
 * ``independent_static``: a plain network with the same channel counts, built directly;
 * ``eager_slimmable``: the slimmable network itself at that width (sliced weights, switchable BN).
 
-Timing uses :func:`~slimseg_ros.runtime.measure.time_interleaved` in turns of ``block`` runs with
+Timing uses :func:`~slimseg_ros.runtime.timing.time_interleaved` in turns of ``block`` runs with
 the first of each turn dropped: ONNX Runtime's worker threads keep spinning after a run, and in
 plain round-robin that spin is charged to the torch reference that runs next (measured: the
 static reference went from 14.5 to 69.8 ms at width 0.25, and ONNX Runtime looked slower than
@@ -17,20 +17,23 @@ torch at width 1.0, the opposite of what each shows alone).
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 
-from ..model.config import width_key
 from ..model.pipeline import SegmentationPipeline
 from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
+from ..widths import width_key
 from .loader import load_engine, load_model
-from .measure import percentile_ms, time_interleaved
+from .timing import cpu_name, load_average, percentile_ms, time_interleaved
 
-__all__ = ["matmul_gflops", "run_benchmark"]
+__all__ = ["BenchOptions", "compare_backends", "format_comparison", "matmul_gflops",
+           "run_benchmark"]
 
 
 def matmul_gflops(n: int = 1024, seconds: float = 1.0) -> float:
@@ -70,36 +73,59 @@ def _torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]
     return run
 
 
-def run_benchmark(
-    checkpoint: str | None = None,
-    *,
-    backend: str = "torch",
-    device: str = "cpu",
-    input_size: tuple[int, int] = (360, 480),
-    repeats: int = 30,
-    threads: int = 2,
-    cache_dir: str | None = None,
-    block: int = 5,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary).
+@dataclass(frozen=True)
+class BenchOptions:
+    """How to time, for every benchmark here.
 
-    ``block`` is the number of consecutive runs per turn (the first of each is dropped; 1 means
-    plain round-robin, every run kept).
+    Attributes:
+        device: ``cpu`` | ``cuda[:N]`` | ``auto``.
+        input_size: (H, W) the network runs at.
+        repeats: timed runs per width (and variant or backend).
+        threads: torch and ONNX Runtime intra-op threads.
+        cache_dir: engine cache for compiled backends.
+        block: consecutive runs per turn of :func:`time_interleaved`, the first of each dropped
+            (1: plain round-robin, every run kept).
     """
-    if repeats < 1 or block < 1:
-        raise ValueError(f"repeats and block must be >= 1, got {repeats} and {block}")
-    say = progress or (lambda _m: None)
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    engine = load_engine(checkpoint, backend=backend, device=device, input_size=input_size,
-                         cache_dir=cache_dir, allow_random=True, warmup_repeats=1, log=say)
+
+    device: str = "cpu"
+    input_size: tuple[int, int] = (360, 480)
+    repeats: int = 30
+    threads: int = 2
+    cache_dir: str | None = None
+    block: int = 5
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.block < 1:
+            raise ValueError(f"repeats and block must be >= 1, got {self.repeats} and "
+                             f"{self.block}")
+
+
+def _start(options: BenchOptions, progress: Callable[[str], None] | None
+           ) -> Callable[[str], None]:
+    torch.set_num_threads(options.threads)
+    return progress or (lambda _m: None)
+
+
+def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
+            say: Callable[[str], None]) -> Any:
+    torch.manual_seed(0)  # the same random stand-in (no checkpoint) for every backend
+    return load_engine(checkpoint, backend=backend, device=options.device,
+                       input_size=options.input_size, cache_dir=options.cache_dir,
+                       allow_random=True, warmup_repeats=1, log=say)
+
+
+def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
+                  options: BenchOptions = BenchOptions(),
+                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    say = _start(options, progress)
+    engine = _engine(checkpoint, backend, options, say)
     model, meta, source = load_model(checkpoint, allow_random=True)
     model.eval()
     mean, std = meta.mean, meta.std
-    image = np.random.default_rng(0).integers(0, 256, (*input_size, 3), dtype=np.uint8)
+    image = np.random.default_rng(0).integers(0, 256, (*options.input_size, 3), dtype=np.uint8)
     batch = np.ascontiguousarray(image[None])
-    say(f"matmul throughput ({threads} threads)...")
+    say(f"matmul throughput ({options.threads} threads)...")
     gflops_machine = matmul_gflops()
 
     widths = engine.widths
@@ -113,10 +139,10 @@ def run_benchmark(
             w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std)) for w in widths
         },
     }
-    say(f"timing {len(widths)} widths x {len(variants)} variants x {repeats} runs...")
+    say(f"timing {len(widths)} widths x {len(variants)} variants x {options.repeats} runs...")
     keyed = time_interleaved(
         {f"{n}@{w}": run for n, runners in variants.items() for w, run in runners.items()},
-        batch, repeats, block=block)
+        batch, options.repeats, block=options.block)
     times = {name: {w: keyed[f"{name}@{w}"] for w in widths} for name in variants}
 
     # switching: the cost of the switch itself, and the first frame after a switch
@@ -125,7 +151,7 @@ def run_benchmark(
     after_switch: dict[float, list[float]] = {w: [] for w in widths}
     rng = np.random.default_rng(1)
     current = widths[-1]
-    for _ in range(max(40, 4 * repeats)):
+    for _ in range(max(40, 4 * options.repeats)):
         target = float(rng.choice([w for w in widths if w != current]))
         t0 = time.perf_counter()
         engine.runner(target)
@@ -139,11 +165,11 @@ def run_benchmark(
         "backend": engine.backend,
         "device": engine.device,
         "precision": engine.precision,
-        "threads": threads,
-        "input_size": list(input_size),
+        "threads": options.threads,
+        "input_size": list(options.input_size),
         "model": source,
-        "repeats": repeats,
-        "block": block,
+        "repeats": options.repeats,
+        "block": options.block,
         "matmul_gflops": round(gflops_machine, 1),
         "widths": {},
         "references": {"independent_static": {}, "eager_slimmable": {}},
@@ -151,7 +177,7 @@ def run_benchmark(
     }
     for w in widths:
         frozen = model.freeze(w)
-        flops = count_flops(frozen, input_size)
+        flops = count_flops(frozen, options.input_size)
         p50 = percentile_ms(times["frozen"][w], 50)
         doc["widths"][width_key(w)] = {
             "latency_ms_p50": round(p50, 2),
@@ -186,3 +212,89 @@ def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
         },
         "widest_fraction_of_matmul": round(per[hi]["achieved_gflops_per_s"] / doc["matmul_gflops"], 3),
     }
+
+
+# -- backends against each other (slimseg bench --compare) ---------------------------------
+
+def compare_backends(checkpoint: str | None = None, *,
+                     backends: Sequence[str] = ("torch", "onnxruntime"),
+                     options: BenchOptions = BenchOptions(),
+                     progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Per-width latency of several backends in one interleaved run, and their speed ratios.
+
+    Args:
+        checkpoint: model file; ``None`` = the shipped model, else a random one (speed does not
+            depend on the weights).
+        backends: names from the registry; the first is the reference of the ratios. Several
+            backends in one process are timed interleaved (robust ratios on a noisy machine,
+            but their thread pools can disturb each other); one backend per process gives the
+            undisturbed figure on a quiet machine.
+
+    Returns:
+        ``{"backends": {name: {"device", "widths": {"0.25": {"latency_ms_p50", ..}}}},
+        "speedup": {name: {"0.25": reference p50 / name p50}}, "threads", "input_size",
+        "cpu", "loadavg_start", "loadavg_end", ...}``. A load average well above the thread
+        count at start or end means another process competed for the cores.
+    """
+    if not backends:
+        raise ValueError("name at least one backend")
+    say = _start(options, progress)
+    load_start = load_average()
+    engines = {}
+    for name in backends:
+        say(f"building {name}...")
+        engines[name] = _engine(checkpoint, name, options, say)
+    widths = engines[backends[0]].widths
+    frame = np.random.default_rng(0).integers(0, 256, (1, *options.input_size, 3), dtype=np.uint8)
+    doc: dict[str, Any] = {
+        "threads": options.threads,
+        "input_size": list(options.input_size),
+        "cpu": cpu_name(),
+        "repeats": options.repeats,
+        "block": options.block,
+        "model": engines[backends[0]].model_path or "randomly initialised",
+        "loadavg_start": [round(v, 2) for v in load_start],
+        "backends": {n: {"device": e.device, "widths": {}} for n, e in engines.items()},
+        "speedup": {n: {} for n in backends[1:]},
+    }
+    for width in widths:
+        say(f"timing width {width:g}...")
+        runners = {n: e.runner(width) for n, e in engines.items()}
+        samples = time_interleaved(runners, frame, options.repeats, block=options.block)
+        p50 = {name: percentile_ms(values, 50) for name, values in samples.items()}
+        for name, values in samples.items():
+            doc["backends"][name]["widths"][width_key(width)] = {
+                "latency_ms_p50": round(p50[name], 2),
+                "latency_ms_p90": round(percentile_ms(values, 90), 2),
+            }
+        for name in backends[1:]:
+            doc["speedup"][name][width_key(width)] = round(p50[backends[0]] / p50[name], 2)
+    load_end = load_average()
+    doc["loadavg_end"] = [round(v, 2) for v in load_end]
+    doc["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "unset")
+    return doc
+
+
+def format_comparison(doc: Mapping[str, Any]) -> str:
+    """A Markdown table of :func:`compare_backends`' document."""
+    names = list(doc["backends"])
+    ref = names[0]
+    head = " | ".join(f"{n} p50 ms | {n} p90 ms" for n in names)
+    ratios = "".join(f" {ref}/{n} |" for n in names[1:])
+    lines = [
+        f"{doc['cpu']}, {doc['threads']} threads, input {doc['input_size'][0]}x"
+        f"{doc['input_size'][1]}, {doc['repeats']} runs per width (turns of {doc['block']}, "
+        f"first dropped); OMP_WAIT_POLICY {doc['omp_wait_policy']}; load average "
+        f"{doc['loadavg_start'][0]} at start, {doc['loadavg_end'][0]} at end",
+        "",
+        f"| width | {head} |{ratios}",
+        "| --- |" + " --- |" * (2 * len(names) + len(names) - 1),
+    ]
+    for w in doc["backends"][ref]["widths"]:
+        cells = " | ".join(
+            f"{doc['backends'][n]['widths'][w]['latency_ms_p50']:.1f} | "
+            f"{doc['backends'][n]['widths'][w]['latency_ms_p90']:.1f}" for n in names
+        )
+        speed = "".join(f" {doc['speedup'][n][w]:.2f}x |" for n in names[1:])
+        lines.append(f"| {w} | {cells} |{speed}")
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..model.checkpoint import CheckpointMeta
+from ..widths import match_width
 
 __all__ = ["Runner", "SegmentationEngine", "validate_rgb"]
 
@@ -66,11 +67,7 @@ class SegmentationEngine:
         return tuple(sorted(self.runners))
 
     def runner(self, width: float) -> Runner:
-        try:
-            return self.runners[float(width)]
-        except KeyError:
-            valid = ", ".join(f"{w:g}" for w in self.widths)
-            raise ValueError(f"width {width!r} is not one of this model's widths ({valid})") from None
+        return self.runners[match_width(width, self.widths)]
 
     def infer(self, image: np.ndarray, width: float) -> np.ndarray:
         """Segment one RGB uint8 image at ``width``; labels (H, W) uint8 at the image's size."""

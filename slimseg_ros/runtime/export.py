@@ -18,6 +18,7 @@ import torch
 
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
+from ..widths import parse_widths
 from .cache import EngineCache, model_fingerprint
 from .deps import import_onnx_exporter
 from .loader import load_model
@@ -25,7 +26,7 @@ from .onnx_backend import OrtRunner, make_session, onnx_builder, onnx_key
 from .tensorrt_backend import build_tensorrt_engines
 from .torch_backend import pipeline_for_width
 
-__all__ = ["ExportRecord", "export_engines", "FORMATS", "parse_export_widths"]
+__all__ = ["ExportRecord", "export_engines", "FORMATS"]
 
 FORMATS = ("onnx", "tensorrt")
 
@@ -54,33 +55,6 @@ class ExportRecord:
     status: str
     reason: str = ""
     agreement: float | None = None
-
-
-def parse_export_widths(widths: str | Sequence[float], available: Sequence[float]
-                        ) -> tuple[float, ...]:
-    """``"all"``, ``"0.25,1.0"`` or a sequence of floats, each one of ``available``."""
-    if isinstance(widths, str):
-        if widths.strip().lower() == "all":
-            return tuple(available)
-        try:
-            wanted = [float(t) for t in widths.split(",") if t.strip()]
-        except ValueError:
-            raise ValueError(
-                f"widths must be 'all' or numbers like 0.25,1.0, got {widths!r}"
-            ) from None
-    else:
-        wanted = [float(w) for w in widths]
-    if not wanted:
-        raise ValueError("no widths given; use 'all' or a list like 0.25,1.0")
-    valid = ", ".join(f"{w:g}" for w in available)
-    chosen = []
-    for w in wanted:
-        match = next((a for a in available if abs(a - w) < 1e-9), None)
-        if match is None:
-            raise ValueError(f"width {w:g} is not one of the model's widths ({valid})")
-        if match not in chosen:
-            chosen.append(match)
-    return tuple(chosen)
 
 
 def _check_frame(size: tuple[int, int]) -> np.ndarray:
@@ -136,7 +110,7 @@ def export_engines(
     if len(size) != 2 or min(size) < 32:
         raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
     meta = meta.replace(input_size=size)
-    chosen = parse_export_widths(widths, model.widths)
+    chosen = parse_widths(widths, model.widths)
     say(f"exporting {fmt} {precision} {size[0]}x{size[1]} widths "
         f"{', '.join(f'{w:g}' for w in chosen)} of {source} into {out_dir}")
     if fmt == "onnx":

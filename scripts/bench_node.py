@@ -1,14 +1,12 @@
-"""Node benchmarks over real DDS (issue 4, item 5), plus a test camera.
+"""Node benchmarks over real DDS: the node in its own process, frames from this one.
 
-    python -m slimseg_ros.ros.bench_node overhead --frames 200 --camera 640x480
-    python -m slimseg_ros.ros.bench_node flat --duration 60 --rate 30 --camera 640x480 \\
+    python scripts/bench_node.py overhead --frames 200 --camera 640x480
+    python scripts/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
         --input-size 360x480 --width 1.0
-    python -m slimseg_ros.ros.bench_node camera --camera 1280x720 --rate 10 --count 20 \\
-        --reliability best_effort --topic /camera/image_raw
 
-``overhead``: the node runs in its own process; this process publishes one rgb8 frame at a time
-(the node is idle when it arrives) and times publish -> labels received. The node reports the
-runtime's inference time of every frame (matched by stamp), so the node's overhead is
+``overhead``: this process publishes one rgb8 frame at a time (the node is idle when it arrives)
+and times publish -> labels received. The node (run by this script's ``serve`` command) records
+the runtime's inference time of every frame (matched by stamp), so the node's overhead is
 ``end-to-end - inference``; it is split into transport in, node work and transport out
 (``time.monotonic`` is one clock for both processes).
 
@@ -17,6 +15,8 @@ model slower than the camera (pinned width); latency per 10 s window shows wheth
 up (they must not: latest frame wins) and the counts show how many frames were dropped.
 
 Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slimseg bench``).
+The node is started and probed with :mod:`slimseg_ros.ros.drive`; results are measurements
+(docs/node.md), not pass/fail checks.
 """
 
 from __future__ import annotations
@@ -26,51 +26,49 @@ import contextlib
 import dataclasses
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["main"]
-
-_PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).resolve()
+TOPIC = "/camera/image_raw"
 
 
 def _camera_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x480, got {text!r}")
-    return w, h
+    return _pair(text, "WIDTHxHEIGHT like 640x480")
 
 
 def _input_size(text: str) -> tuple[int, int]:
+    return _pair(text, "HxW like 360x480")
+
+
+def _pair(text: str, what: str) -> tuple[int, int]:
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        a, b = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW like 360x480, got {text!r}")
-    return h, w
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    return a, b
 
 
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"p50_ms": None, "p95_ms": None, "mean_ms": None}
-    a = np.asarray(values) * 1e3
-    return {"p50_ms": round(float(np.percentile(a, 50)), 2),
-            "p95_ms": round(float(np.percentile(a, 95)), 2),
-            "mean_ms": round(float(a.mean()), 2)}
+def _percentiles(seconds: list[float]) -> dict[str, float | None]:
+    from slimseg_ros.runtime.timing import percentile_ms
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 2)
+
+    return {"p50_ms": rounded(percentile_ms(seconds, 50)),
+            "p95_ms": rounded(percentile_ms(seconds, 95)),
+            "mean_ms": rounded(float(np.mean(seconds)) * 1e3 if seconds else None)}
 
 
 # -- serve: the node with per-frame timings --------------------------------------------------
 
 def _serve(args: argparse.Namespace, ros_args: list[str]) -> int:
-    from .node import FrameTiming, run
+    from slimseg_ros.ros.node import FrameTiming, run
 
     out = open(args.timings, "a", encoding="utf-8")  # noqa: SIM115 - closed below
 
@@ -86,26 +84,6 @@ def _serve(args: argparse.Namespace, ros_args: list[str]) -> int:
         out.close()
 
 
-def _start_node(timings: Path, ros_params: list[str], env: dict[str, str],
-                log: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "slimseg_ros.ros.bench_node", "serve", "--timings", str(timings),
-           "--", "--ros-args", "-r", "image:=/camera/image_raw",
-           *sum((["-p", p] for p in ros_params), [])]
-    with open(log, "wb") as stream:
-        return subprocess.Popen(cmd, env=env, stdout=stream, stderr=subprocess.STDOUT)
-
-
-def _stop(proc: subprocess.Popen) -> int | None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
 def _read_timings(path: Path) -> dict[int, dict[str, Any]]:
     rows = {}
     if path.exists():
@@ -116,78 +94,20 @@ def _read_timings(path: Path) -> dict[int, dict[str, Any]]:
     return rows
 
 
-class _Harness:
-    """rclpy in this process: a probe node spinning in a thread, a camera publisher and a
-    labels subscriber that notes when each stamp arrived."""
-
-    def __init__(self, reliability: str = "reliable") -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import Image
-
-        from .harness import stamp_ns
-
-        rclpy.init()
-        self.rclpy = rclpy
-        self.node = rclpy.create_node("slimseg_bench")
-        policy = (ReliabilityPolicy.RELIABLE if reliability == "reliable"
-                  else ReliabilityPolicy.BEST_EFFORT)
-        self.image_pub = self.node.create_publisher(
-            Image, "/camera/image_raw", QoSProfile(depth=1, reliability=policy))
-        self.arrivals: dict[int, float] = {}
-        self.cond = threading.Condition()
-
-        def on_labels(msg: Image) -> None:
-            now = time.monotonic()
-            with self.cond:
-                self.arrivals[stamp_ns(msg.header)] = now
-                self.cond.notify_all()
-
-        self.node.create_subscription(Image, "/labels", on_labels, QoSProfile(depth=10))
-        self.status: dict[str, str] = {}
-
-        def on_diagnostics(msg: DiagnosticArray) -> None:
-            for s in msg.status:
-                if s.name.endswith(": segmentation"):
-                    self.status = {kv.key: kv.value for kv in s.values}
-
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-
-    def wait_arrival(self, stamp: int, timeout: float) -> float | None:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while stamp not in self.arrivals:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self.cond.wait(remaining)
-            return self.arrivals[stamp]
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown()
-
+# -- the node under benchmark ---------------------------------------------------------------
 
 def _frame(size: tuple[int, int], stamp: int) -> Any:
-    from .harness import make_header, make_image
+    from slimseg_ros.ros.conversions import make_header, make_image
 
     w, h = size
-    rng = np.random.default_rng(stamp % 1000)
-    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    rgb = np.random.default_rng(stamp % 1000).integers(0, 256, (h, w, 3), dtype=np.uint8)
     return make_image(rgb, "rgb8", make_header(stamp, "camera"))
 
 
 def _model(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
     """(checkpoint path, description): the given one, the shipped one, or a random stand-in."""
-    from ..runtime import default_model_path
-    from .harness import make_test_checkpoint
+    from slimseg_ros.model.checkpoint import save_random_checkpoint
+    from slimseg_ros.runtime import default_model_path
 
     if args.checkpoint:
         return args.checkpoint, args.checkpoint
@@ -195,47 +115,27 @@ def _model(args: argparse.Namespace, workdir: Path) -> tuple[str, str]:
     if shipped is not None:
         return str(shipped), str(shipped)
     size = args.input_size or (360, 480)
-    path = make_test_checkpoint(workdir / "random.safetensors", input_size=size, num_classes=11)
+    path = save_random_checkpoint(workdir / "random.safetensors", input_size=size)
     return str(path), f"random SlimSeg (no trained model installed), {size[0]}x{size[1]}"
 
 
-def _env(args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
-    profile = args.fastdds_profile
-    if profile and profile != "none":
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(profile).resolve())
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    return env
-
-
-def _node_params(args: argparse.Namespace, checkpoint: str, width: float | None) -> list[str]:
+def _node_params(args: argparse.Namespace, checkpoint: str) -> list[str]:
     params = [f"model_path:={checkpoint}", "input_reliability:=reliable",
               f"backend:={args.backend}"]
     if args.input_size:
         params.append(f"input_size:=[{args.input_size[0]},{args.input_size[1]}]")
-    if width is not None:
-        params += [f"width:={width}", "adaptive:=false"]
+    if args.width is not None:
+        params += [f"width:={args.width}", "adaptive:=false"]
     return params
-
-
-def _wait_ready(h: _Harness, size: tuple[int, int], timeout: float = 120.0) -> None:
-    """Publish until the node answers (it is up and the reliable subscription matched)."""
-    deadline = time.monotonic() + timeout
-    stamp = 1
-    while time.monotonic() < deadline:
-        h.image_pub.publish(_frame(size, stamp))
-        if h.wait_arrival(stamp, 1.0) is not None:
-            return
-        stamp += 1
-    raise SystemExit("the node did not answer within 120 s (see its log)")
 
 
 @dataclasses.dataclass
 class _NodeRun:
-    """A node under benchmark: this process's harness, where the node writes, how it ended."""
+    """A node under benchmark: this process's probe and camera, where the node writes, how it
+    ended."""
 
-    harness: _Harness
+    probe: Any
+    camera: Any
     model: str
     workdir: Path
     exit_code: int | None = None
@@ -249,43 +149,75 @@ class _NodeRun:
 def _running_node(args: argparse.Namespace) -> Iterator[_NodeRun]:
     """Start the node in its own process and wait until it answers; stop both sides after.
 
-    The Fast DDS profile, if any, applies to the node and to this process's harness alike.
+    The Fast DDS profile, if any, applies to the node and to this process alike.
     """
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+
+    env = dict(os.environ)
     if args.fastdds_profile and args.fastdds_profile != "none":
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.fastdds_profile).resolve())
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(Path(args.fastdds_profile).resolve())
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"]
+    if args.threads:
+        env["OMP_NUM_THREADS"] = str(args.threads)
     workdir = Path(tempfile.mkdtemp(prefix="slimseg_bench_"))
     checkpoint, model = _model(args, workdir)
-    proc = _start_node(workdir / "timings.jsonl", _node_params(args, checkpoint, args.width),
-                       _env(args), workdir / "node.log")
-    run = _NodeRun(_Harness("reliable"), model, workdir)
+    serve = [sys.executable, str(SCRIPT), "serve", "--timings", str(workdir / "timings.jsonl"),
+             "--"]
+    cmd = node_command(executable=serve, remaps=[f"image:={TOPIC}"],
+                       params=_node_params(args, checkpoint))
+    node = NodeProcess(cmd, workdir / "node.log", env)
+    probe = Probe("/slimseg", labels_topic="/labels", labels_qos=10, keep_labels=None,
+                  probe_name="slimseg_bench")
+    camera = probe.publisher(Image, TOPIC,
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    run = _NodeRun(probe, camera, model, workdir)
     try:
-        _wait_ready(run.harness, args.camera)
+        _wait_ready(run, args.camera, node.problem)
         yield run
     finally:
-        run.harness.close()
-        run.exit_code = _stop(proc)
+        probe.close()
+        run.exit_code = node.stop(30.0)
 
+
+def _wait_ready(run: _NodeRun, size: tuple[int, int], problem: Any,
+                timeout: float = 120.0) -> None:
+    """Publish until the node answers (it is up and the reliable subscription matched)."""
+    deadline = time.monotonic() + timeout
+    stamp = 1
+    while time.monotonic() < deadline:
+        if problem():
+            raise SystemExit(problem())
+        run.camera.publish(_frame(size, stamp))
+        if run.probe.labels.wait_for_stamp(stamp, 1.0) is not None:
+            return
+        stamp += 1
+    raise SystemExit(f"the node did not answer within {timeout:.0f} s (see its log)")
+
+
+# -- the benchmarks ------------------------------------------------------------------------
 
 def _overhead(args: argparse.Namespace) -> dict[str, Any]:
     sent: dict[int, float] = {}
     with _running_node(args) as run:
-        h = run.harness
         base = 1_000_000_000
         for i in range(args.warmup + args.frames):
             stamp = base + i
             msg = _frame(args.camera, stamp)
             t_pub = time.monotonic()
-            h.image_pub.publish(msg)
-            if h.wait_arrival(stamp, 10.0) is None:
+            run.camera.publish(msg)
+            if run.probe.labels.wait_for_stamp(stamp, 10.0) is None:
                 print(f"frame {i}: no labels within 10 s", file=sys.stderr)
             if i >= args.warmup:
                 sent[stamp] = t_pub
             time.sleep(args.gap)
+        arrivals = run.probe.labels.arrival_of(sent)
     rows = _read_timings(run.timings)
     e2e, inference, overhead, t_in, work, t_out = [], [], [], [], [], []
     for stamp, t_pub in sent.items():
-        arrived = h.arrivals.get(stamp)
-        row = rows.get(stamp)
+        arrived, row = arrivals.get(stamp), rows.get(stamp)
         if arrived is None or row is None:
             continue
         total = arrived - t_pub
@@ -308,9 +240,10 @@ def _overhead(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _flat(args: argparse.Namespace) -> dict[str, Any]:
+    from slimseg_ros.data.stamps import split_ns
+
     sent: dict[int, float] = {}
     with _running_node(args) as run:
-        h = run.harness
         frames = [_frame(args.camera, s) for s in range(8)]  # made up front: camera is cheap
         period = 1.0 / args.rate
         start = time.monotonic()
@@ -324,18 +257,19 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(due - now)
             stamp = 2_000_000_000 + i
             msg = frames[i % len(frames)]
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = split_ns(stamp)
             sent[stamp] = time.monotonic()
-            h.image_pub.publish(msg)
+            run.camera.publish(msg)
             i += 1
-        time.sleep(2.5)  # let the last frame's labels and a status after it arrive
-        status = dict(h.status)
+        # a status made a second after the last frame counts everything still in flight
+        status = run.probe.fresh_status(time.time() + 1.0, 5.0) or run.probe.status()
+        arrivals = run.probe.labels.arrival_of(sent)
     rows = _read_timings(run.timings)
     t0 = min(sent.values())
     windows: dict[int, list[float]] = {}
     inference = []
     for stamp, t_pub in sent.items():
-        arrived = h.arrivals.get(stamp)
+        arrived = arrivals.get(stamp)
         if arrived is not None:
             windows.setdefault(int((t_pub - t0) // 10), []).append(arrived - t_pub)
             if stamp in rows:
@@ -353,31 +287,6 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
                      **_percentiles(v)} for k, v in sorted(windows.items())],
         "node_log": str(run.workdir / "node.log"),
     }
-
-
-def _camera(args: argparse.Namespace) -> int:
-    import rclpy
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import Image
-
-    rclpy.init()
-    node = rclpy.create_node("slimseg_test_camera")
-    policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
-              else ReliabilityPolicy.BEST_EFFORT)
-    pub = node.create_publisher(Image, args.topic, QoSProfile(depth=1, reliability=policy))
-    deadline = time.monotonic() + args.wait_subscriber
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    matched = pub.get_subscription_count()
-    time.sleep(1.0)  # discovery is two-way: give the subscriber time to know this writer too
-    for i in range(args.count):
-        pub.publish(_frame(args.camera, args.first_stamp + i))
-        time.sleep(1.0 / args.rate)
-    time.sleep(0.5)
-    print(json.dumps({"published": args.count, "matched_subscriptions": matched}), flush=True)
-    node.destroy_node()
-    rclpy.try_shutdown()
-    return 0
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -398,7 +307,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m slimseg_ros.ros.bench_node",
+    p = argparse.ArgumentParser(prog="python scripts/bench_node.py",
                                 description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -427,15 +336,6 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--rate", type=float, default=30.0)
     q.add_argument("--width", type=float, default=1.0, help="pinned width (default 1.0)")
 
-    q = sub.add_parser("camera", help="publish test frames (used by the tests)")
-    q.add_argument("--camera", type=_camera_size, default=(640, 480))
-    q.add_argument("--topic", default="/camera/image_raw")
-    q.add_argument("--rate", type=float, default=5.0)
-    q.add_argument("--count", type=int, default=10)
-    q.add_argument("--first-stamp", type=int, default=3_000_000_000)
-    q.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
-    q.add_argument("--wait-subscriber", type=float, default=20.0)
-
     q = sub.add_parser("serve", help="run the node, writing per-frame timings (internal)")
     q.add_argument("--timings", required=True)
     return p
@@ -450,8 +350,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args, ros_args)
-    if args.command == "camera":
-        return _camera(args)
     result = _overhead(args) if args.command == "overhead" else _flat(args)
     print(_table(result))
     print(json.dumps(result, indent=2))
