@@ -99,6 +99,7 @@ def test_train_config_takes_encoder_init_but_not_with_a_checkpoint() -> None:
         load_train_config(None, ["encoder_init=w.pth", "init_checkpoint=m.safetensors"])
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_imagenet_encoder(tmp_path: Path) -> None:
     from slimseg_ros.model import load_checkpoint
     from slimseg_ros.train.loop import train

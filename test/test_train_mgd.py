@@ -156,6 +156,7 @@ def _synthetic(tmp_path: Path, *extra: str):
         "optim.warmup_steps=1", "checkpoint_every=2", f"out={tmp_path / 'run'}", *extra])
 
 
+@pytest.mark.slow
 def test_training_on_a_labelled_quarter_with_the_rest_unlabelled(tmp_path: Path) -> None:
     extra = ("data.labeled_fraction=0.25", "data.unlabeled=partition")
     result = train(_synthetic(tmp_path, "steps=2", *extra), progress=False)
@@ -182,6 +183,7 @@ def test_unlabelled_set_smaller_than_two_batches_is_refused(tmp_path: Path) -> N
         train(cfg, progress=False)
 
 
+@pytest.mark.slow
 def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
                                                              make_checkpoint) -> None:
     folder = _image_folder(tmp_path / "frames")
