@@ -198,3 +198,32 @@ def test_boundary_bad_input() -> None:
         boundary_f1(np.zeros((2, 2, 2), np.uint8), np.zeros((2, 2, 2), np.uint8))
     with pytest.raises(ValueError, match="tolerance_px"):
         boundary_f1(np.zeros((2, 2), np.uint8), np.zeros((2, 2), np.uint8), tolerance_px=-1)
+
+
+def test_interior_mask_keeps_pixels_away_from_borders_and_never_ignore() -> None:
+    from slimseg_ros.eval.metrics import interior_mask
+
+    label = np.zeros((5, 20), np.uint8)
+    label[:, 10:] = 1  # one vertical border between columns 9 and 10
+    label[0, 0] = 255
+    inside = interior_mask(label, band_px=3)
+    # distance to the nearest border pixel (columns 9 and 10) > 3: columns 0..5 and 14..19
+    expected_cols = [c for c in range(20) if c <= 5 or c >= 14]
+    assert sorted(set(np.nonzero(inside)[1].tolist())) == expected_cols
+    assert not inside[0, 0]  # ignore is never interior
+    flat = np.full((4, 4), 2, np.uint8)
+    assert interior_mask(flat).all()  # no border: every valid pixel is interior
+
+
+def test_width_scores_report_interior_miou_that_ignores_border_mistakes() -> None:
+    from slimseg_ros.eval.width_scores import WidthScores
+
+    target = np.zeros((40, 40), np.uint8)
+    target[:, 20:] = 1
+    pred = target.copy()
+    pred[:, 18:22] = 1 - target[:, 18:22]  # wrong only on the border columns
+    scores = WidthScores(["a", "b"])
+    scores.add(1.0, pred, target)
+    summary = scores.summary(1.0)
+    assert summary["interior_miou"] == 1.0 and summary["miou"] < 1.0
+    assert list(summary)[:4] == ["miou", "pixel_acc", "boundary_f1", "interior_miou"]

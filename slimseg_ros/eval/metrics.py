@@ -164,6 +164,19 @@ def label_boundaries(label: np.ndarray, ignore_index: int | None = 255) -> np.nd
     return edges
 
 
+def interior_mask(label: np.ndarray, band_px: float = 5, ignore_index: int = 255) -> np.ndarray:
+    """Valid pixels farther than ``band_px`` from every ground-truth boundary (region interiors).
+
+    Scoring these alone separates how well a model labels the inside of regions from how well
+    it places their borders (SlimSeg's boundary loss claims to help mostly near borders).
+    """
+    edges = label_boundaries(label, ignore_index)
+    valid = _as_label_array(label, "label") != ignore_index
+    if not edges.any():
+        return valid
+    return valid & (_distance_to(edges) > band_px)
+
+
 def _distance_to(mask: np.ndarray) -> np.ndarray:
     """Euclidean distance of every pixel to the nearest True pixel of ``mask``."""
     # distanceTransform measures the distance to the nearest zero pixel.

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..runtime.timing import percentile_ms
 from ..widths import width_key
-from .metrics import BoundaryF1Meter, ConfusionMatrix
+from .metrics import BoundaryF1Meter, ConfusionMatrix, interior_mask
 
 __all__ = ["WidthScores", "clean_labels"]
 
@@ -37,10 +37,15 @@ def clean_labels(labels: np.ndarray, num_classes: int, ignore_index: int) -> np.
     return out
 
 
+# pixels farther than this from a ground-truth border count as region interior
+INTERIOR_BAND_PX = 5
+
+
 @dataclass
 class _Meters:
     confusion: ConfusionMatrix
     boundary: BoundaryF1Meter
+    interior: ConfusionMatrix  # the confusion of region-interior pixels only
     frames: int = 0
     latency_s: list[float] = field(default_factory=list)
 
@@ -85,6 +90,7 @@ class WidthScores:
             for m in [*self._by_width.values(), self._unknown]:
                 total.confusion.merge(m.confusion)
                 total.boundary.merge(m.boundary)
+                total.interior.merge(m.interior)
                 total.frames += m.frames
                 total.latency_s.extend(m.latency_s)
             self._overall = total
@@ -92,7 +98,8 @@ class WidthScores:
 
     def _new(self) -> _Meters:
         return _Meters(ConfusionMatrix(self.num_classes, self.ignore_index),
-                       BoundaryF1Meter(self.boundary_tolerance, self.ignore_index))
+                       BoundaryF1Meter(self.boundary_tolerance, self.ignore_index),
+                       ConfusionMatrix(self.num_classes, self.ignore_index))
 
     def add(self, width: float | None, pred: np.ndarray, target: np.ndarray,
             latency_s: float | None = None) -> None:
@@ -112,6 +119,8 @@ class WidthScores:
                                                                           self._new())
         m.confusion.update(pred, target)
         m.boundary.update(pred, target)
+        inside = interior_mask(target, INTERIOR_BAND_PX, self.ignore_index)
+        m.interior.update(pred, np.where(inside, target, self.ignore_index).astype(target.dtype))
         m.frames += 1
         if latency_s is not None and math.isfinite(latency_s):
             m.latency_s.append(float(latency_s))
@@ -123,17 +132,22 @@ class WidthScores:
         return meters.confusion.matrix.copy()
 
     def summary(self, width: float | None = None) -> dict:
-        """``{"miou", "pixel_acc", "boundary_f1", "per_class_iou", "frames",
-        "latency_ms_p50", "latency_ms_p95"}`` of one width (None: overall)."""
+        """``{"miou", "pixel_acc", "boundary_f1", "interior_miou", "per_class_iou", "frames",
+        "latency_ms_p50", "latency_ms_p95"}`` of one width (None: overall).
+
+        ``interior_miou`` scores only pixels farther than :data:`INTERIOR_BAND_PX` from a
+        ground-truth border."""
         m = self.overall if width is None else self._by_width[float(width)]
         doc = m.confusion.summary(self.class_names)
         f1 = m.boundary.f1
         doc["boundary_f1"] = None if math.isnan(f1) else float(f1)
+        interior = m.interior.miou()
+        doc["interior_miou"] = None if math.isnan(interior) else interior
         doc["frames"] = m.frames
         doc["latency_ms_p50"] = percentile_ms(m.latency_s, 50)
         doc["latency_ms_p95"] = percentile_ms(m.latency_s, 95)
         # same key order as `slimseg eval`
-        order = ("miou", "pixel_acc", "boundary_f1", "per_class_iou", "frames",
+        order = ("miou", "pixel_acc", "boundary_f1", "interior_miou", "per_class_iou", "frames",
                  "latency_ms_p50", "latency_ms_p95")
         return {k: doc[k] for k in order}
 
