@@ -33,8 +33,8 @@ def score_engine(
 ) -> tuple[dict[str, dict[str, Any]], int]:
     """Run every width on every (RGB uint8, uint8 labels) sample; per-width metrics and count.
 
-    Returns ``({"0.25": {"miou", "pixel_acc", "boundary_f1", "per_class_iou", "frames",
-    "latency_ms_p50", "latency_ms_p95"}, ...}, images)``.
+    Returns ``({"0.25": {"miou", "pixel_acc", "boundary_f1", "interior_miou", "per_class_iou",
+    "frames", "latency_ms_p50", "latency_ms_p95"}, ...}, images)``.
     """
     scores = WidthScores(class_names, ignore_index, boundary_tolerance)
     count = 0
