@@ -8,6 +8,7 @@ through the deployment path on four sets:
   heldout    CamVid train's 0006R0 (101 frames of a drive no arm, and not the teacher, saw)
   shift_a    val through the simulated camera of docs/data.md (gamma 1.8, gains .75/.85/1.1)
   shift_b    val through another camera: lifted shadows, warm cast, sensor noise
+             (both on every second val frame)
 
 Arms (override lists on config/train_camvid.yaml):
   shipped   the shipped model's recipe: plain CE, scale 0.4-1.2, no EMA, no camera augmentation
@@ -15,6 +16,10 @@ Arms (override lists on config/train_camvid.yaml):
   ka        recipe + the teacher (models/teacher_camvid.safetensors) as KD teacher of width 1.0
             + Knowledge Adaptation (beta 50, gamma 1) at width 1.0
   ka_all    ka with the KA terms at every width (loss.ka_target=all)
+  quarter   shipped recipe on a fixed random quarter of the frames' labels (MGD's protocol)
+  quarter_mgd   quarter + the other frames unlabelled, Multi-Granularity Distillation with the
+            student's weight average as teacher (the external teacher saw those frames' labels,
+            so it stays out of this comparison)
 
 Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
 from its own train_state. Usage:
@@ -50,6 +55,11 @@ ARMS: dict[str, list[str]] = {
     "recipe": RECIPE,
     "ka": RECIPE + ["loss.teacher={teacher}"],
     "ka_all": RECIPE + ["loss.teacher={teacher}", "loss.ka_target=all"],
+    "quarter": ["data.scale_range=[0.4,1.2]", "data.labeled_fraction=0.25",
+                "data.partition={out}/partition_quarter.json"],
+    "quarter_mgd": ["data.scale_range=[0.4,1.2]", "data.labeled_fraction=0.25",
+                    "data.partition={out}/partition_quarter.json", "data.unlabeled=partition",
+                    "mgd.external_teacher=false"],
 }
 
 
@@ -71,11 +81,13 @@ def eval_sets(root: str) -> dict[str, Callable[[], Iterable[tuple[np.ndarray, np
     val = build_dataset("camvid", root, "val")
     held = build_dataset("camvid", root, "train", sequences=[HELD_OUT])
 
-    def frames(ds, f=lambda x: x):
-        return lambda: ((f(rgb), lab) for rgb, lab in (ds.load(i) for i in range(len(ds))))
+    def frames(ds, f=lambda x: x, every=1):
+        return lambda: ((f(rgb), lab) for rgb, lab in
+                        (ds.load(i) for i in range(0, len(ds), every)))
 
-    return {"val": frames(val), "heldout": frames(held), "shift_a": frames(val, shift_a),
-            "shift_b": frames(val, shift_b)}
+    # the shifted sets use every second val frame (consecutive frames are near-duplicates)
+    return {"val": frames(val), "heldout": frames(held), "shift_a": frames(val, shift_a, 2),
+            "shift_b": frames(val, shift_b, 2)}
 
 
 def score(checkpoint: Path, sets: dict) -> dict[str, dict[str, dict[str, float]]]:
@@ -143,7 +155,7 @@ def main() -> None:
             if name in results:
                 print(f"{name}: done already", flush=True)
                 continue
-            overrides = [o.format(teacher=args.teacher) for o in ARMS[arm]]
+            overrides = [o.format(teacher=args.teacher, out=out) for o in ARMS[arm]]
             cfg = load_train_config(args.config, common + overrides + [f"seed={seed}",
                                                                        f"out={out / name}"])
             t0 = time.monotonic()
