@@ -1,35 +1,116 @@
-"""SlimSeg's claim at an equal, fixed budget: slimmable + stepwise KD + boundary loss vs the rest.
+"""SlimSeg's two claims at a budget that can tell the methods apart (one command, one JSON).
 
-Arms (same steps, crop, resolution, seed, optimiser and data order):
-  slimseg       slimmable, stepwise downward KD + boundary-guided loss (the method)
-  slim_kd       slimmable, stepwise KD, no boundary loss (isolates the boundary term)
-  slim_ce       slimmable, cross-entropy only
-  independent   one network per width, trained alone with cross-entropy
+Claim 1: one slimmable network trained with stepwise downward KD is at least as good at every
+width as independently trained networks of the same widths. Claim 2: the boundary-guided loss
+improves each width, mostly near borders (so boundary F1 and interior mIoU are reported apart).
 
+Arms (same data order per seed, crops, optimiser, schedule and steps):
+  slimseg        slimmable, stepwise downward KD + boundary-guided loss (the method)
+  stepwise_kd    slimmable, stepwise KD, no boundary term (isolates claim 2)
+  ce_only        slimmable, cross-entropy only
+  inplace_kd     slimmable, KD from the widest width + boundary term (isolates the topology)
+  independent    one network per width, trained alone with cross-entropy
+
+Compute: a slimmable step runs every width forward and backward once, so four independent
+networks at N steps each cost the same FLOPs as one slimmable run of N steps: equal steps is also
+equal total compute (KD adds no forward pass). Wall-clock minutes per run are recorded too.
+
+Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style aggregates:
+  {"arms": {ARM: {"seeds": [..], "steps": N, "widths": {"0.25": {"miou_mean", "miou_std",
+   "boundary_f1_mean", "boundary_f1_std", "interior_miou_mean", "interior_miou_std"}}}}}
 Usage:
-  python scripts/ablation.py --data-root ../shared/data/camvid --out runs/ablation \
-      [--steps 300] [--threads 1] [--arms slimseg,slim_ce,independent,slim_kd]
-Writes runs/ablation/results.json and prints a Markdown table (docs/results.md holds a run).
+  python scripts/ablation.py --data-root ../shared/data/camvid --out runs/ablation \\
+      --seeds 0,1,2 --steps 3000 [--jobs 4] [--json docs/ablation_results.json] [key=value ...]
+Defaults are the CPU protocol (half resolution: 180x240 evaluation, 128x160 crops); on a GPU
+pass e.g. data.crop_size=[360,480] data.val_size=[360,480] data.scale_range=[0.5,1.5].
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
+import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-from slimseg_ros.model import count_flops, load_checkpoint
-from slimseg_ros.model.config import width_key
-from slimseg_ros.train.config import load_train_config
-from slimseg_ros.train.loop import train
 
 ARMS: dict[str, list[str]] = {
     "slimseg": ["loss.kd=stepwise", "loss.boundary_weight=1.0"],
-    "slim_kd": ["loss.kd=stepwise", "loss.boundary_weight=0.0"],
-    "slim_ce": ["loss.kd=none", "loss.boundary_weight=0.0"],
+    "stepwise_kd": ["loss.kd=stepwise", "loss.boundary_weight=0.0"],
+    "ce_only": ["loss.kd=none", "loss.boundary_weight=0.0"],
+    "inplace_kd": ["loss.kd=inplace", "loss.boundary_weight=1.0"],
     "independent": ["loss.kd=none", "loss.boundary_weight=0.0"],
 }
+WIDTHS = (0.25, 0.5, 0.75, 1.0)
+METRICS = ("miou", "boundary_f1", "interior_miou")
+
+
+def runs_of(arm: str, seeds: list[int]) -> list[tuple[str, str, int, list[str]]]:
+    """(run name, arm, seed, extra overrides) of an arm: one run, or one per width."""
+    out = []
+    for seed in seeds:
+        if arm == "independent":
+            out += [(f"independent_w{w}_s{seed}", arm, seed, [f"train_widths=[{w}]"])
+                    for w in WIDTHS]
+        else:
+            out.append((f"{arm}_s{seed}", arm, seed, []))
+    return out
+
+
+def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
+    """One `slimseg train` in its own process; its final per-width validation."""
+    run_dir = out / name
+    log = out / f"{name}.log"
+    t0 = time.monotonic()
+    cmd = [sys.executable, "-m", "slimseg_ros.cli.main", "train", "--config", config,
+           *overrides, f"out={run_dir}"]
+    with open(log, "a") as fh:
+        code = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+    if code != 0:
+        raise RuntimeError(f"{name} failed (exit {code}); see {log}")
+    history = json.loads((run_dir / "history.json").read_text())
+    return {"minutes": round((time.monotonic() - t0) / 60, 1), "val": history[-1]["widths"]}
+
+
+def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict:
+    doc: dict = {"arms": {}}
+    for arm in arms:
+        widths: dict = {}
+        for w in WIDTHS:
+            key = str(float(w))
+            names = ([f"independent_w{w}_s{s}" for s in seeds] if arm == "independent"
+                     else [f"{arm}_s{s}" for s in seeds])
+            done = [runs[n]["val"][key] for n in names if n in runs and key in runs[n]["val"]]
+            if not done:
+                continue
+            entry = {}
+            for metric in METRICS:
+                values = [float(d[metric]) for d in done if d.get(metric) is not None]
+                entry[f"{metric}_mean"] = statistics.mean(values) if values else None
+                entry[f"{metric}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+            widths[key] = entry
+        if widths:
+            used = sorted({s for s in seeds if any(n.endswith(f"_s{s}") for n in runs
+                                                    if n.startswith(arm))})
+            doc["arms"][arm] = {"seeds": used, "steps": steps, "widths": widths}
+    return doc
+
+
+def table(doc: dict, metric: str) -> str:
+    arms = list(doc["arms"])
+    lines = ["| width | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    for w in WIDTHS:
+        key = str(float(w))
+        cells = []
+        for arm in arms:
+            e = doc["arms"][arm]["widths"].get(key)
+            cells.append("-" if not e or e[f"{metric}_mean"] is None else
+                         f"{e[f'{metric}_mean']:.3f} ± {e[f'{metric}_std']:.3f}")
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -37,54 +118,48 @@ def main() -> None:
     ap.add_argument("--config", default="config/train_camvid.yaml")
     ap.add_argument("--data-root", default="../shared/data/camvid")
     ap.add_argument("--out", default="runs/ablation")
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--arms", default="slimseg,slim_ce,independent,slim_kd")
-    ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every arm")
+    ap.add_argument("--arms", default=",".join(ARMS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (e.g. on one big GPU)")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
+    ap.add_argument("--json", default=None, help="also write the aggregate here")
+    ap.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = ap.parse_args()
     out = Path(args.out)
-    # the small-budget protocol: half-resolution scenes, small crops, evaluation at half size
-    common = [
-        f"data.root={args.data_root}", f"steps={args.steps}", f"threads={args.threads}",
-        "data.crop_size=[128,160]", "data.scale_range=[0.4,0.8]", "data.val_size=[180,240]",
-        "data.workers=0", "val_every=0", "checkpoint_every=100000", "seed=0",
-        *args.overrides,
-    ]
-    results = json.loads((out / "results.json").read_text()) if (out / "results.json").is_file() else {}
-    for arm in args.arms.split(","):
-        base = load_train_config(args.config, common)
-        widths = base.model.widths
-        runs = [(f"{arm}", [])] if arm != "independent" else [
-            (f"independent_w{width_key(w)}", [f"train_widths=[{w}]"]) for w in widths]
-        for name, extra in runs:
-            if name in results:
-                print(f"{name}: done already")
-                continue
-            cfg = load_train_config(args.config, common + ARMS[arm] + extra + [f"out={out / name}"])
-            t0 = time.monotonic()
-            res = train(cfg, progress=False)
-            val = res.history[-1]["widths"]
-            results[name] = {"minutes": round((time.monotonic() - t0) / 60, 1), "val": val}
-            (out / "results.json").write_text(json.dumps(results, indent=2))
-            print(f"{name}: {json.dumps(val)}", flush=True)
-    print(table(results, out))
+    out.mkdir(parents=True, exist_ok=True)
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    common = [f"data.root={args.data_root}", f"steps={args.steps}", f"threads={args.threads}",
+              "data.crop_size=[128,160]", "data.scale_range=[0.4,0.8]", "data.val_size=[180,240]",
+              "val_every=0", "checkpoint_every=100", *args.overrides]
+    runs_path = out / "runs.json"
+    runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
+    todo = [r for arm in arms for r in runs_of(arm, seeds) if r[0] not in runs]
+    lock = threading.Lock()  # runs finish in several threads; one writes runs.json at a time
 
+    def one(item: tuple[str, str, int, list[str]]) -> None:
+        name, arm, seed, extra = item
+        result = train_run(name, common + ARMS[arm] + extra + [f"seed={seed}"], out, args.config)
+        with lock:
+            runs[name] = {"arm": arm, "seed": seed, **result}
+            runs_path.write_text(json.dumps(runs, indent=2))
+        print(f"{name}: {result['minutes']} min " + json.dumps(
+            {w: round(v["miou"], 4) for w, v in result["val"].items()}), flush=True)
 
-def table(results: dict, out: Path) -> str:
-    arms = [a for a in ("slimseg", "slim_kd", "slim_ce") if a in results]
-    model, meta = load_checkpoint(next(out.glob("*/last.safetensors")))
-    size = tuple(meta.input_size)
-    rows = ["| width | GFLOPs | " + " | ".join(f"{a} mIoU / bF1" for a in arms)
-            + " | independent mIoU / bF1 |", "|---" * (3 + len(arms)) + "|"]
-    for w in model.widths:
-        key = width_key(w)
-        cells = [f"{results[a]['val'][key]['miou']:.3f} / {results[a]['val'][key]['boundary_f1']:.3f}"
-                 for a in arms]
-        ind = results.get(f"independent_w{key}", {}).get("val", {}).get(key)
-        cells.append(f"{ind['miou']:.3f} / {ind['boundary_f1']:.3f}" if ind else "-")
-        gflops = count_flops(model.freeze(w), size) / 1e9
-        rows.append(f"| {key} | {gflops:.2f} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        list(pool.map(one, todo))
+    doc = aggregate(runs, arms, seeds, args.steps)
+    doc["protocol"] = {"steps": args.steps, "seeds": seeds, "overrides": common,
+                       "config": args.config}
+    (out / "ablation_results.json").write_text(json.dumps(doc, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    for metric in METRICS:
+        print(f"\n{metric} (mean ± std over seeds)\n" + table(doc, metric))
 
 
 if __name__ == "__main__":
