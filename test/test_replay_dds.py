@@ -18,7 +18,7 @@ pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels)
 from slimseg_ros.data import bagread, build_dataset  # noqa: E402
 from slimseg_ros.eval import bagio  # noqa: E402
 from slimseg_ros.eval.replay_plan import ParamEvent, ReplayConfig  # noqa: E402
-from slimseg_ros.ros.drive import NodeProcess, typed_node_params, write_params_file  # noqa: E402
+from slimseg_ros.ros.drive import NodeProcess, write_params_file  # noqa: E402
 from slimseg_ros.ros.replay import node_params, replay_node_command, run_replay  # noqa: E402
 from slimseg_ros.runtime import load_engine  # noqa: E402
 
@@ -121,15 +121,6 @@ def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpo
         np.add.at(expected_cm, (labels[valid].astype(int), pred[valid].astype(int)), 1)
     agreement = np.minimum(expected_cm, overall).sum() / overall.sum()
     assert agreement > 0.99  # thread counts differ between processes: rare argmax ties
-
-
-def test_start_parameters_get_the_declared_types():
-    """`--param min_dwell_s=1` must not fail the node's start on an INTEGER for a DOUBLE."""
-    typed = typed_node_params({"min_dwell_s": 1, "battery_thresholds": [1, 0.2],
-                               "overrun_frames": 3, "adaptive": True, "unknown": 1})
-    assert typed == {"min_dwell_s": 1.0, "battery_thresholds": [1.0, 0.2],
-                     "overrun_frames": 3, "adaptive": True, "unknown": 1}
-    assert isinstance(typed["min_dwell_s"], float) and isinstance(typed["overrun_frames"], int)
 
 
 def test_node_command_wires_the_bag_topics(tmp_path):

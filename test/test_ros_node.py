@@ -90,6 +90,7 @@ def env(make_checkpoint):
     probe.add_node(node)
     e = Env(node=node, probe=probe, image_pub=probe.publisher(Image, "image", 10))
     node.frame_observer = lambda t: e.timings.__setitem__(t.stamp_ns, t)
+    probe.wait_started(DEADLINE * 4)  # engines load in a thread; ~/width says they are ready
     yield e
     probe.close()  # stops the node too
 
@@ -278,7 +279,7 @@ def test_latest_frame_wins_and_every_frame_is_accounted_for(env: Env) -> None:
 
 def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None:
     published = {"labels_color": 0, "overlay": 0}
-    for name, pub in (("labels_color", env.node._color_pub), ("overlay", env.node._overlay_pub)):
+    for name, pub in (("labels_color", env.node._outputs["labels_color"]), ("overlay", env.node._outputs["overlay"])):
         original = pub.publish
 
         def counting(msg, name=name, original=original):
@@ -292,8 +293,8 @@ def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None
     colour = env.probe.collect(Image, "labels_color")
     overlay = env.probe.collect(Image, "overlay")
     try:
-        assert wait_until(lambda: env.node._color_pub.get_subscription_count() > 0
-                          and env.node._overlay_pub.get_subscription_count() > 0, DEADLINE)
+        assert wait_until(lambda: env.node._outputs["labels_color"].get_subscription_count() > 0
+                          and env.node._outputs["overlay"].get_subscription_count() > 0, DEADLINE)
         rgb = _rgb(seed=4)
         sent, labels = env.request(lambda h: make_image(rgb, "rgb8", h), collector=overlay)
         stamp = stamp_ns(sent.header)

@@ -97,13 +97,19 @@ def test_auto_on_cpu_without_onnxruntime_is_torch(monkeypatch: pytest.MonkeyPatc
     assert name == "torch" and "onnxruntime" in why
 
 
-def test_auto_without_a_gpu_leaves_gpu_only_requests_to_torch_to_refuse(
+def test_auto_without_a_gpu_refuses_gpu_only_requests_in_one_sentence(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert choose_backend("cuda", "fp32")[0] == "torch"
-    assert choose_backend("auto", "fp16")[0] == "torch"
+    with pytest.raises(ValueError, match=r"^device 'cuda' requested, but no CUDA device is "
+                                         r"visible \(use device auto or cpu\)$"):
+        choose_backend("cuda", "fp32")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        load_engine(backend="auto", precision="fp16", allow_random=True, input_size=SIZE)
+        choose_backend("auto", "fp16")
+    notes: list[str] = []
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        load_engine(backend="auto", precision="fp16", allow_random=True, input_size=SIZE,
+                    log=notes.append)
+    assert not any("CUDA" in n for n in notes)  # said once, by the error alone
 
 
 def test_cpu_measurement_is_cached_per_machine_and_setting(

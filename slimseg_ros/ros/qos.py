@@ -7,18 +7,27 @@ auto`` subscribes reliable when every publisher on the topic is reliable, and be
 (REP 2003's sensor-data QoS, which matches any publisher) when one is best effort or none is
 there yet. The node re-checks as publishers come and go. History is always keep-last 1: the
 worker takes only the newest frame anyway.
+
+A publisher that stopped delivering must not hold that choice: a camera killed without a clean
+exit stays in the graph until its DDS lease expires (about 20 s), and a best-effort ghost would
+keep a reliable replacement on best effort, where its large frames are lost.
+:class:`InputQosChooser` therefore leaves out best-effort publishers while a best-effort
+subscription has received nothing for ``stale_after_s`` and a reliable publisher is there, and
+re-matches everyone when the reliable subscription stays silent as well (after a delay that
+doubles each time that did not help, so idle cameras cause no flapping).
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Hashable, Iterable, Sequence
 
 from rclpy.qos import (
     DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data)
 
 __all__ = [
-    "RELIABILITY_MODES", "choose_reliability", "input_qos", "output_qos", "latched_qos",
-    "battery_qos", "reliability_name",
+    "RELIABILITY_MODES", "InputQosChooser", "choose_reliability", "input_qos", "output_qos",
+    "latched_qos", "battery_qos", "reliability_name",
 ]
 
 RELIABILITY_MODES: tuple[str, ...] = ("auto", "best_effort", "reliable")
@@ -55,6 +64,63 @@ def choose_reliability(mode: str, publishers: Iterable[ReliabilityPolicy]
         return ReliabilityPolicy.RELIABLE, f"auto: matching {reliable} reliable publisher(s)"
     return ReliabilityPolicy.BEST_EFFORT, (
         f"auto: {len(found) - reliable} of {len(found)} publisher(s) best effort")
+
+
+@dataclass
+class InputQosChooser:
+    """``choose_reliability`` with memory: which publishers deliver nothing (see module text).
+
+    Pure Python with time passed in; the node calls :meth:`choose` every second.
+    """
+
+    stale_after_s: float = 2.0
+    """Silence of a subscription after which its publishers are suspected."""
+    max_retry_s: float = 64.0
+    """Longest wait before re-matching publishers left out earlier."""
+    _suspects: set[Hashable] = field(default_factory=set)
+    _retries: int = 0
+
+    def choose(self, mode: str, publishers: Sequence[tuple[Hashable, ReliabilityPolicy]],
+               now: float, current: ReliabilityPolicy | None = None,
+               subscribed_at: float | None = None, last_frame_at: float | None = None
+               ) -> tuple[ReliabilityPolicy, str]:
+        """The reliability to subscribe with, and why.
+
+        Args:
+            mode: ``auto`` | ``best_effort`` | ``reliable``.
+            publishers: (identity, reliability) of each publisher on the topic now.
+            now: the time (seconds, any monotonic clock).
+            current: the reliability of the subscription in place (None: none yet).
+            subscribed_at: when it was made.
+            last_frame_at: when it last delivered a frame (None: never).
+        """
+        if mode != "auto":
+            self._suspects.clear()
+            return choose_reliability(mode, [])
+        present = dict(publishers)
+        self._suspects &= set(present)
+        heard = last_frame_at is not None and (subscribed_at is None
+                                               or last_frame_at >= subscribed_at)
+        if heard:
+            self._retries = 0
+        marks = [t for t in (subscribed_at, last_frame_at) if t is not None]
+        silent_s = now - max(marks) if current is not None and marks else 0.0
+        reliable = [k for k, r in present.items() if r == ReliabilityPolicy.RELIABLE]
+        best_effort = [k for k, r in present.items() if r != ReliabilityPolicy.RELIABLE]
+        if (current == ReliabilityPolicy.BEST_EFFORT and reliable and best_effort
+                and silent_s >= self.stale_after_s):
+            self._suspects |= set(best_effort)
+        elif (current == ReliabilityPolicy.RELIABLE and self._suspects
+              and silent_s >= min(self.stale_after_s * 2 ** (self._retries + 1),
+                                  self.max_retry_s)):
+            self._suspects.clear()  # the reliable side is silent too: try everyone again
+            self._retries += 1
+        kept = [r for k, r in present.items() if k not in self._suspects]
+        policy, why = choose_reliability("auto", kept)
+        if self._suspects:
+            why += (f"; leaving out {len(self._suspects)} best-effort publisher(s) that "
+                    f"delivered nothing")
+        return policy, why
 
 
 def input_qos(reliability: ReliabilityPolicy) -> QoSProfile:

@@ -99,6 +99,9 @@ def choose_backend(device: str, precision: str, *, model: SlimSegNet | None = No
                    = None, force: bool = False) -> tuple[str, str]:
     """The backend ``auto`` picks for ``device`` and ``precision``, with the reason it gives.
 
+    Raises:
+        ValueError: a GPU is requested (a ``cuda`` device, fp16) and none is visible.
+
     Args:
         model, meta: the model to measure on a CPU, ``meta.input_size`` being the size it runs
             at (what :func:`~slimseg_ros.runtime.loader.load_engine` passes); without them a
@@ -110,11 +113,12 @@ def choose_backend(device: str, precision: str, *, model: SlimSegNet | None = No
     """
     if device != "cpu" and torch.cuda.is_available():
         return _choose_gpu(device)
+    # Refused here, once: a backend chosen only to refuse the same request says it twice.
     if device != "auto" and device != "cpu":
-        return "torch", (f"device {device!r} requested but no CUDA device is visible; torch "
-                         "reports it")
+        raise ValueError(f"device {device!r} requested, but no CUDA device is visible "
+                         "(use device auto or cpu)")
     if precision == "fp16":
-        return "torch", "fp16 needs a CUDA device and none is visible; torch reports it"
+        raise ValueError("precision fp16 needs a CUDA device, and none is visible (use fp32)")
     return _choose_cpu(model, meta, cache_dir, upsample, model_path, force)
 
 

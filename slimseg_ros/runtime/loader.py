@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..model.checkpoint import CheckpointMeta, load_checkpoint, random_meta
+from ..model.checkpoint import CheckpointMeta, load_checkpoint, random_meta, read_metadata
 from ..model.config import ModelConfig
 from ..model.slimseg import SlimSegNet
 from .backends import (
@@ -18,7 +18,7 @@ from .engine import SegmentationEngine
 from .timing import load_average
 
 __all__ = ["load_engine", "default_model_path", "DEFAULT_MODEL_NAME", "load_model",
-           "resolve_model_path"]
+           "model_metadata", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "slimseg_camvid.safetensors"
 PRECISIONS = ("fp32", "fp16")
@@ -53,6 +53,22 @@ def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path | None
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
     return path
+
+
+def model_metadata(model_path: str | os.PathLike[str] | None) -> tuple[Path, CheckpointMeta]:
+    """The checkpoint file ``model_path`` names (empty: the shipped model) and its metadata
+    (widths, class names, palette, input size): reads only the header, milliseconds, so a node
+    can validate its parameters long before the engines exist.
+
+    Raises:
+        FileNotFoundError: no such file, a directory, or no model given and none installed.
+        ValueError: not a readable checkpoint (the message says why).
+    """
+    path = resolve_model_path(model_path)
+    if path is None:
+        raise FileNotFoundError(f"no model_path given and the default model "
+                                f"{DEFAULT_MODEL_NAME} is not installed")
+    return path, read_metadata(path)
 
 
 def load_model(model_path: str | os.PathLike[str] | None,
