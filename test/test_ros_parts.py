@@ -229,3 +229,26 @@ def test_a_left_out_publisher_is_tried_again_when_the_reliable_side_is_silent_to
     assert chooser.choose("auto", pubs, 16.0, R, subscribed_at=8.0)[0] == B
     # a forced mode ignores all that
     assert chooser.choose("best_effort", pubs, 17.0, B)[0] == B
+
+
+def test_integers_become_the_doubles_a_parameter_is_declared_as() -> None:
+    from rcl_interfaces.msg import ParameterType as T
+
+    assert P.coerce("target_fps", T.PARAMETER_DOUBLE, T.PARAMETER_INTEGER, 30) == 30.0
+    assert P.coerce("battery_widths", T.PARAMETER_DOUBLE_ARRAY, T.PARAMETER_INTEGER_ARRAY,
+                    [1, 0]) == [1.0, 0.0]
+    assert P.coerce("overrun_frames", T.PARAMETER_INTEGER, T.PARAMETER_INTEGER, 3) == 3
+    with pytest.raises(ValueError, match=r"^overrun_frames takes an integer; got a number "
+                                         r"\(double; 30 and 30.0 both work\) 2.5$"):
+        P.coerce("overrun_frames", T.PARAMETER_INTEGER, T.PARAMETER_DOUBLE, 2.5)
+    assert "did you mean max_width" in P.unknown_parameter("maxwidth", P.ALL_NAMES)
+
+
+def test_managed_descriptors_let_start_up_parameters_change_while_unconfigured() -> None:
+    plain, managed = P.descriptor(P.spec("model_path")), P.descriptor(P.spec("model_path"), True)
+    assert plain.read_only and not managed.read_only
+    assert "unconfigured" in managed.additional_constraints
+    assert "checkpoint" in P.descriptor(P.spec("widths"), True).additional_constraints
+    assert set(P.STARTUP_PARAMETERS) == {"model_path", "backend", "device", "precision",
+                                         "input_size", "engine_cache_dir", "class_names",
+                                         "widths"}
