@@ -442,21 +442,35 @@ class Probe:
             raise TimeoutError(f"{self.node_fqn} did not answer get_state")
         return str(result.current_state.label)
 
+    def change_state_async(self, transition: str,
+                           on_done: Callable[[bool | None], None]) -> None:
+        """Request a transition by label; ``on_done`` gets whether it succeeded (None: no
+        answer), on the executor thread. The service must be up
+        (:meth:`change_state` waits for it)."""
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.label = transition
+
+        def done(future: Any) -> None:
+            result = future.result()
+            on_done(None if result is None else bool(result.success))
+
+        self._lifecycle_client("change_state").call_async(request).add_done_callback(done)
+
     def change_state(self, transition: str, timeout_s: float = 300.0) -> bool:
         """Ask the managed node for a transition by label (``configure``, ``activate``,
         ``deactivate``, ``cleanup``, ``shutdown``); whether it succeeded. ``configure`` returns
         once the engines are built, so give it time."""
-        from lifecycle_msgs.srv import ChangeState
-
         client = self._lifecycle_client("change_state")
         if not client.wait_for_service(timeout_sec=min(timeout_s, 30.0)):
             raise TimeoutError(f"service {self.node_fqn}/change_state not available")
-        request = ChangeState.Request()
-        request.transition.label = transition
-        result = self._call(client, request, timeout_s)
-        if result is None:
+        answers: list[bool | None] = []
+        answered = threading.Event()
+        self.change_state_async(transition, lambda r: (answers.append(r), answered.set()))
+        if not answered.wait(timeout_s) or answers[0] is None:
             raise TimeoutError(f"{self.node_fqn} did not answer change_state {transition}")
-        return bool(result.success)
+        return bool(answers[0])
 
     def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
         future = client.call_async(request)
