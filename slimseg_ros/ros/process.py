@@ -11,7 +11,9 @@
 - work that cannot be interrupted (exporting or compiling an engine, minutes for TensorRT) is
   abandoned rather than waited for: once the node is down the process ends with ``os._exit``
   (caches are written atomically, so nothing half-built is ever used);
-- a second signal while stopping ends the process at once.
+- a terminal's Ctrl-C reaches the node twice under ``ros2 launch`` (from the terminal and
+  forwarded by launch): further signals change nothing, but a stop that has not finished
+  :data:`FORCE_EXIT_S` after the first signal ends the process anyway (status 0).
 
 The process also caps how far the C heap grows after huge frames (:func:`limit_heap_growth`).
 """
@@ -24,20 +26,23 @@ import sys
 import threading
 from typing import Any, Callable
 
-__all__ = ["POLL_S", "StopRequest", "limit_heap_growth", "run_node"]
+__all__ = ["FORCE_EXIT_S", "POLL_S", "StopRequest", "limit_heap_growth", "run_node"]
 
 POLL_S = 0.2
 """How often the spin loop looks for a stop request (a Python signal handler runs only when the
 main thread is back in Python)."""
 MMAP_THRESHOLD_BYTES = 4 << 20
+FORCE_EXIT_S = 3.0
+"""A stop still unfinished this long after the first signal ends the process at once."""
 
 
 class StopRequest:
-    """SIGINT/SIGTERM handlers that ask the spin loop to stop; a second signal exits at once."""
+    """SIGINT/SIGTERM handlers that ask the spin loop to stop (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, force_after_s: float = FORCE_EXIT_S) -> None:
         self._event = threading.Event()
         self.signal: int | None = None
+        self._force_after_s = force_after_s
 
     def install(self) -> StopRequest:
         if threading.current_thread() is threading.main_thread():
@@ -47,9 +52,12 @@ class StopRequest:
 
     def _handle(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         if self._event.is_set():
-            os._exit(0)
+            return
         self.signal = signum
         self._event.set()
+        watchdog = threading.Timer(self._force_after_s, os._exit, (0,))
+        watchdog.daemon = True
+        watchdog.start()
 
     def set(self) -> None:
         self._event.set()
