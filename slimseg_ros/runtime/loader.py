@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..model.checkpoint import CheckpointMeta, load_checkpoint, random_meta, read_metadata
+from ..model.checkpoint import (
+    CheckpointError, CheckpointMeta, load_checkpoint, random_meta, read_metadata)
 from ..model.config import ModelConfig
 from ..model.slimseg import SlimSegNet
 from .backends import (
@@ -38,7 +39,7 @@ def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path | None
     when it is not installed).
 
     Raises:
-        FileNotFoundError: the path does not exist, or is a directory (the message lists the
+        CheckpointError: the path does not exist, or is a directory (the message lists the
             ``.safetensors`` files in it), so a user reads what to give instead.
     """
     if not model_path:
@@ -48,10 +49,10 @@ def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path | None
         found = sorted(p.name for p in path.glob("*.safetensors"))
         hint = (f"it holds {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}"
                 if found else "it holds no .safetensors file")
-        raise FileNotFoundError(f"{path} is a directory, not a checkpoint file; give the "
-                                f".safetensors file itself ({hint})")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file; give the "
+                              f".safetensors file itself ({hint})")
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such checkpoint file")
     return path
 
 
@@ -61,8 +62,9 @@ def model_metadata(model_path: str | os.PathLike[str] | None) -> tuple[Path, Che
     can validate its parameters long before the engines exist.
 
     Raises:
-        FileNotFoundError: no such file, a directory, or no model given and none installed.
-        ValueError: not a readable checkpoint (the message says why).
+        FileNotFoundError: no model given and none installed.
+        CheckpointError: no such file, a directory, or not a readable checkpoint (the message
+            says why).
     """
     path = resolve_model_path(model_path)
     if path is None:
