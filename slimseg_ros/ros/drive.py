@@ -140,6 +140,18 @@ class NodeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
 
+    def resources(self) -> dict[str, float] | None:
+        """The process's resident memory (MB), threads and open file descriptors (Linux
+        ``/proc``); None once it has exited or where there is no ``/proc``."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return None
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1),
+                "threads": int(fields["Threads"]), "fds": fds}
+
     def wait(self, timeout_s: float) -> int:
         """The exit status once it has exited (``subprocess.TimeoutExpired`` after
         ``timeout_s``)."""
