@@ -644,51 +644,42 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
 }
 
 
+OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
+    "soak": {"--minutes": {"type": float, "default": 10.0},
+             "--rate": {"type": float, "default": 30.0}},
+    "burst": {"--frames": {"type": int, "default": 500}},
+    "restart": {"--seconds": {"type": float, "default": 30.0}},
+    "params": {"--count": {"type": int, "default": 300}},
+    "fuzz": {"--count": {"type": int, "default": 2000}},
+    "models": {},
+    "sigterm": {"--delays": {"type": float, "nargs": "+",
+                             "default": [0.5, 3.0, 8.0, 15.0, 40.0]}},
+    "startup": {"--runs": {"type": int, "default": 20},
+                "--cli": {"action": "store_true", "help": "measure with the real ros2 CLI"}},
+    "camera": {"--reliability": {"choices": ("reliable", "best_effort"),
+                                 "default": "reliable"},
+               "--size": {"type": _size, "default": (640, 480)},
+               "--rate": {"type": float, "default": 30.0},
+               "--duration": {"type": float, "default": 60.0},
+               "--first-stamp": {"type": int, "default": 1}},
+}
+"""Each command's own options (besides the common ones)."""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python scripts/reliability.py",
                                 description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
-
-    def common(q: argparse.ArgumentParser) -> None:
+    for name, options in OPTIONS.items():
+        q = sub.add_parser(name, help=(COMMANDS[name].__doc__ or "").split("\n")[0])
         q.add_argument("--checkpoint", help="model (default: the shipped one)")
         q.add_argument("--backend", default="auto", help="node backend (default: auto)")
         q.add_argument("--no-profile", action="store_true",
                        help="Fast DDS defaults instead of config/fastdds_large_data.xml")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--out", type=Path, help="also write the JSON here")
-
-    q = sub.add_parser("soak", help=soak.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--minutes", type=float, default=10.0)
-    q.add_argument("--rate", type=float, default=30.0)
-    q = sub.add_parser("burst", help=burst.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--frames", type=int, default=500)
-    q = sub.add_parser("restart", help=restart.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--seconds", type=float, default=30.0)
-    q = sub.add_parser("params", help=params.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--count", type=int, default=300)
-    q = sub.add_parser("fuzz", help=fuzz.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--count", type=int, default=2000)
-    q = sub.add_parser("models", help=models.__doc__.split("\n")[0])
-    common(q)
-    q = sub.add_parser("sigterm", help=sigterm.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--delays", type=float, nargs="+", default=[0.5, 3.0, 8.0, 15.0, 40.0])
-    q = sub.add_parser("startup", help=startup.__doc__.split("\n")[0])
-    common(q)
-    q.add_argument("--runs", type=int, default=20)
-    q.add_argument("--cli", action="store_true", help="measure with the real ros2 CLI")
-    q = sub.add_parser("camera", help="(internal) a camera process")
-    common(q)
-    q.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
-    q.add_argument("--size", type=_size, default=(640, 480))
-    q.add_argument("--rate", type=float, default=30.0)
-    q.add_argument("--duration", type=float, default=60.0)
-    q.add_argument("--first-stamp", type=int, default=1)
+        for flag, kwargs in options.items():
+            q.add_argument(flag, **kwargs)
     return p
 
 

@@ -11,9 +11,7 @@ while ``configure`` builds engines, and that SIGTERM then does not wait for the 
 
 from __future__ import annotations
 
-import fcntl
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -133,33 +131,24 @@ def test_a_whole_life_through_the_lifecycle_services(tmp_path: Path, make_checkp
 
 
 def test_configure_answers_parameters_while_building_and_sigterm_does_not_wait(
-        tmp_path: Path, make_checkpoint) -> None:
-    cache = tmp_path / "cache"
-    cache.mkdir()
+        tmp_path: Path, make_checkpoint, held_build) -> None:
     cmd = node_command(executable=LIFECYCLE_NODE, remaps=["__node:=slimseg_configuring"],
                        params=[f"model_path:={make_checkpoint(input_size=(64, 96))}",
-                               "backend:=onnxruntime", f"engine_cache_dir:={cache}"])
-    with open(cache / ".manifest.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # the first built engine cannot be stored meanwhile
-        node = NodeProcess(cmd, tmp_path / "node.log", node_env())
-        try:
-            with Probe("/slimseg_configuring", labels_topic=None) as probe:
-                assert wait_until(lambda: probe.parameter_service_ready() or node.problem(),
-                                  DEADLINE * 2)
-                assert probe.lifecycle_state() == "unconfigured"
-                answers: list = []
-                probe.change_state_async("configure", answers.append)
-                # widths come from the checkpoint's header, before any engine is built
-                assert wait_until(lambda: probe.get_parameters(["widths"], DEADLINE).get(
-                    "widths") == [0.25, 0.5, 0.75, 1.0], DEADLINE)
-                (ok, reason), = probe.set_parameters({"overlay_alpha": 0.3}, DEADLINE)
-                assert ok, reason
-                assert not answers  # configure is still building (and cannot finish)
-                node.send(signal.SIGTERM)
-                code = node.wait(DEADLINE)
-        finally:
-            node.stop()
-    log = node.log_text()
-    assert code == 0, log[-2000:]
-    assert "not waiting for the engine build in progress" in log
-    assert "Traceback" not in log
+                               "backend:=onnxruntime", f"engine_cache_dir:={held_build.cache}"])
+    node = NodeProcess(cmd, tmp_path / "node.log", node_env())
+    try:
+        with Probe("/slimseg_configuring", labels_topic=None) as probe:
+            assert wait_until(lambda: probe.parameter_service_ready() or node.problem(),
+                              DEADLINE * 2)
+            assert probe.lifecycle_state() == "unconfigured"
+            answers: list = []
+            probe.change_state_async("configure", answers.append)
+            # widths come from the checkpoint's header, before any engine is built
+            assert wait_until(lambda: probe.get_parameters(["widths"], DEADLINE).get(
+                "widths") == [0.25, 0.5, 0.75, 1.0], DEADLINE)
+            (ok, reason), = probe.set_parameters({"overlay_alpha": 0.3}, DEADLINE)
+            assert ok, reason
+            assert not answers  # configure is still building (and cannot finish)
+            held_build.sigterm(node)
+    finally:
+        node.stop()
