@@ -246,6 +246,8 @@ def test_launch_without_arguments_answers_while_the_engines_build(env, tmp_path,
         assert out.strip() == "Double values are: [0.25, 0.5, 0.75, 1.0]", out + run.text()
         assert "class_0" not in ros2_found(cold, "param", "get", "/slimseg", "class_names")
         assert "ready:" not in run.text()  # answered before the engines exist
+        # no fastdds_profile argument: the launch path gives the node the large-data profile
+        assert "Fast DDS profile " in run.text() and "fastdds_large_data.xml" in run.text()
     finally:
         run.ctrl_c()
         code = run.wait()
