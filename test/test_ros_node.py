@@ -455,7 +455,8 @@ def test_decoder_noise_goes_through_the_throttled_log(env: Env, capfd) -> None:
         assert "libpng" in env.node.stats.last_rejection  # the decoder's words, kept
         err = capfd.readouterr().err.splitlines()
         assert not [line for line in err if line.startswith("libpng")]  # never raw
-        assert len([line for line in err if "libpng" in line]) <= 1  # one throttled warning
+        warned = [line for line in err if "libpng" in line]
+        assert len(warned) < 10  # throttled (every 5 s at most), not one line per message
         env.probe.node.destroy_publisher(pub)
     finally:
         env.set_ok(input_transport="raw")

@@ -100,12 +100,13 @@ class SlimSegLifecycleNode(SlimSegCore, LifecycleNodeMixin, Node):
             settings = self._read_settings()
             self._phase = (f"configuring: loading the model and building the "
                            f"{settings.backend} engines")
-            engine = self._build_engine(settings)
-            try:
-                self._adopt_engine(engine)
-            except StartupError:
-                engine.close()
-                raise
+            with self._uninterruptible():
+                engine = self._build_engine(settings)
+                try:
+                    self._adopt_engine(engine)
+                except (StartupError, _Cancelled):
+                    engine.close()
+                    raise
         except (StartupError, _Cancelled) as exc:
             self._phase = "unconfigured"
             if isinstance(exc, StartupError):

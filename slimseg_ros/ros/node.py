@@ -77,7 +77,8 @@ class SlimSegNode(SlimSegCore, Node):
     def _load(self, settings: Settings) -> None:
         """The loader thread: build, adopt, then hand over to the executor."""
         try:
-            self._adopt_engine(self._build_engine(settings))
+            with self._uninterruptible():
+                self._adopt_engine(self._build_engine(settings))
         except _Cancelled:
             return
         except StartupError as exc:

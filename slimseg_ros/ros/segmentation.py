@@ -204,7 +204,8 @@ class SlimSegCore:
         """Stop the worker (after the frame in hand) and every output; True when an engine build
         is still running in another thread (it cannot be interrupted: the caller abandons it).
         Call before ``destroy_node``; idempotent."""
-        self._closing = True
+        with self._state_lock:  # after this, no build step logs or adopts anything
+            self._closing = True
         self._stop_worker()
         with self._publish_lock:
             self._outputs_open = False
@@ -442,18 +443,30 @@ class SlimSegCore:
 
     def _log_build(self, text: str) -> None:
         """The runtime's progress lines; once the node is closing, a cancellation point."""
-        if self._closing:
-            raise _Cancelled
-        self.get_logger().info(text)
+        with self._state_lock:
+            if self._closing:
+                raise _Cancelled
+            self.get_logger().info(text)
+
+    @contextlib.contextmanager
+    def _uninterruptible(self) -> Iterator[None]:
+        """Marks engine work (build and adoption) that a stop cannot wait for."""
+        with self._state_lock:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._state_lock:
+                self._busy -= 1
 
     def _build_engine(self, settings: Settings) -> SegmentationEngine:
-        """Load and warm every width (seconds to minutes); safe in any thread.
+        """Load and warm every width (seconds to minutes); safe in any thread. Call within
+        :meth:`_uninterruptible`, together with :meth:`_adopt_engine`.
 
         Raises:
             StartupError: the model or a backend cannot be used.
             _Cancelled: the node closed meanwhile.
         """
-        self._busy += 1
         try:
             return load_engine(settings.model_path, backend=settings.backend,
                                device=settings.device, precision=settings.precision,
@@ -463,8 +476,6 @@ class SlimSegCore:
             raise
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load the model: {exc}") from None
-        finally:
-            self._busy -= 1
 
     def _adopt_engine(self, engine: SegmentationEngine) -> None:
         """Make ``engine`` the one in use and start a controller on the parameters' values.
@@ -472,8 +483,11 @@ class SlimSegCore:
         Raises:
             StartupError: the parameters do not suit this engine (checked again: they may have
                 changed while it was built).
+            _Cancelled: the node is closing.
         """
         with self._state_lock:
+            if self._closing:
+                raise _Cancelled
             values = {name: self._value(name) for name in P.CONTROLLER_PARAMETERS}
             try:
                 controller = WidthController(engine.widths, engine.latency_s,
@@ -488,11 +502,11 @@ class SlimSegCore:
             self._publish_overlay = bool(self._value("publish_overlay"))
             self._overlay_alpha = float(self._value("overlay_alpha"))
             self._max_pixels = int(self._value("max_image_pixels"))
-        self.get_logger().info(
-            f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
-            f"{format_widths(engine.widths)}, network input "
-            f"{engine.input_size[0]}x{engine.input_size[1]}, width {controller.width:g} "
-            f"({'adaptive' if controller.adaptive else 'pinned'})")
+            self.get_logger().info(
+                f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
+                f"{format_widths(engine.widths)}, network input "
+                f"{engine.input_size[0]}x{engine.input_size[1]}, width {controller.width:g} "
+                f"({'adaptive' if controller.adaptive else 'pinned'})")
 
     def _release_engine(self) -> None:
         with self._state_lock:
