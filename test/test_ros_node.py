@@ -460,3 +460,26 @@ def test_decoder_noise_goes_through_the_throttled_log(env: Env, capfd) -> None:
         env.probe.node.destroy_publisher(pub)
     finally:
         env.set_ok(input_transport="raw")
+
+
+def test_a_silent_best_effort_publisher_does_not_hold_the_input_qos(env: Env) -> None:
+    """A crashed camera stays in the graph until its lease expires (~20 s): it must not keep a
+    working reliable camera (env.image_pub) on best effort meanwhile."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    ghost = env.probe.publisher(Image, "image", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))  # never publishes
+    try:
+        assert env.probe.wait_status(
+            lambda s: s["input_reliability"].startswith("best_effort"), DEADLINE)
+
+        def reliable_again(status: dict) -> bool:
+            env.request(lambda h: make_image(_rgb(), "rgb8", h))  # the camera keeps sending
+            return (status["input_reliability"].startswith("reliable")
+                    and "leaving out 1 best-effort publisher" in status["input_reliability"])
+        assert env.probe.wait_status(reliable_again, DEADLINE * 2)
+        env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    finally:
+        env.probe.node.destroy_publisher(ghost)
+    assert env.probe.wait_status(lambda s: s["input_reliability"].startswith("reliable")
+                                 and "leaving out" not in s["input_reliability"], DEADLINE)

@@ -10,10 +10,10 @@ worker takes only the newest frame anyway.
 
 A publisher that stopped delivering must not hold that choice: a camera killed without a clean
 exit stays in the graph until its DDS lease expires (about 20 s), and a best-effort ghost would
-keep a reliable replacement on best effort, where its large frames are lost.
-:class:`InputQosChooser` therefore leaves out best-effort publishers while a best-effort
-subscription has received nothing for ``stale_after_s`` and a reliable publisher is there, and
-re-matches everyone when the reliable subscription stays silent as well (after a delay that
+keep a reliable replacement on best effort, where its large frames are lost (most of them: a
+trickle still arrives). :class:`InputQosChooser` therefore leaves out a best-effort publisher
+from which nothing has arrived for ``stale_after_s`` while a reliable publisher is there, and
+re-matches everyone when the reliable subscription then stays silent as well (after a delay that
 doubles each time that did not help, so idle cameras cause no flapping).
 """
 
@@ -70,20 +70,22 @@ def choose_reliability(mode: str, publishers: Iterable[ReliabilityPolicy]
 class InputQosChooser:
     """``choose_reliability`` with memory: which publishers deliver nothing (see module text).
 
-    Pure Python with time passed in; the node calls :meth:`choose` every second.
+    Pure Python with time passed in; the node calls :meth:`choose` every second with the time
+    each publisher last delivered a frame (from the messages' publisher GIDs).
     """
 
     stale_after_s: float = 2.0
-    """Silence of a subscription after which its publishers are suspected."""
+    """Silence of a best-effort publisher after which it no longer decides the QoS."""
     max_retry_s: float = 64.0
     """Longest wait before re-matching publishers left out earlier."""
+    _seen: dict[Hashable, float] = field(default_factory=dict)
     _suspects: set[Hashable] = field(default_factory=set)
     _retries: int = 0
 
     def choose(self, mode: str, publishers: Sequence[tuple[Hashable, ReliabilityPolicy]],
                now: float, current: ReliabilityPolicy | None = None,
-               subscribed_at: float | None = None, last_frame_at: float | None = None
-               ) -> tuple[ReliabilityPolicy, str]:
+               subscribed_at: float | None = None,
+               heard: dict[Hashable, float] | None = None) -> tuple[ReliabilityPolicy, str]:
         """The reliability to subscribe with, and why.
 
         Args:
@@ -92,34 +94,36 @@ class InputQosChooser:
             now: the time (seconds, any monotonic clock).
             current: the reliability of the subscription in place (None: none yet).
             subscribed_at: when it was made.
-            last_frame_at: when it last delivered a frame (None: never).
+            heard: identity -> when that publisher's last frame arrived.
         """
         if mode != "auto":
             self._suspects.clear()
             return choose_reliability(mode, [])
+        heard = heard or {}
         present = dict(publishers)
+        self._seen = {k: self._seen.get(k, now) for k in present}
         self._suspects &= set(present)
-        heard = last_frame_at is not None and (subscribed_at is None
-                                               or last_frame_at >= subscribed_at)
-        if heard:
+        last_any = max(heard.values(), default=None)
+        if last_any is not None and subscribed_at is not None and last_any >= subscribed_at:
             self._retries = 0
-        marks = [t for t in (subscribed_at, last_frame_at) if t is not None]
-        silent_s = now - max(marks) if current is not None and marks else 0.0
         reliable = [k for k, r in present.items() if r == ReliabilityPolicy.RELIABLE]
         best_effort = [k for k, r in present.items() if r != ReliabilityPolicy.RELIABLE]
-        if (current == ReliabilityPolicy.BEST_EFFORT and reliable and best_effort
-                and silent_s >= self.stale_after_s):
-            self._suspects |= set(best_effort)
-        elif (current == ReliabilityPolicy.RELIABLE and self._suspects
-              and silent_s >= min(self.stale_after_s * 2 ** (self._retries + 1),
-                                  self.max_retry_s)):
-            self._suspects.clear()  # the reliable side is silent too: try everyone again
-            self._retries += 1
+        if current == ReliabilityPolicy.BEST_EFFORT and reliable:
+            for k in best_effort:  # a best-effort publisher silent this long: a ghost
+                marks = [t for t in (self._seen[k], heard.get(k), subscribed_at) if t is not None]
+                if now - max(marks) >= self.stale_after_s:
+                    self._suspects.add(k)
+        elif current == ReliabilityPolicy.RELIABLE and self._suspects:
+            marks = [t for t in (subscribed_at, last_any) if t is not None]
+            silent_s = now - max(marks) if marks else 0.0
+            if silent_s >= min(self.stale_after_s * 2 ** (self._retries + 1), self.max_retry_s):
+                self._suspects.clear()  # the reliable side is silent too: try everyone again
+                self._retries += 1
         kept = [r for k, r in present.items() if k not in self._suspects]
         policy, why = choose_reliability("auto", kept)
         if self._suspects:
             why += (f"; leaving out {len(self._suspects)} best-effort publisher(s) that "
-                    f"delivered nothing")
+                    f"delivered nothing for {self.stale_after_s:g} s")
         return policy, why
 
 

@@ -171,7 +171,7 @@ class SlimSegCore:
         self._sub: Any = None
         self._sub_key: tuple[str, bool, Any] | None = None
         self._subscribed_at: float | None = None
-        self._last_frame_at: float | None = None
+        self._heard: dict[bytes, float] = {}
         self._battery_sub: Any = None
         self._qos_timer: Any = None
         self._qos = InputQosChooser()
@@ -601,10 +601,10 @@ class SlimSegCore:
             infos = []
         now = time.monotonic()
         current = self._sub_key[2] if self._sub_key and self._sub_key[0] == topic else None
-        reliability, why = self._qos.choose(
-            self._reliability_mode,
-            [(tuple(i.endpoint_gid), i.qos_profile.reliability) for i in infos], now,
-            current, self._subscribed_at, self._last_frame_at)
+        publishers = [(bytes(i.endpoint_gid), i.qos_profile.reliability) for i in infos]
+        self._heard = {k: t for k, t in self._heard.items() if k in dict(publishers)}
+        reliability, why = self._qos.choose(self._reliability_mode, publishers, now, current,
+                                            self._subscribed_at, dict(self._heard))
         key = (topic, compressed, reliability)
         reason = f"{reliability_name(reliability)} ({why})"
         if not force and key == self._sub_key:
@@ -621,9 +621,11 @@ class SlimSegCore:
         self.get_logger().info(
             f"subscribed to {topic} ({msg_type.__name__}), {self._input_reason}")
 
-    def _on_image(self, msg: Image | CompressedImage) -> None:
+    def _on_image(self, msg: Image | CompressedImage, info: Any) -> None:
         now = time.monotonic()
-        self._last_frame_at = now
+        gid = info.get("publisher_gid") if info else None
+        if gid:  # which camera delivers (input QoS choice)
+            self._heard[bytes(gid["data"])] = now
         if not self._serving:
             self.stats.count_not_ready()  # counted, never kept: it would be stale when ready
             return
