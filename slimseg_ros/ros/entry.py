@@ -33,7 +33,7 @@ def slimseg_node(args: list[str] | None = None) -> int:
     _handle_early_signals()
     from .node import run
 
-    return run(args)
+    return run(args, exit_process=True)
 
 
 def slimseg_lifecycle_node(args: list[str] | None = None) -> int:
@@ -41,7 +41,7 @@ def slimseg_lifecycle_node(args: list[str] | None = None) -> int:
     _handle_early_signals()
     from .lifecycle_node import run
 
-    return run(args)
+    return run(args, exit_process=True)
 
 
 EXECUTABLES: dict[str, Callable[[list[str] | None], int]] = {

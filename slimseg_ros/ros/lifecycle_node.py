@@ -165,9 +165,10 @@ class SlimSegLifecycleNode(SlimSegCore, LifecycleNodeMixin, Node):
 
 
 def run(args: list[str] | None = None,
-        frame_observer: Callable[[FrameTiming], None] | None = None) -> int:
+        frame_observer: Callable[[FrameTiming], None] | None = None,
+        exit_process: bool = False) -> int:
     """Run the managed node (it starts unconfigured) until SIGINT/SIGTERM or ``shutdown``."""
-    return run_node(SlimSegLifecycleNode, args, frame_observer)
+    return run_node(SlimSegLifecycleNode, args, frame_observer, exit_process)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -112,14 +112,17 @@ class SlimSegNode(SlimSegCore, Node):
 
 
 def run(args: list[str] | None = None,
-        frame_observer: Callable[[FrameTiming], None] | None = None) -> int:
+        frame_observer: Callable[[FrameTiming], None] | None = None,
+        exit_process: bool = False) -> int:
     """Run a node until SIGINT/SIGTERM; the exit status (0, or 1 if it could not start).
 
     Args:
         args: command line (``--ros-args ...``); None = ``sys.argv``.
         frame_observer: set as the node's ``frame_observer`` (benchmarks).
+        exit_process: end the process once the node is down (the executables; see
+            :func:`~slimseg_ros.ros.process.run_node`).
     """
-    return run_node(SlimSegNode, args, frame_observer)
+    return run_node(SlimSegNode, args, frame_observer, exit_process)
 
 
 def main(args: list[str] | None = None) -> int:

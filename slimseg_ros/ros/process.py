@@ -85,9 +85,15 @@ def limit_heap_growth(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
 
 
 def run_node(make_node: Callable[[], Any], args: list[str] | None = None,
-             frame_observer: Callable[[Any], None] | None = None) -> int:
+             frame_observer: Callable[[Any], None] | None = None,
+             exit_process: bool = False) -> int:
     """Create a node with ``make_node()``, spin it until a signal (or until it is done), stop it
     cleanly; the exit status (0, or 1 when it could not start).
+
+    With ``exit_process`` (the executables), the process ends right there once the node is down
+    and the ``atexit`` functions have run: tearing down torch, ONNX Runtime and the rest module
+    by module took about as long again as the whole stop (2 s under load here), for nothing.
+    A build still running in another thread (abandoned) always ends the process that way.
 
     The node (a :class:`~slimseg_ros.ros.segmentation.SlimSegCore`) says which executor it
     needs (``make_executor``), whether to keep spinning (``keep_running``), its exit status
@@ -133,10 +139,21 @@ def run_node(make_node: Callable[[], Any], args: list[str] | None = None,
                 executor.shutdown(timeout_sec=2.0)
             node.destroy_node()
         rclpy.try_shutdown()
-        if abandoned:
+        if abandoned or exit_process:
             # A build in another thread cannot be interrupted; its caches are written
             # atomically, so leaving it is safe. Python would wait for it at exit.
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+            _exit_now(code)
     return code
+
+
+def _exit_now(code: int) -> None:
+    """End the process: ``atexit`` functions and stream flushes, then no interpreter teardown."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
