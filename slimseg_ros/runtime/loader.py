@@ -70,7 +70,28 @@ def model_metadata(model_path: str | os.PathLike[str] | None) -> tuple[Path, Che
     if path is None:
         raise FileNotFoundError(f"no model_path given and the default model "
                                 f"{DEFAULT_MODEL_NAME} is not installed")
-    return path, read_metadata(path)
+    try:
+        return path, read_metadata(path)
+    except CheckpointError as exc:
+        raise CheckpointError(_explained(path, exc)) from None
+
+
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _explained(path: Path, exc: CheckpointError) -> str:
+    """``exc``'s text, plus what the file looks like when it is a PyTorch pickle."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return str(exc)
+    if head.startswith(_PICKLE_MAGIC):
+        return (f"{path} looks like a PyTorch pickle (torch.save), not a .safetensors "
+                "checkpoint; slimseg_ros never unpickles a file it is given: save the model "
+                "with slimseg_ros (model.checkpoint.save_checkpoint) or convert its state dict "
+                "with safetensors")
+    return str(exc)
 
 
 def load_model(model_path: str | os.PathLike[str] | None,
