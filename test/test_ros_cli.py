@@ -68,15 +68,20 @@ def ros2(env: dict[str, str], *args: str, timeout: float = 60.0) -> str:
     return done.stdout + done.stderr
 
 
-def ros2_found(env: dict[str, str], *args: str, timeout: float = DEADLINE) -> str:
-    """``ros2 ARGS``, repeated while the node is not found yet (discovery, or still starting)."""
+def ros2_until(env: dict[str, str], done, *args: str, timeout: float = DEADLINE) -> str:
+    """``ros2 ARGS``, repeated until ``done(what it printed)`` (or ``timeout``)."""
     deadline = time.monotonic() + timeout
     while True:
         out = ros2(env, *args)
-        if ("Node not found" not in out and "not available" not in out
-                and "Waiting for service" not in out) or time.monotonic() > deadline:
+        if done(out) or time.monotonic() > deadline:
             return out
         time.sleep(1.0)
+
+
+def ros2_found(env: dict[str, str], *args: str, timeout: float = DEADLINE) -> str:
+    """``ros2 ARGS``, repeated while the node is not found yet (discovery, or still starting)."""
+    return ros2_until(env, lambda out: "Node not found" not in out and "not available" not in out
+                      and "Waiting for service" not in out, *args, timeout=timeout)
 
 
 class Running:
@@ -161,7 +166,7 @@ def test_launch_with_arguments_and_topic_echo_once(env, launched) -> None:
     assert "[slimseg]: ready: torch on cpu" in log
     assert f"[slimseg]: Fast DDS profile {profile}" in log  # fastdds_profile:=PATH reached it
     assert "\x1b[" not in log  # no colour escapes in what launch writes to files
-    assert "/slimseg" in ros2_found(env, "node", "list").split()
+    assert "/slimseg" in ros2_until(env, lambda out: "/slimseg" in out.split(), "node", "list")
 
 
 def test_param_get_set_describe_dump(env, launched) -> None:
