@@ -3,22 +3,40 @@
     ros2 launch slimseg_ros seg.launch.py image:=/camera/image_raw
     ros2 launch slimseg_ros seg.launch.py image:=/camera/image_raw width:=0.5   # pinned
     ros2 launch slimseg_ros seg.launch.py namespace:=front model_path:=/models/mine.safetensors
+    ros2 launch slimseg_ros seg.launch.py managed:=true                         # lifecycle node
+    ros2 launch slimseg_ros seg.launch.py managed:=true autostart:=false        # for a manager
 
 Launch arguments left empty keep the value of the parameters file. Giving ``width`` pins that
 width (``adaptive`` false) unless ``adaptive`` is given too. The parameters file is read here and
 handed to the node as values, so its ``slimseg:`` section applies under any namespace.
+
+``managed:=true`` starts ``slimseg_lifecycle_node`` (same name, parameters and topics) and, with
+``autostart`` (default true, like Nav2's bringup), configures and activates it; with
+``autostart:=false`` it waits unconfigured for a lifecycle manager or ``ros2 lifecycle set``.
+
 The Fast DDS large-data profile (config/fastdds_large_data.xml) is applied to the node unless
-``FASTDDS_DEFAULT_PROFILES_FILE`` is already set or another RMW is in use.
+``FASTDDS_DEFAULT_PROFILES_FILE`` is already set or another RMW is in use
+(``fastdds_profile:=none`` turns it off, a path chooses another).
+
+A node that exits with a non-zero status (it could not start: an unusable model, a width the
+model lacks...) or that autostart cannot configure ends the launch with a non-zero status, so a
+supervisor (systemd, a fleet manager) sees the failure.
 """
 
 import os
 
 import yaml
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import (
+    DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler)
+from launch.event_handlers import OnProcessExit
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.substitutions import FindPackageShare
+from lifecycle_msgs.msg import Transition
 
 PACKAGE = "slimseg_ros"
 NODE_NAME = "slimseg"
@@ -36,6 +54,10 @@ ARGUMENTS = (
     ("width", "", "pin this width (e.g. 0.5); empty = the parameters file's"),
     ("adaptive", "", "true | false; empty = the parameters file's (false if width is given)"),
     ("input_transport", "", "raw | compressed; empty = the parameters file's"),
+    ("managed", "false", "true = the lifecycle node slimseg_lifecycle_node instead of "
+     "slimseg_node"),
+    ("autostart", "true", "with managed:=true: configure and activate it at once (false: it "
+     "waits unconfigured for a lifecycle manager)"),
     ("fastdds_profile", "auto", "auto = config/fastdds_large_data.xml unless "
      "FASTDDS_DEFAULT_PROFILES_FILE is set; a path; or 'none'"),
     ("log_level", "info", "debug | info | warn | error"),
@@ -62,6 +84,29 @@ def _as_bool(text, name):
     raise ValueError(f"launch argument {name} must be true or false, got {text!r}")
 
 
+def _fail_on_error(event, context):
+    """A node that exits non-zero fails the whole launch (its ERROR line says why)."""
+    if event.returncode != 0:
+        raise RuntimeError(f"{event.action.name} exited with status {event.returncode}; "
+                           "its ERROR line above says why")
+
+
+def _transition(node, transition_id):
+    return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node),
+                                       transition_id=transition_id))
+
+
+def _after_first_configure(node):
+    """autostart's second step: activate once configured; a failed configure fails the launch.
+    Only for the first configure: later ones are a lifecycle manager's or an operator's."""
+    def step(context):
+        if context.locals.event.goal_state == "inactive":
+            return [_transition(node, Transition.TRANSITION_ACTIVATE)]
+        raise RuntimeError(f"{NODE_NAME} could not be configured (autostart); its ERROR line "
+                           "says why")
+    return OpaqueFunction(function=step)
+
+
 def _launch_node(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
     share = FindPackageShare(PACKAGE).perform(context)
@@ -86,14 +131,25 @@ def _launch_node(context):
     elif profile and profile != "none":
         env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
 
-    return [Node(
-        package=PACKAGE, executable="slimseg_node", name=NODE_NAME,
-        namespace=arg["namespace"], output="screen", emulate_tty=True,
+    managed = _as_bool(arg["managed"], "managed")
+    node = (LifecycleNode if managed else Node)(
+        package=PACKAGE, executable="slimseg_lifecycle_node" if managed else "slimseg_node",
+        name=NODE_NAME, namespace=arg["namespace"], output="screen",
         parameters=[parameters],
         remappings=[("image", arg["image"]), ("battery_state", arg["battery_topic"])],
         additional_env=env,
         arguments=["--ros-args", "--log-level", arg["log_level"]],
-    )]
+    )
+    actions = [node, RegisterEventHandler(OnProcessExit(target_action=node,
+                                                        on_exit=_fail_on_error))]
+    if managed and _as_bool(arg["autostart"], "autostart"):
+        actions += [
+            RegisterEventHandler(OnStateTransition(
+                target_lifecycle_node=node, start_state="configuring", handle_once=True,
+                entities=[_after_first_configure(node)])),
+            _transition(node, Transition.TRANSITION_CONFIGURE),
+        ]
+    return actions
 
 
 def generate_launch_description():

@@ -90,3 +90,41 @@ def camera_process():
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     return run
+
+
+class HeldBuild:
+    """An engine cache whose lock this test holds: a node building ONNX or TensorRT engines into
+    it exports the first one and then waits to store it, so its build is in progress for as long
+    as the test needs (no sleeps, no races)."""
+
+    def __init__(self, cache: Path) -> None:
+        self.cache = cache
+
+    @staticmethod
+    def assert_abandoned(code: int | None, log: str) -> None:
+        """The node stopped on a signal mid-build: status 0, the build not waited for."""
+        assert code == 0, log[-2000:]
+        assert "not waiting for the engine build in progress" in log
+        assert "Traceback" not in log and "Failed to publish" not in log
+
+    def sigterm(self, node) -> None:
+        """SIGTERM a :class:`~slimseg_ros.ros.drive.NodeProcess` mid-build; check the stop."""
+        import signal
+
+        node.send(signal.SIGTERM)
+        try:
+            code = node.wait(60)
+        finally:
+            node.stop()
+        self.assert_abandoned(code, node.log_text())
+
+
+@pytest.fixture
+def held_build(tmp_path):
+    import fcntl
+
+    cache = tmp_path / "held_cache"
+    cache.mkdir()
+    with open(cache / ".manifest.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield HeldBuild(cache)

@@ -432,6 +432,29 @@ def test_max_and_min_width_apply_at_once():
     assert (d.width, d.changed, d.reason) == (0.75, True, "min_width is 0.7")
 
 
+def test_a_pin_outside_min_and_max_width_is_refused():
+    ctrl = make(target_fps=10.0)
+    ctrl.set_config(ctrl.config.replace(max_width=0.75))
+    with pytest.raises(ValueError, match=r"^width 1 is outside \[min_width, max_width\] = "
+                                         r"\[0, 0.75\]; .* pin one of 0.25, 0.5, 0.75$"):
+        ctrl.pin(1.0)
+    assert ctrl.adaptive
+    assert ctrl.pin(0.75).width == 0.75
+
+
+def test_a_held_width_follows_new_limits_at_the_next_decision():
+    ctrl = make(target_fps=10.0)
+    ctrl.pin(1.0)
+    ctrl.set_config(ctrl.config.replace(max_width=0.5))
+    d = ctrl.decide(0.0)
+    assert (d.width, d.changed, d.reason) == (0.5, True, "held width 1 is above max_width 0.5")
+    assert not ctrl.adaptive
+    ctrl.set_config(ctrl.config.replace(max_width=1.0, min_width=0.75))
+    d = ctrl.decide(0.1)
+    assert (d.width, d.changed, d.reason) == (0.75, True, "held width 0.5 is below min_width "
+                                                          "0.75")
+
+
 def test_a_config_without_a_model_width_in_range_is_rejected_whole():
     ctrl = make(target_fps=10.0)
     before = ctrl.config

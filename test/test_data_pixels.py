@@ -192,3 +192,24 @@ def test_writing_checks_what_it_is_given() -> None:
         encode_rgb(_rgb(2, 3), "yuv422")
     with pytest.raises(ValueError, match="unknown image codec"):
         encode_compressed(_rgb(), "gif")
+
+
+def test_decoder_messages_are_collected_instead_of_written_to_stderr(capfd) -> None:
+    """libpng writes its complaints to the process's stderr itself; with ``notes`` they are
+    returned to the caller (the node logs them throttled) and stderr stays clean."""
+    png = bytearray(encode_compressed(np.full((32, 32, 3), 90, np.uint8), "png"))
+    png[len(png) // 2] ^= 0xFF  # a bad IDAT checksum
+    notes: list[str] = []
+    with pytest.raises(ImageRejected) as rejected:
+        compressed_to_rgb("png", bytes(png), notes=notes)
+    assert rejected.value.kind == "decode"
+    assert notes and notes[0].startswith("libpng error")
+    assert "libpng" not in capfd.readouterr().err
+    # a good image leaves nothing, and without notes the libraries speak as before
+    notes.clear()
+    compressed_to_rgb("png", encode_compressed(np.zeros((8, 8, 3), np.uint8), "png"),
+                      notes=notes)
+    assert notes == []
+    with pytest.raises(ImageRejected):
+        compressed_to_rgb("png", bytes(png))
+    assert "libpng" in capfd.readouterr().err

@@ -18,7 +18,7 @@ pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels)
 from slimseg_ros.data import bagread, build_dataset  # noqa: E402
 from slimseg_ros.eval import bagio  # noqa: E402
 from slimseg_ros.eval.replay_plan import ParamEvent, ReplayConfig  # noqa: E402
-from slimseg_ros.ros.drive import NodeProcess, typed_node_params, write_params_file  # noqa: E402
+from slimseg_ros.ros.drive import NodeProcess, write_params_file  # noqa: E402
 from slimseg_ros.ros.replay import node_params, replay_node_command, run_replay  # noqa: E402
 from slimseg_ros.runtime import load_engine  # noqa: E402
 
@@ -123,15 +123,6 @@ def test_running_node_compressed_bag_matches_offline_inference(tmp_path, checkpo
     assert agreement > 0.99  # thread counts differ between processes: rare argmax ties
 
 
-def test_start_parameters_get_the_declared_types():
-    """`--param min_dwell_s=1` must not fail the node's start on an INTEGER for a DOUBLE."""
-    typed = typed_node_params({"min_dwell_s": 1, "battery_thresholds": [1, 0.2],
-                               "overrun_frames": 3, "adaptive": True, "unknown": 1})
-    assert typed == {"min_dwell_s": 1.0, "battery_thresholds": [1.0, 0.2],
-                     "overrun_frames": 3, "adaptive": True, "unknown": 1}
-    assert isinstance(typed["min_dwell_s"], float) and isinstance(typed["overrun_frames"], int)
-
-
 def test_node_command_wires_the_bag_topics(tmp_path):
     frames = [(np.zeros((8, 10, 3), np.uint8), np.zeros((8, 10), np.uint8))] * 2
     info = bagio.write_frames_bag(tmp_path / "bag", frames, compressed="png")
@@ -143,9 +134,9 @@ def test_node_command_wires_the_bag_topics(tmp_path):
     assert params["adaptive"] is False and params["width"] == 0.5
     assert params["input_transport"] == "compressed" and params["target_fps"] == 10.0
     assert params["model_path"].endswith("m.safetensors")
-    assert params["min_dwell_s"] == 1.0 and isinstance(params["min_dwell_s"], float)
+    assert params["min_dwell_s"] == 1  # the node takes integers for doubles itself
     cmd = replay_node_command(config, topics, tmp_path / "p.yaml")
-    assert cmd[1:cmd.index("--ros-args")] == ["-m", "slimseg_ros.ros.node"]
+    assert cmd[1:cmd.index("--ros-args")] == ["-m", "slimseg_ros.ros.entry", "slimseg_node"]
     remaps = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-r"]
     assert remaps == ["__node:=seg", "__ns:=/robot", "image:=/camera/image_raw",
                       "battery_state:=/battery_state", "labels:=/seg/labels",

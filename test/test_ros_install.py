@@ -67,15 +67,16 @@ def _env(prefix: Path) -> dict[str, str]:
 
 
 def test_install_puts_the_ros_files_where_ros_looks(prefix: Path) -> None:
-    launcher = prefix / "lib" / "slimseg_ros" / "slimseg_node"
-    assert launcher.is_file() and os.access(launcher, os.X_OK)
+    for name in ("slimseg_node", "slimseg_lifecycle_node"):
+        launcher = prefix / "lib" / "slimseg_ros" / name
+        assert launcher.is_file() and os.access(launcher, os.X_OK), name
+        assert (prefix / "bin" / name).is_file(), name
     share = prefix / "share" / "slimseg_ros"
     for relative in ("package.xml", "launch/seg.launch.py", "config/slimseg.yaml",
                      "config/fastdds_large_data.xml"):
         assert (share / relative).is_file(), relative
     assert (prefix / "share" / "ament_index" / "resource_index" / "packages" / "slimseg_ros"
             ).is_file()
-    assert (prefix / "bin" / "slimseg_node").is_file()
 
 
 def test_installed_launcher_starts_the_installed_node(prefix: Path, tmp_path: Path,
@@ -96,6 +97,21 @@ def test_installed_launcher_starts_the_installed_node(prefix: Path, tmp_path: Pa
             started = probe.wait_started(90.0, node.problem)
             assert started in (0.25, 0.5, 0.75, 1.0)
             node.send(signal.SIGINT)  # what `ros2 launch` sends on Ctrl-C
+            assert node.wait(60) == 0, node.log_text()[-2000:]
+        finally:
+            node.stop()
+
+
+def test_installed_lifecycle_launcher_starts_the_managed_node(prefix: Path, tmp_path: Path,
+                                                              make_checkpoint) -> None:
+    launcher = prefix / "lib" / "slimseg_ros" / "slimseg_lifecycle_node"
+    cmd = node_command(executable=[str(launcher)], remaps=["__ns:=/installed_managed"],
+                       params=[f"model_path:={make_checkpoint(input_size=(64, 96))}"])
+    with Probe("/installed_managed/slimseg", labels_topic=None) as probe:
+        node = NodeProcess(cmd, tmp_path / "node.log", _env(prefix), cwd=tmp_path)
+        try:
+            assert probe.lifecycle_state(90.0) == "unconfigured"  # a lifecycle node, by name
+            node.send(signal.SIGINT)
             assert node.wait(60) == 0, node.log_text()[-2000:]
         finally:
             node.stop()

@@ -1,9 +1,10 @@
 """The launch file and the installed layout it relies on.
 
-launch/launch_ros are not installable here, so: the real launch description is checked only
-where launch_ros exists (skipped otherwise); what can be checked here is checked here (setup.py
-installs the executable and the config, every parameter of config/slimseg.yaml is one the node
-declares and takes, and the launch file's own logic run against stand-ins of launch/launch_ros).
+launch/launch_ros are not on PyPI, so the launch file's own logic runs here against stand-ins of
+launch/launch_ros (every action it returns, for the plain and the managed node); with the wheels
+of ../shared/ros2cli installed, the real description is built too, and test_ros_cli.py runs
+``ros2 launch`` itself. Also: setup.py installs the executables and the config, and every
+parameter of config/slimseg.yaml is one the node declares and takes.
 """
 
 from __future__ import annotations
@@ -41,19 +42,31 @@ def _setup_kwargs(monkeypatch) -> dict:
     return captured
 
 
-def test_setup_installs_the_executable_launch_file_and_config(monkeypatch) -> None:
+def test_setup_installs_the_executables_launch_file_and_config(monkeypatch) -> None:
     kw = _setup_kwargs(monkeypatch)
-    assert "slimseg_node = slimseg_ros.ros.node:main" in kw["entry_points"]["console_scripts"]
+    scripts = kw["entry_points"]["console_scripts"]
+    assert "slimseg_node = slimseg_ros.ros.entry:slimseg_node" in scripts
+    assert "slimseg_lifecycle_node = slimseg_ros.ros.entry:slimseg_lifecycle_node" in scripts
     files = {dest: list(srcs) for dest, srcs in kw["data_files"]}
-    assert "resource/slimseg_node" in files["lib/slimseg_ros"]
+    assert {"resource/slimseg_node", "resource/slimseg_lifecycle_node"} <= set(
+        files["lib/slimseg_ros"])
     assert "launch/seg.launch.py" in files["share/slimseg_ros/launch"]
     assert {"config/slimseg.yaml", "config/fastdds_large_data.xml"} <= set(
         files["share/slimseg_ros/config"])
     assert "resource/slimseg_ros" in files["share/ament_index/resource_index/packages"]
     assert os.access(ROOT / "resource" / "slimseg_node", os.X_OK)
-    from slimseg_ros.ros import node
+    assert os.access(ROOT / "resource" / "slimseg_lifecycle_node", os.X_OK)
+    from slimseg_ros.ros import entry
 
-    assert callable(node.main)
+    assert set(entry.EXECUTABLES) == {"slimseg_node", "slimseg_lifecycle_node"}
+
+
+def test_setup_lists_the_data_folders_as_packages(monkeypatch) -> None:
+    """setuptools warned that assets/ and data/classes/ were missing from `packages`."""
+    packages = set(_setup_kwargs(monkeypatch)["packages"])
+    assert {"slimseg_ros.assets.camvid_sample", "slimseg_ros.assets.camvid_sample.val",
+            "slimseg_ros.data.classes", "slimseg_ros.ros"} <= packages
+    assert not any("__pycache__" in name for name in packages)
 
 
 @pytest.mark.dds
@@ -87,40 +100,44 @@ class _Recorded:
         self.args, self.kwargs = args, kwargs
 
 
+class _StubModule(types.ModuleType):
+    """A module whose every name is a recording class (``_Recorded`` subclass of that name)."""
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        cls = type(name, (_Recorded,), {})
+        setattr(self, name, cls)
+        return cls
+
+
+class LaunchConfiguration:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def perform(self, context: dict) -> str:
+        return context[self.name]
+
+
+class FindPackageShare:  # the source tree has the share layout (launch/, config/)
+    def __init__(self, package: str) -> None:
+        assert package == "slimseg_ros"
+
+    def perform(self, context: dict) -> str:
+        return str(ROOT)
+
+
 def _load_launch_file(monkeypatch, arguments: dict[str, str]):
-    """Run seg.launch.py's OpaqueFunction with ``arguments``; the launch_ros Node kwargs."""
-    launch = types.ModuleType("launch")
-    launch.LaunchDescription = _Recorded
-    actions = types.ModuleType("launch.actions")
-    actions.DeclareLaunchArgument = _Recorded
-    actions.OpaqueFunction = _Recorded
-    substitutions = types.ModuleType("launch.substitutions")
-
-    class LaunchConfiguration:
-        def __init__(self, name: str) -> None:
-            self.name = name
-
-        def perform(self, context: dict) -> str:
-            return context[self.name]
-
-    substitutions.LaunchConfiguration = LaunchConfiguration
-    launch_ros = types.ModuleType("launch_ros")
-    ros_actions = types.ModuleType("launch_ros.actions")
-    ros_actions.Node = _Recorded
-    ros_subs = types.ModuleType("launch_ros.substitutions")
-
-    class FindPackageShare:  # the source tree has the share layout (launch/, config/)
-        def __init__(self, package: str) -> None:
-            assert package == "slimseg_ros"
-
-        def perform(self, context: dict) -> str:
-            return str(ROOT)
-
-    ros_subs.FindPackageShare = FindPackageShare
-    for name, module in {"launch": launch, "launch.actions": actions,
-                         "launch.substitutions": substitutions, "launch_ros": launch_ros,
-                         "launch_ros.actions": ros_actions,
-                         "launch_ros.substitutions": ros_subs}.items():
+    """Run seg.launch.py's OpaqueFunction with ``arguments``: (declared argument names, the
+    actions it returns, the launch file's namespace)."""
+    names = ("launch", "launch.actions", "launch.event_handlers", "launch.events",
+             "launch.substitutions", "launch_ros", "launch_ros.actions",
+             "launch_ros.event_handlers", "launch_ros.events", "launch_ros.events.lifecycle",
+             "launch_ros.substitutions")
+    modules = {name: _StubModule(name) for name in names}
+    modules["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    modules["launch_ros.substitutions"].FindPackageShare = FindPackageShare
+    for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     namespace = runpy.run_path(str(LAUNCH))
     description = namespace["generate_launch_description"]()
@@ -128,18 +145,26 @@ def _load_launch_file(monkeypatch, arguments: dict[str, str]):
     opaque = description.args[0][-1]
     context = {name: default for name, default, _ in namespace["ARGUMENTS"]}
     context.update(arguments)
-    node, = opaque.kwargs["function"](context)
-    return declared, node.kwargs
+    return declared, opaque.kwargs["function"](context), namespace
+
+
+def _node(actions) -> _Recorded:
+    node = actions[0]
+    assert type(node).__name__ in ("Node", "LifecycleNode")
+    return node
 
 
 def test_launch_file_passes_the_config_and_arguments(monkeypatch) -> None:
     monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
     monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
-    declared, node = _load_launch_file(monkeypatch, {})
+    declared, actions, _ = _load_launch_file(monkeypatch, {})
     assert {"image", "model_path", "backend", "device", "width", "adaptive",
-            "namespace"} <= declared
+            "namespace", "managed", "autostart", "fastdds_profile"} <= declared
+    node = _node(actions).kwargs
+    assert type(actions[0]).__name__ == "Node"
     assert node["executable"] == "slimseg_node" and node["package"] == "slimseg_ros"
     assert node["name"] == "slimseg"
+    assert not node.get("emulate_tty")  # log files without colour escapes
     parameters, = node["parameters"]
     assert parameters == yaml.safe_load(CONFIG.read_text())["slimseg"]["ros__parameters"]
     assert ("image", "/camera/image_raw") in node["remappings"]
@@ -149,24 +174,68 @@ def test_launch_file_passes_the_config_and_arguments(monkeypatch) -> None:
 
 def test_launch_width_argument_pins_and_user_profile_is_kept(monkeypatch) -> None:
     monkeypatch.setenv("FASTDDS_DEFAULT_PROFILES_FILE", "/etc/my_profile.xml")
-    _, node = _load_launch_file(monkeypatch, {
+    _, actions, _ = _load_launch_file(monkeypatch, {
         "width": "0.5", "image": "/front/image", "namespace": "front", "model_path": "/m.st"})
+    node = _node(actions).kwargs
     parameters, = node["parameters"]
     assert parameters["width"] == 0.5 and parameters["adaptive"] is False
     assert parameters["model_path"] == "/m.st"
     assert node["namespace"] == "front" and ("image", "/front/image") in node["remappings"]
     assert node["additional_env"] == {}  # the user's own profile is left alone
-    _, node = _load_launch_file(monkeypatch, {"width": "0.5", "adaptive": "true"})
-    assert node["parameters"][0]["adaptive"] is True
+    _, actions, _ = _load_launch_file(monkeypatch, {"width": "0.5", "adaptive": "true"})
+    assert _node(actions).kwargs["parameters"][0]["adaptive"] is True
+
+
+def test_a_node_that_exits_with_an_error_fails_the_launch(monkeypatch) -> None:
+    _, actions, namespace = _load_launch_file(monkeypatch, {})
+    handler = [a.args[0] for a in actions if type(a).__name__ == "RegisterEventHandler"]
+    on_exit, = [h for h in handler if type(h).__name__ == "OnProcessExit"]
+    assert on_exit.kwargs["target_action"] is actions[0]
+    fail = on_exit.kwargs["on_exit"]
+    event = types.SimpleNamespace(returncode=1, action=types.SimpleNamespace(name="slimseg-1"))
+    with pytest.raises(RuntimeError, match="exited with status 1"):
+        fail(event, None)  # launch turns an exception into a non-zero exit status
+    assert fail(types.SimpleNamespace(returncode=0, action=event.action), None) is None
+
+
+def test_managed_launch_starts_the_lifecycle_node_and_autostarts_it(monkeypatch) -> None:
+    from lifecycle_msgs.msg import Transition
+
+    _, actions, _ = _load_launch_file(monkeypatch, {"managed": "true"})
+    node = _node(actions)
+    assert type(node).__name__ == "LifecycleNode"
+    assert node.kwargs["executable"] == "slimseg_lifecycle_node"
+    assert node.kwargs["name"] == "slimseg"
+    kinds = [type(a).__name__ for a in actions]
+    assert kinds == ["LifecycleNode", "RegisterEventHandler", "RegisterEventHandler",
+                     "EmitEvent"]
+    configure = actions[-1].kwargs["event"].kwargs
+    assert configure["transition_id"] == Transition.TRANSITION_CONFIGURE
+    then = actions[2].args[0]
+    assert type(then).__name__ == "OnStateTransition"
+    assert then.kwargs["start_state"] == "configuring" and then.kwargs["handle_once"]
+    step = then.kwargs["entities"][0].kwargs["function"]
+    context = types.SimpleNamespace(locals=types.SimpleNamespace(
+        event=types.SimpleNamespace(goal_state="inactive")))
+    activate, = step(context)
+    assert activate.kwargs["event"].kwargs["transition_id"] == Transition.TRANSITION_ACTIVATE
+    context.locals.event.goal_state = "unconfigured"
+    with pytest.raises(RuntimeError, match="could not be configured"):
+        step(context)
+
+    _, actions, _ = _load_launch_file(monkeypatch, {"managed": "true", "autostart": "false"})
+    assert [type(a).__name__ for a in actions] == ["LifecycleNode", "RegisterEventHandler"]
 
 
 def test_real_launch_description() -> None:
-    pytest.importorskip("launch_ros", reason="launch_ros is not installable here (ROS 2 install "
-                        "only); the stand-in tests above cover the launch file's logic")
+    pytest.importorskip("launch_ros", reason="launch_ros is not on PyPI: install the wheels of "
+                        "../shared/ros2cli (make venv does when that folder exists); the "
+                        "stand-in tests above cover the launch file's logic")
     from launch import LaunchDescription
 
     namespace = runpy.run_path(str(LAUNCH))
     description = namespace["generate_launch_description"]()
     assert isinstance(description, LaunchDescription)
     names = {a.name for a in description.get_launch_arguments()}
-    assert {"image", "model_path", "backend", "device", "width", "adaptive", "namespace"} <= names
+    assert {"image", "model_path", "backend", "device", "width", "adaptive", "namespace",
+            "managed", "autostart"} <= names

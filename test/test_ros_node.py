@@ -90,6 +90,7 @@ def env(make_checkpoint):
     probe.add_node(node)
     e = Env(node=node, probe=probe, image_pub=probe.publisher(Image, "image", 10))
     node.frame_observer = lambda t: e.timings.__setitem__(t.stamp_ns, t)
+    probe.wait_started(DEADLINE * 4)  # engines load in a thread; ~/width says they are ready
     yield e
     probe.close()  # stops the node too
 
@@ -278,7 +279,7 @@ def test_latest_frame_wins_and_every_frame_is_accounted_for(env: Env) -> None:
 
 def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None:
     published = {"labels_color": 0, "overlay": 0}
-    for name, pub in (("labels_color", env.node._color_pub), ("overlay", env.node._overlay_pub)):
+    for name, pub in (("labels_color", env.node._outputs["labels_color"]), ("overlay", env.node._outputs["overlay"])):
         original = pub.publish
 
         def counting(msg, name=name, original=original):
@@ -292,8 +293,8 @@ def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None
     colour = env.probe.collect(Image, "labels_color")
     overlay = env.probe.collect(Image, "overlay")
     try:
-        assert wait_until(lambda: env.node._color_pub.get_subscription_count() > 0
-                          and env.node._overlay_pub.get_subscription_count() > 0, DEADLINE)
+        assert wait_until(lambda: env.node._outputs["labels_color"].get_subscription_count() > 0
+                          and env.node._outputs["overlay"].get_subscription_count() > 0, DEADLINE)
         rgb = _rgb(seed=4)
         sent, labels = env.request(lambda h: make_image(rgb, "rgb8", h), collector=overlay)
         stamp = stamp_ns(sent.header)
@@ -363,3 +364,122 @@ def test_pinned_start_uses_the_given_width(env: Env) -> None:
         assert node.get_parameter("width").value == 0.5
     finally:
         node.destroy_node()
+
+
+# -- what issue 15 found: types, messages, limits, logs ------------------------------------------
+
+def test_integers_are_taken_for_doubles(env: Env) -> None:
+    """`ros2 param set /slimseg width 1` sends an integer; every ROS user writes `30`."""
+    (ok, reason), = env.set(width=1)  # Probe sends Python ints as INTEGER, like ros2 param set
+    assert ok, reason
+    assert env.probe.wait_width(1.0, DEADLINE)
+    (ok, reason), = env.set(target_fps=30)
+    assert ok, reason
+    assert env.node.controller.config.target_fps == 30.0
+    assert env.node.get_parameter("target_fps").type_ == Parameter.Type.DOUBLE
+    env.set_ok(adaptive=True, **LAX)
+    # at start: a parameter file, -p and parameter_overrides alike
+    node = _other_node(env, "slimseg_ints", ["-p", "min_dwell_s:=3"], target_fps=30)
+    try:
+        assert node.get_parameter("target_fps").value == 30.0
+        assert node.get_parameter("min_dwell_s").value == 3.0
+        assert node.controller.config.target_fps == 30.0
+    finally:
+        node.destroy_node()
+
+
+def test_values_a_user_cannot_act_on_are_answered_in_words(env: Env) -> None:
+    (ok, reason), = env.set(target_fps="fast")
+    assert not ok and reason == ("target_fps takes a number (double; 30 and 30.0 both work); "
+                                 "got a string 'fast'")
+    (ok, reason), = env.set(target_fsp=30.0)
+    assert not ok and "has no parameter 'target_fsp'; did you mean target_fps?" in reason
+    (ok, reason), = env.set(adaptive="yes")
+    assert not ok and reason.startswith("adaptive takes a boolean")
+
+
+def test_a_directory_as_model_path_is_named_a_directory(env: Env, tmp_path) -> None:
+    from slimseg_ros.ros.node import StartupError
+
+    (tmp_path / "mine.safetensors").write_bytes(b"")
+    with pytest.raises(StartupError, match=r"is a directory, not a checkpoint file; give the "
+                                           r"\.safetensors file itself \(it holds "
+                                           r"mine\.safetensors\)"):
+        SlimSegNode("slimseg_dir", context=env.node.context,
+                    parameter_overrides=[Parameter("model_path", value=str(tmp_path))])
+
+
+def test_a_pin_must_lie_within_min_and_max_width(env: Env) -> None:
+    """max_width means never wider, pins included (the docs and the node agree)."""
+    env.set_ok(width=1.0)
+    env.set_ok(max_width=0.75)  # the held width follows at once, no frame needed
+    assert env.probe.wait_width(0.75, DEADLINE)
+    assert wait_until(lambda: env.node.get_parameter("width").value == 0.75, DEADLINE)
+    (ok, reason), = env.set(width=1.0)
+    assert not ok and reason.startswith("width 1 is outside [min_width, max_width] = [0, 0.75]")
+    env.set_ok(max_width=1.0, width=0.25)
+    env.set_ok(min_width=0.5)
+    assert env.probe.wait_width(0.5, DEADLINE)
+    env.set_ok(min_width=0.0, adaptive=True)
+
+
+def test_min_width_above_the_width_in_use_applies_at_once_while_adaptive(env: Env) -> None:
+    env.set_ok(width=0.25)
+    env.set_ok(adaptive=True)
+    assert env.node.controller.width == 0.25
+    env.set_ok(min_width=0.75)  # no frame is sent: the set itself moves the width
+    assert env.probe.wait_width(0.75, DEADLINE)
+    env.set_ok(min_width=0.0)
+
+
+def test_resuming_adaptive_is_logged(env: Env, capfd) -> None:
+    env.set_ok(adaptive=False)
+    env.set_ok(adaptive=True)
+    err = capfd.readouterr().err
+    assert "adaptive off: holding width" in err and "adaptive on: adapting from width" in err
+
+
+def test_decoder_noise_goes_through_the_throttled_log(env: Env, capfd) -> None:
+    """libpng wrote one stderr line per bad PNG, past the node's 5 s warning throttle."""
+    env.set_ok(input_transport="compressed")
+    pub = env.probe.publisher(CompressedImage, "image/compressed", 10)
+    try:
+        png = bytearray(make_compressed(_rgb(), "png", make_header(1)).data)
+        png[len(png) // 2] ^= 0xFF  # a bad IDAT checksum: libpng complains
+        before = env.node.stats.rejected_by_kind.get("decode", 0)
+        for i in range(10):
+            pub.publish(CompressedImage(header=make_header(env.stamp()), format="png",
+                                        data=bytes(png)))
+            assert wait_until(lambda i=i: env.node.stats.rejected_by_kind.get("decode", 0)
+                              > before + i, DEADLINE)
+        assert "libpng" in env.node.stats.last_rejection  # the decoder's words, kept
+        err = capfd.readouterr().err.splitlines()
+        assert not [line for line in err if line.startswith("libpng")]  # never raw
+        warned = [line for line in err if "libpng" in line]
+        assert len(warned) < 10  # throttled (every 5 s at most), not one line per message
+        env.probe.node.destroy_publisher(pub)
+    finally:
+        env.set_ok(input_transport="raw")
+
+
+def test_a_silent_best_effort_publisher_does_not_hold_the_input_qos(env: Env) -> None:
+    """A crashed camera stays in the graph until its lease expires (~20 s): it must not keep a
+    working reliable camera (env.image_pub) on best effort meanwhile."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    ghost = env.probe.publisher(Image, "image", QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))  # never publishes
+    try:
+        assert env.probe.wait_status(
+            lambda s: s["input_reliability"].startswith("best_effort"), DEADLINE)
+
+        def reliable_again(status: dict) -> bool:
+            env.request(lambda h: make_image(_rgb(), "rgb8", h))  # the camera keeps sending
+            return (status["input_reliability"].startswith("reliable")
+                    and "leaving out 1 best-effort publisher" in status["input_reliability"])
+        assert env.probe.wait_status(reliable_again, DEADLINE * 2)
+        env.request(lambda h: make_image(_rgb(), "rgb8", h))
+    finally:
+        env.probe.node.destroy_publisher(ghost)
+    assert env.probe.wait_status(lambda s: s["input_reliability"].startswith("reliable")
+                                 and "leaving out" not in s["input_reliability"], DEADLINE)

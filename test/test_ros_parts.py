@@ -188,3 +188,80 @@ def test_the_node_status_is_read_by_its_contract_name() -> None:
     assert status_values(array, "/slimseg") == {"width": "1"}
     assert status_values(array, "front/seg") == {"width": "0.5"}
     assert status_values(array, "/rear/seg") is None  # same name, another node
+
+
+def test_a_silent_best_effort_ghost_does_not_hold_the_input_qos() -> None:
+    """A camera killed without a clean exit stays in the graph until its lease expires; its
+    reliable replacement must get a reliable subscription long before that (defect 7), also
+    when best effort lets a trickle of its frames through."""
+    from slimseg_ros.ros.qos import InputQosChooser
+
+    chooser = InputQosChooser(stale_after_s=2.0)
+    ghost, camera = ("ghost", B), ("camera", R)
+    assert chooser.choose("auto", [ghost], 0.0)[0] == B
+    # the ghost's last frame came at 5 s; the replacement appears at 6 s and its frames
+    # trickle in over best effort
+    policy, _ = chooser.choose("auto", [ghost, camera], 6.0, B, subscribed_at=0.0,
+                               heard={"ghost": 5.0, "camera": 6.0})
+    assert policy == B  # silent for 1 s only: nothing is concluded yet
+    policy, why = chooser.choose("auto", [ghost, camera], 7.1, B, subscribed_at=0.0,
+                                 heard={"ghost": 5.0, "camera": 7.0})
+    assert policy == R and "leaving out 1 best-effort publisher" in why
+    # frames flow over the reliable subscription (made at 7.1); the ghost stays left out
+    assert chooser.choose("auto", [ghost, camera], 30.0, R, subscribed_at=7.1,
+                          heard={"camera": 29.9})[0] == R
+    # the ghost's lease expires: nothing to leave out any more
+    policy, why = chooser.choose("auto", [camera], 31.0, R, subscribed_at=7.1,
+                                 heard={"camera": 31.0})
+    assert policy == R and "leaving out" not in why
+
+
+def test_a_best_effort_camera_that_delivers_keeps_best_effort() -> None:
+    from slimseg_ros.ros.qos import InputQosChooser
+
+    chooser = InputQosChooser(stale_after_s=2.0)
+    pubs = [("small_frames_be", B), ("second_reliable", R)]
+    for t in range(1, 10):
+        policy, why = chooser.choose("auto", pubs, float(t), B, subscribed_at=0.0,
+                                     heard={"small_frames_be": t - 0.1})
+        assert policy == B and "leaving out" not in why
+
+
+def test_a_left_out_publisher_is_tried_again_when_the_reliable_side_is_silent_too() -> None:
+    from slimseg_ros.ros.qos import InputQosChooser
+
+    chooser = InputQosChooser(stale_after_s=2.0, max_retry_s=8.0)
+    pubs = [("paused_be_camera", B), ("idle_reliable", R)]
+    assert chooser.choose("auto", pubs, 0.0)[0] == B
+    assert chooser.choose("auto", pubs, 2.0, B, subscribed_at=0.0)[0] == R
+    # nobody delivers over reliable either: re-match everyone after 4 s, then 8 s (no flapping)
+    assert chooser.choose("auto", pubs, 5.0, R, subscribed_at=2.0)[0] == R
+    assert chooser.choose("auto", pubs, 6.0, R, subscribed_at=2.0)[0] == B
+    assert chooser.choose("auto", pubs, 8.0, B, subscribed_at=6.0)[0] == R
+    assert chooser.choose("auto", pubs, 15.0, R, subscribed_at=8.0)[0] == R
+    assert chooser.choose("auto", pubs, 16.0, R, subscribed_at=8.0)[0] == B
+    # a forced mode ignores all that
+    assert chooser.choose("best_effort", pubs, 17.0, B)[0] == B
+
+
+def test_integers_become_the_doubles_a_parameter_is_declared_as() -> None:
+    from rcl_interfaces.msg import ParameterType as T
+
+    assert P.coerce("target_fps", T.PARAMETER_DOUBLE, T.PARAMETER_INTEGER, 30) == 30.0
+    assert P.coerce("battery_widths", T.PARAMETER_DOUBLE_ARRAY, T.PARAMETER_INTEGER_ARRAY,
+                    [1, 0]) == [1.0, 0.0]
+    assert P.coerce("overrun_frames", T.PARAMETER_INTEGER, T.PARAMETER_INTEGER, 3) == 3
+    with pytest.raises(ValueError, match=r"^overrun_frames takes an integer; got a number "
+                                         r"\(double; 30 and 30.0 both work\) 2.5$"):
+        P.coerce("overrun_frames", T.PARAMETER_INTEGER, T.PARAMETER_DOUBLE, 2.5)
+    assert "did you mean max_width" in P.unknown_parameter("maxwidth", P.ALL_NAMES)
+
+
+def test_managed_descriptors_let_start_up_parameters_change_while_unconfigured() -> None:
+    plain, managed = P.descriptor(P.spec("model_path")), P.descriptor(P.spec("model_path"), True)
+    assert plain.read_only and not managed.read_only
+    assert "unconfigured" in managed.additional_constraints
+    assert "checkpoint" in P.descriptor(P.spec("widths"), True).additional_constraints
+    assert set(P.STARTUP_PARAMETERS) == {"model_path", "backend", "device", "precision",
+                                         "input_size", "engine_cache_dir", "class_names",
+                                         "widths"}

@@ -1,11 +1,14 @@
 """The node as its own process, started the way users start it, fed from other processes.
 
-Covers: ``--ros-args --params-file config/slimseg.yaml -r image:=/camera/image_raw``; 640x480 and
-1280x720 rgb8 frames from a reliable publisher in another process, and frames from a best-effort
-one, each answered with its header; the shipped Fast DDS large-data profile on the publishing
-side carries 640x480 best-effort frames; SIGTERM ends the node with exit status 0; an unusable
-model ends it with status 1 and one line. (How many best-effort frames cross without the profile
-depends on the machine's load: docs/node.md has the measurement.)
+Covers: ``--ros-args --params-file config/slimseg.yaml -r image:=/camera/image_raw -p
+target_fps:=30`` (an integer for a double); 640x480 and 1280x720 rgb8 frames from a reliable
+publisher in another process, and frames from a best-effort one, each answered with its header;
+the shipped Fast DDS large-data profile on the publishing side carries 640x480 best-effort
+frames; SIGTERM while frames stream ends the node with exit status 0 and no publish error; an
+unusable model ends it with status 1 and one line; parameter calls are answered (and checked
+against the checkpoint) while the engines are still being built, frames meanwhile are counted as
+dropped, and SIGTERM then does not wait for the build. (How many best-effort frames cross without
+the profile depends on the machine's load: docs/node.md has the measurement.)
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from slimseg_ros.data.stamps import stamp_ns  # noqa: E402
-from slimseg_ros.ros.drive import NodeProcess, Probe, node_command  # noqa: E402
+from slimseg_ros.ros.drive import NodeProcess, Probe, node_command, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.dds
 
@@ -52,7 +56,7 @@ def probe():
 def node_process(make_checkpoint, probe: Probe, tmp_path_factory):
     checkpoint = make_checkpoint(input_size=(64, 96))
     cmd = node_command(params_file=CONFIG, remaps=[f"image:={TOPIC}"],
-                       params=[f"model_path:={checkpoint}", "backend:=torch"])
+                       params=[f"model_path:={checkpoint}", "backend:=torch", "target_fps:=30"])
     node = NodeProcess(cmd, tmp_path_factory.mktemp("node") / "node.log", node_env())
     try:
         probe.wait_started(DEADLINE, node.problem)  # ~/width is latched: sent at start
@@ -71,6 +75,11 @@ def _answer(probe: Probe, publisher, msg: Image, timeout: float = DEADLINE) -> I
         if got is not None:
             return got
     return None
+
+
+def test_an_integer_for_a_double_on_the_command_line_starts_the_node(node_process,
+                                                                     probe: Probe) -> None:
+    assert probe.get_parameters(["target_fps"]) == {"target_fps": 30.0}
 
 
 def test_params_file_and_remap_run_the_node(node_process, probe: Probe, camera_frame) -> None:
@@ -133,15 +142,79 @@ def test_best_effort_camera_with_the_large_data_profile_gets_through(
     assert len(report["sent"]) == 10
 
 
-def test_sigterm_stops_the_node_cleanly(node_process: NodeProcess) -> None:
+def test_sigterm_while_frames_stream_stops_the_node_cleanly(node_process: NodeProcess,
+                                                          probe: Probe, camera_frame) -> None:
+    """Once, a SIGTERM stop raced a publish: 'publisher's context is invalid'."""
     assert node_process.exit_code is None, node_process.log_text()
-    node_process.send(signal.SIGTERM)
+    pub = probe.publisher(Image, TOPIC,
+                          QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+    streaming = threading.Event()
+    streaming.set()
+
+    def camera() -> None:
+        stamp = 5_000_000_000
+        while streaming.is_set():
+            pub.publish(camera_frame((320, 240), stamp))
+            stamp += 1
+            time.sleep(0.005)
+
+    feeder = threading.Thread(target=camera, daemon=True)
+    feeder.start()
     try:
-        code = node_process.wait(DEADLINE)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"node still running {DEADLINE:.0f} s after SIGTERM")
-    assert code == 0, node_process.log_text()[-2000:]
-    assert "Traceback" not in node_process.log_text()
+        assert wait_until(lambda: any((s or 0) >= 5_000_000_010
+                                      for _, s, _ in probe.labels.stamped()), DEADLINE)
+        node_process.send(signal.SIGTERM)
+        try:
+            code = node_process.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"node still running {DEADLINE:.0f} s after SIGTERM")
+    finally:
+        streaming.clear()
+        feeder.join(10)
+        probe.node.destroy_publisher(pub)
+    log = node_process.log_text()
+    assert code == 0, log[-2000:]
+    assert "stopping on SIGTERM" in log
+    for bad in ("Traceback", "Failed to publish", "context is invalid", "frame failed"):
+        assert bad not in log, log[-3000:]
+
+
+def test_parameters_answer_while_the_engines_build_and_sigterm_does_not_wait(
+        tmp_path: Path, make_checkpoint, camera_frame, held_build) -> None:
+    """The node is in the graph and answers ``ros2 param`` from the start, checked against the
+    checkpoint's widths, while the engines build; frames meanwhile are counted, not kept; and a
+    build cannot hold a stop hostage (the engine cache's lock held by the test keeps the build
+    going)."""
+    node = NodeProcess(node_command(
+        remaps=["__node:=slimseg_building", "image:=/building/image"],
+        params=[f"model_path:={make_checkpoint(input_size=(64, 96))}",
+                "backend:=onnxruntime", f"engine_cache_dir:={held_build.cache}"]),
+        tmp_path / "node.log", node_env())
+    try:
+        with Probe("/slimseg_building", labels_topic=None) as p:
+            assert wait_until(lambda: p.parameter_service_ready() or node.problem(),
+                              DEADLINE * 2), "no parameter service"
+            assert node.problem() is None, node.problem()
+            got = p.get_parameters(["widths", "class_names", "backend"], DEADLINE)
+            assert got["widths"] == [0.25, 0.5, 0.75, 1.0] and len(got["class_names"]) == 11
+            (ok, reason), = p.set_parameters({"width": 0.3}, DEADLINE)
+            assert not ok and "(0.25, 0.5, 0.75, 1)" in reason
+            (ok, reason), = p.set_parameters({"width": 0.5}, DEADLINE)
+            assert ok, reason
+            assert wait_until(lambda: p.get_parameters(["adaptive"]).get("adaptive")
+                              is False, DEADLINE)  # a pin before the engines exist
+            status = p.wait_status(lambda s: s.get("state", "").startswith("starting"),
+                                   DEADLINE)
+            assert status is not None, "no status while starting"
+            pub = p.publisher(Image, "/building/image", 10)
+            assert wait_until(lambda: pub.get_subscription_count() > 0, DEADLINE)
+            pub.publish(camera_frame((64, 48), 7))
+            assert p.wait_status(lambda s: int(s["received_frames"]) >= 1
+                                 and int(s["dropped_frames"]) >= 1, DEADLINE)
+            assert p.current_width() is None  # ~/width only once the engines are ready
+            held_build.sigterm(node)
+    finally:
+        node.stop()
 
 
 def test_unusable_model_exits_with_one_clear_line(tmp_path: Path) -> None:

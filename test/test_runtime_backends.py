@@ -97,13 +97,19 @@ def test_auto_on_cpu_without_onnxruntime_is_torch(monkeypatch: pytest.MonkeyPatc
     assert name == "torch" and "onnxruntime" in why
 
 
-def test_auto_without_a_gpu_leaves_gpu_only_requests_to_torch_to_refuse(
+def test_auto_without_a_gpu_refuses_gpu_only_requests_in_one_sentence(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert choose_backend("cuda", "fp32")[0] == "torch"
-    assert choose_backend("auto", "fp16")[0] == "torch"
+    with pytest.raises(ValueError, match=r"^device 'cuda' requested, but no CUDA device is "
+                                         r"visible \(use device auto or cpu\)$"):
+        choose_backend("cuda", "fp32")
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
-        load_engine(backend="auto", precision="fp16", allow_random=True, input_size=SIZE)
+        choose_backend("auto", "fp16")
+    notes: list[str] = []
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        load_engine(backend="auto", precision="fp16", allow_random=True, input_size=SIZE,
+                    log=notes.append)
+    assert not any("CUDA" in n for n in notes)  # said once, by the error alone
 
 
 def test_cpu_measurement_is_cached_per_machine_and_setting(
@@ -360,3 +366,74 @@ def test_compare_backends_reports_every_width_and_the_speed_ratio(
     assert "| 1.0 | 30.0 | 30.0 | 20.0 | 20.0 | 1.50x |" in table
     with pytest.raises(ValueError, match="at least one backend"):
         benchmark.compare_backends(None, backends=())
+
+
+# -- auto decides from the model in use, and distrusts implausible records ----------------------
+
+
+def test_warm_up_profile_is_monotone_in_width() -> None:
+    from slimseg_ros.runtime.engine import monotone_profile
+
+    assert monotone_profile({0.25: 0.01, 0.5: 0.02, 0.75: 0.03, 1.0: 0.04}) == {
+        0.25: 0.01, 0.5: 0.02, 0.75: 0.03, 1.0: 0.04}
+    # w0.75 measured slower than w1 (noise): both get their mean, so neither looks dominated
+    fixed = monotone_profile({0.25: 0.02, 0.5: 0.03, 0.75: 0.072, 1.0: 0.068})
+    assert fixed[0.75] == pytest.approx(0.070) and fixed[1.0] == pytest.approx(0.070)
+    values = [fixed[w] for w in sorted(fixed)]
+    assert values == sorted(values)
+
+
+def test_implausible_records_are_named() -> None:
+    record = {"ms": {"torch": 217.9, "onnxruntime": 33.7}, "loadavg": [5.2, 5.0, 4.8]}
+    assert backends.implausible_record(record, "onnxruntime", 30.0, 5.0, 2) is None
+    why = backends.implausible_record(record, "onnxruntime", 12.0, 5.0, 2)
+    assert why and "33.7 ms" in why and "12.0 ms" in why
+    why = backends.implausible_record(record, "onnxruntime", 30.0, 1.1, 2)
+    assert why and "load average 5.2" in why
+    quiet = {"ms": {"torch": 70.0, "onnxruntime": 25.0}, "loadavg": [0.4, 0.5, 0.5]}
+    assert backends.implausible_record(quiet, "onnxruntime", 26.0, 0.1, 2) is None
+
+
+def _fake_cpu_auto(monkeypatch: pytest.MonkeyPatch, winners: list[str]) -> list[dict]:
+    """``auto`` on a CPU whose measurements say ``winners`` in turn; the calls are returned."""
+    calls: list[dict] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+    def measure(model, meta, **kw):  # type: ignore[no-untyped-def]
+        calls.append({"size": tuple(meta.input_size), "config": model.config, **kw})
+        fast = winners[min(len(calls), len(winners)) - 1]
+        return {"torch": 50.0, "onnxruntime": 50.0, fast: 10.0}, False
+
+    monkeypatch.setattr(backends, "measure_cpu_backends", measure)
+    return calls
+
+
+def test_auto_measures_the_model_and_input_size_in_use(
+        monkeypatch: pytest.MonkeyPatch, make_checkpoint, tmp_path: Path) -> None:
+    calls = _fake_cpu_auto(monkeypatch, ["torch"])
+    checkpoint = make_checkpoint(input_size=(64, 96))
+    engine = load_engine(checkpoint, backend="auto", input_size=(48, 80), cache_dir=tmp_path,
+                         warmup_repeats=1)
+    assert engine.backend == "torch"
+    (call,) = calls
+    assert call["size"] == (48, 80) and call["model_path"] == str(checkpoint)
+    assert not call["force"]
+
+
+def test_auto_measures_again_when_its_record_is_implausible(
+        monkeypatch: pytest.MonkeyPatch, make_checkpoint, tmp_path: Path) -> None:
+    calls = _fake_cpu_auto(monkeypatch, ["onnxruntime", "torch"])
+    # the record says onnxruntime, at a time the engine is far from now
+    monkeypatch.setattr(backends, "cpu_record", lambda *a, **k: {
+        "ms": {"torch": 500.0, "onnxruntime": 400.0}, "loadavg": [0.1, 0.1, 0.1],
+        "measured_at": "2026-01-01T00:00:00Z"})
+    import slimseg_ros.runtime.loader as loader
+
+    monkeypatch.setattr(loader, "cpu_record", backends.cpu_record)
+    notes: list[str] = []
+    engine = load_engine(make_checkpoint(input_size=(64, 96)), backend="auto",
+                         cache_dir=tmp_path, warmup_repeats=1, log=notes.append)
+    assert [c["force"] for c in calls] == [False, True]
+    assert engine.backend == "torch"  # the new measurement decided
+    assert any("implausible" in n and "onnxruntime was recorded at 400.0 ms" in n
+               for n in notes), notes

@@ -78,3 +78,20 @@ def test_fp16_on_cpu_is_refused_with_a_reason(make_checkpoint) -> None:
     path = make_checkpoint(CONFIG, input_size=(32, 32))
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         load_engine(path, backend="torch", device="cpu", precision="fp16")
+
+
+def test_a_pytorch_pickle_as_model_is_named_one(tmp_path) -> None:
+    from slimseg_ros.model.checkpoint import CheckpointError
+    from slimseg_ros.runtime import model_metadata
+
+    pickled = tmp_path / "model.pt"
+    pickled.write_bytes(b"\x80\x04\x95" + bytes(64))  # what torch.save's legacy format starts with
+    with pytest.raises(CheckpointError, match=r"model\.pt looks like a PyTorch pickle "
+                                               r"\(torch\.save\), not a \.safetensors checkpoint"):
+        model_metadata(pickled)
+    zipped = tmp_path / "model.pth"
+    zipped.write_bytes(b"PK\x03\x04" + bytes(64))  # torch.save's zip format
+    with pytest.raises(CheckpointError, match="looks like a PyTorch pickle"):
+        model_metadata(zipped)
+    with pytest.raises(CheckpointError, match="is a directory, not a checkpoint file"):
+        model_metadata(tmp_path)

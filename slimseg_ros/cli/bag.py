@@ -30,7 +30,7 @@ examples:
       --label-topic /cam/gt --set 20:target_fps=15 --battery 1.0:0.1
   slimseg bag eval --bag camvid_val --mode replay --running-node --node-name /slimseg
 
-replay: the node is started with the checkpoint (python -m slimseg_ros.ros.node, adaptive unless
+replay: the node is started with the checkpoint (slimseg_node, adaptive unless
 --width pins it) and wired to the bag's topics, or --running-node uses one that runs already
 (its image input must be the bag's image topic). Frames go out at the recorded rate x --speed
 over DDS, reliable, with the bag's battery messages (or --battery's); answers are matched to

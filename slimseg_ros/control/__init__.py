@@ -9,11 +9,13 @@ from slimseg_ros.control.battery import (
     POWER_SUPPLY_STATUS_CHARGING, POWER_SUPPLY_STATUS_DISCHARGING, POWER_SUPPLY_STATUS_FULL,
     POWER_SUPPLY_STATUS_NOT_CHARGING, POWER_SUPPLY_STATUS_UNKNOWN)
 from slimseg_ros.control.config import ControllerConfig
-from slimseg_ros.control.controller import ControllerStatus, Decision, WidthController
+from slimseg_ros.control.controller import (
+    ControllerStatus, Decision, WidthController, check_config, check_pin)
 from slimseg_ros.control.rate import RateMeter
 
 __all__ = [
     "ControllerConfig", "ControllerStatus", "Decision", "RateMeter", "WidthController",
+    "check_config", "check_pin",
     "POWER_SUPPLY_STATUS_UNKNOWN", "POWER_SUPPLY_STATUS_CHARGING",
     "POWER_SUPPLY_STATUS_DISCHARGING", "POWER_SUPPLY_STATUS_NOT_CHARGING",
     "POWER_SUPPLY_STATUS_FULL",

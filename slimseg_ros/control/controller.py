@@ -34,7 +34,47 @@ from slimseg_ros.control.rate import RateMeter
 from slimseg_ros.widths import WIDTH_TOLERANCE as _TOL
 from slimseg_ros.widths import format_widths, match_width
 
-__all__ = ["ControllerStatus", "Decision", "WidthController"]
+__all__ = ["ControllerStatus", "Decision", "WidthController", "check_config", "check_pin"]
+
+
+def _bounds(widths: tuple[float, ...], config: ControllerConfig) -> tuple[float, float]:
+    """The narrowest and widest model widths within [min_width, max_width]."""
+    lo = min(w for w in widths if w >= config.min_width - _TOL)
+    hi = max(w for w in widths if w <= config.max_width + _TOL)
+    return lo, hi
+
+
+def check_config(widths: Iterable[float], config: ControllerConfig) -> None:
+    """Raise ``ValueError`` unless a model width lies in [min_width, max_width] of ``config``.
+
+    What :meth:`WidthController.set_config` checks, usable before a controller exists (the
+    node validates parameter sets while its engines are still being built).
+    """
+    if not isinstance(config, ControllerConfig):
+        raise TypeError(f"config must be a ControllerConfig, got {type(config).__name__}")
+    widths = tuple(widths)
+    if not any(config.min_width - _TOL <= w <= config.max_width + _TOL for w in widths):
+        raise ValueError(
+            f"no model width lies in [min_width, max_width] = [{config.min_width:g}, "
+            f"{config.max_width:g}]; the model's widths are {format_widths(sorted(widths))}")
+
+
+def check_pin(width: float, widths: Iterable[float], config: ControllerConfig) -> float:
+    """The model width an operator may pin for ``width``: one of ``widths`` and within
+    [min_width, max_width] (``max_width`` means never wider, pins included).
+
+    Raises:
+        ValueError: not a model width (the message lists them), or outside the limits.
+    """
+    widths = tuple(sorted(widths))
+    w = match_width(width, widths)
+    lo, hi = _bounds(widths, config)
+    if not lo <= w <= hi:
+        raise ValueError(
+            f"width {w:g} is outside [min_width, max_width] = [{config.min_width:g}, "
+            f"{config.max_width:g}]; change min_width/max_width first, or pin one of "
+            f"{format_widths(v for v in widths if lo <= v <= hi)}")
+    return w
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +198,9 @@ class WidthController:
     def set_config(self, config: ControllerConfig) -> None:
         """Apply new settings; the next ``decide`` enforces them.
 
+        A width held while adaptive is off that falls outside the new [min_width, max_width]
+        moves to the nearest allowed width at the next ``decide``.
+
         Raises:
             ValueError: no model width lies within [min_width, max_width]; nothing changes.
         """
@@ -180,11 +223,11 @@ class WidthController:
         """Hold ``width`` (an operator's choice) and stop adapting.
 
         Raises:
-            ValueError: ``width`` is not a model width; the message lists the valid ones and
-                nothing changes.
+            ValueError: ``width`` is not a model width, or lies outside [min_width,
+                max_width]; the message says which widths are valid and nothing changes.
         """
-        w = match_width(width, self._widths)
         with self._lock:
+            w = check_pin(width, self._widths, self._config)
             self._adaptive = False
             return self._set_width(w, f"pinned at {w:g} by the operator")
 
@@ -251,11 +294,17 @@ class WidthController:
         """Pick the width for the next frame."""
         with self._lock:
             self._advance(now)
-            if not self._adaptive:
-                return Decision(self._width, False, self._reason)
             cfg = self._config
             cur = self._width
             lo, hi = self._bounds()
+            if not self._adaptive:
+                if cur > hi:
+                    return self._set_width(hi, f"held width {cur:g} is above max_width "
+                                               f"{cfg.max_width:g}")
+                if cur < lo:
+                    return self._set_width(lo, f"held width {cur:g} is below min_width "
+                                               f"{cfg.min_width:g}")
+                return Decision(self._width, False, self._reason)
             cap, battery = self._battery_cap(now)
             upper = max(lo, hi if cap is None else min(hi, cap))
             budget, budget_text = self._budget(now)
@@ -317,13 +366,7 @@ class WidthController:
     # -- internals (called with the lock held) ---------------------------------------------
 
     def _check_config(self, config: ControllerConfig) -> None:
-        if not isinstance(config, ControllerConfig):
-            raise TypeError(f"config must be a ControllerConfig, got {type(config).__name__}")
-        if not any(config.min_width - _TOL <= w <= config.max_width + _TOL
-                   for w in self._widths):
-            raise ValueError(
-                f"no model width lies in [min_width, max_width] = [{config.min_width:g}, "
-                f"{config.max_width:g}]; the model's widths are {format_widths(self._widths)}")
+        check_config(self._widths, config)
 
     def _set_width(self, width: float, reason: str) -> Decision:
         changed = width != self._width
@@ -351,10 +394,7 @@ class WidthController:
         self._now = now
 
     def _bounds(self) -> tuple[float, float]:
-        cfg = self._config
-        lo = min(w for w in self._widths if w >= cfg.min_width - _TOL)
-        hi = max(w for w in self._widths if w <= cfg.max_width + _TOL)
-        return lo, hi
+        return _bounds(self._widths, self._config)
 
     def _fresh(self, width: float, now: float) -> bool:
         t = self._measured_at[width]

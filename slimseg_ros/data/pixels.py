@@ -7,6 +7,11 @@ on either kind of message and need no ROS. Encodings are matched without regard 
 keep their high byte (cv_bridge's 16 -> 8 bit rule), in the byte order ``is_bigendian`` names;
 yuv422/uyvy is UYVY and yuv422_yuy2/yuyv is YUYV, as in ``sensor_msgs/image_encodings.hpp``.
 
+libpng and libjpeg report problems of a file by writing to the process's stderr themselves, past
+any logging. :func:`compressed_to_rgb` can collect those lines instead (``notes``), so the node
+puts them through its own throttled warning; a line another thread wrote meanwhile goes back to
+stderr unchanged.
+
 Reading never copies when it does not have to (rgb8 without row padding comes back as a
 read-only view of the message buffer). Every malformed message raises :class:`ImageRejected`,
 a ``ValueError`` whose text says what is wrong and what is allowed, and whose ``kind`` names
@@ -15,8 +20,14 @@ the problem for the node's counters.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
 import struct
-from typing import Any
+import sys
+import tempfile
+import threading
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -199,8 +210,50 @@ def _imdecode(fmt: str, buf: np.ndarray, flags: int) -> np.ndarray:
     return image
 
 
-def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = 0) -> np.ndarray:
+_CAPTURE_LOCK = threading.Lock()
+_capture_file: Any = None
+# rcutils' console lines ("[WARN] [1700000000.1] [node]: ...") belong to whoever wrote them.
+_LOG_LINE = re.compile(r"^\[(DEBUG|INFO|WARN|WARNING|ERROR|FATAL)\] ")
+
+
+@contextlib.contextmanager
+def _native_stderr(notes: list[str] | None) -> Iterator[None]:
+    """Collect what native code writes to file descriptor 2 meanwhile into ``notes`` (one item
+    per line); ROS log lines of other threads are written back to stderr. No-op for None."""
+    global _capture_file
+    if notes is None:
+        yield
+        return
+    with _CAPTURE_LOCK:
+        if _capture_file is None:
+            _capture_file = tempfile.TemporaryFile()  # noqa: SIM115 - kept for the process
+        fd = _capture_file.fileno()
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(fd, 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            size = os.lseek(fd, 0, os.SEEK_END)
+            text = os.pread(fd, size, 0).decode(errors="replace") if size else ""
+            os.ftruncate(fd, 0)
+            os.lseek(fd, 0, os.SEEK_SET)
+            for line in text.splitlines():  # here: the decoder may be raising
+                if _LOG_LINE.match(line):
+                    os.write(2, (line + "\n").encode())
+                elif line.strip():
+                    notes.append(line.strip())
+
+
+def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = 0,
+                      notes: list[str] | None = None) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG, PNG, ...) to HxWx3 uint8 RGB.
+
+    Args:
+        notes: collect the decoder libraries' own messages here (``libpng warning: ...``)
+            instead of letting them reach stderr.
 
     Raises:
         ImageRejected: empty data, a depth image (``compressedDepth``), a size over
@@ -210,7 +263,8 @@ def compressed_to_rgb(fmt: str, data: Any, max_pixels: int = 0) -> np.ndarray:
     size = peek_compressed_size(buf.data)
     if size is not None:
         _check_pixels(size[0], size[1], max_pixels)
-    bgr = _imdecode(fmt, buf, cv2.IMREAD_COLOR)
+    with _native_stderr(notes):
+        bgr = _imdecode(fmt, buf, cv2.IMREAD_COLOR)
     _check_pixels(bgr.shape[0], bgr.shape[1], max_pixels)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

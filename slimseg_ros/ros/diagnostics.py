@@ -75,6 +75,8 @@ class NodeStats:
     last_rejection: str = ""
     failed: int = 0
     """Frames the engine failed on (never expected; counted rather than fatal)."""
+    not_ready: int = 0
+    """Frames that arrived while the engines were not ready (counted as dropped, not kept)."""
     output_rate: RateMeter = field(default_factory=RateMeter)
     latency: LatencyWindow = field(default_factory=LatencyWindow)
     """Arrival in the callback -> labels published, seconds."""
@@ -86,6 +88,10 @@ class NodeStats:
             self.rejected += 1
             self.rejected_by_kind[kind] = self.rejected_by_kind.get(kind, 0) + 1
             self.last_rejection = reason
+
+    def count_not_ready(self) -> None:
+        with self.lock:
+            self.not_ready += 1
 
     def answered(self, now: float, latency_s: float, inference_s: float) -> None:
         with self.lock:
@@ -125,6 +131,8 @@ class DiagnosticsView:
     input_size: tuple[int, int]
     rejected_recently: int = 0
     """Rejections since the previous status (decides the WARN level)."""
+    state: str = "running"
+    """``running``, or what the node is doing instead (``starting: ...``, ``inactive``)."""
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -161,8 +169,11 @@ def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, 
         ("input_reliability", view.input_reliability),
         ("model", view.model),
         ("input_size", f"{view.input_size[0]}x{view.input_size[1]}"),
+        ("state", view.state),
     ]
-    if view.rejected_recently:
+    if view.state != "running":
+        level, message = "OK", view.state
+    elif view.rejected_recently:
         level = "WARN"
         message = f"{view.rejected_recently} messages rejected: {view.last_rejection}"
     elif view.received == 0:

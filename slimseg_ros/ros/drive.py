@@ -45,11 +45,14 @@ from .diagnostics import status_values
 from .qos import latched_qos
 
 __all__ = [
-    "NODE_MODULE", "Collector", "NodeProcess", "Probe", "node_command", "typed_node_params",
-    "wait_until", "write_params_file",
+    "LIFECYCLE_NODE", "NODE", "Collector", "NodeProcess", "Probe", "node_command", "wait_until",
+    "write_params_file",
 ]
 
-NODE_MODULE = "slimseg_ros.ros.node"
+NODE = (sys.executable, "-m", "slimseg_ros.ros.entry", "slimseg_node")
+"""The plain node's command (what the ``slimseg_node`` executable runs)."""
+LIFECYCLE_NODE = (sys.executable, "-m", "slimseg_ros.ros.entry", "slimseg_lifecycle_node")
+"""The managed node's command (``slimseg_lifecycle_node``)."""
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
@@ -65,29 +68,6 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 # -- the node as a process -----------------------------------------------------------------------
 
-def typed_node_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Start-up parameters with numbers in the types the node declares (``1`` -> ``1.0`` for a
-    double), so a parameter file written from the command line does not fail the node's start.
-    Unknown names pass unchanged (the node reports them)."""
-    from .params import NODE_PARAMETERS
-
-    declared = {s.name: s.default for s in NODE_PARAMETERS}
-    return {name: _as_declared(value, declared.get(name)) for name, value in params.items()}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _as_declared(value: Any, default: Any) -> Any:
-    if isinstance(default, float) and _is_int(value):
-        return float(value)
-    if isinstance(default, list) and default and isinstance(default[0], float) and isinstance(
-            value, list):
-        return [float(v) if _is_int(v) else v for v in value]
-    return value
-
-
 def write_params_file(path: Path, params: Mapping[str, Any]) -> Path:
     """A ROS 2 parameter file giving ``params`` to every node (``/**``), as ``--params-file``
     reads it."""
@@ -98,16 +78,16 @@ def write_params_file(path: Path, params: Mapping[str, Any]) -> Path:
 def node_command(*, params_file: Path | str | None = None, remaps: Sequence[str] = (),
                  params: Sequence[str] = (), executable: Sequence[str] | None = None
                  ) -> list[str]:
-    """The node's command line: ``python -m slimseg_ros.ros.node --ros-args ...``.
+    """The node's command line: ``python -m slimseg_ros.ros.entry slimseg_node --ros-args ...``.
 
     Args:
         params_file: ``--params-file`` (YAML).
         remaps: ``-r`` arguments such as ``image:=/camera/image_raw`` or ``__node:=seg``.
         params: ``-p`` arguments such as ``backend:=torch``.
-        executable: what to run instead of this Python's ``-m slimseg_ros.ros.node`` (an
-            installed launcher, the benchmark's timing node).
+        executable: what to run instead of :data:`NODE` (:data:`LIFECYCLE_NODE`, an installed
+            launcher, the benchmark's timing node).
     """
-    cmd = list(executable or [sys.executable, "-m", NODE_MODULE]) + ["--ros-args"]
+    cmd = list(executable or NODE) + ["--ros-args"]
     if params_file is not None:
         cmd += ["--params-file", str(params_file)]
     for remap in remaps:
@@ -159,6 +139,18 @@ class NodeProcess:
     def send(self, sig: int) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    def resources(self) -> dict[str, float] | None:
+        """The process's resident memory (MB), threads and open file descriptors (Linux
+        ``/proc``); None once it has exited or where there is no ``/proc``."""
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+            fds = len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+        except OSError:
+            return None
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 1),
+                "threads": int(fields["Threads"]), "fds": fds}
 
     def wait(self, timeout_s: float) -> int:
         """The exit status once it has exited (``subprocess.TimeoutExpired`` after
@@ -307,7 +299,7 @@ class Probe:
             SetParameters, self.node_fqn + "/set_parameters")
         self._get_client = self.node.create_client(
             GetParameters, self.node_fqn + "/get_parameters")
-        self._param_types: dict[str, int] = {}
+        self._lifecycle: dict[str, Any] = {}
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, name="probe-spin", daemon=True)
@@ -394,11 +386,7 @@ class Probe:
     # -- parameters (what `ros2 param get/set` call) ---------------------------------------------
 
     def get_parameters(self, names: Sequence[str], timeout_s: float = 5.0) -> dict[str, Any]:
-        """The node's values of ``names``; unset ones are left out.
-
-        Remembers each parameter's type, so :meth:`set_parameters` sends ``15`` to a double
-        parameter as ``15.0`` (the service would reject the integer).
-        """
+        """The node's values of ``names``; unset ones are left out."""
         if not self._get_client.wait_for_service(timeout_sec=timeout_s):
             raise TimeoutError(f"service {self.node_fqn}/get_parameters not available")
         request = GetParameters.Request(names=list(names))
@@ -409,7 +397,6 @@ class Probe:
         for name, value in zip(names, result.values):
             if value.type == ParameterType.PARAMETER_NOT_SET:
                 continue
-            self._param_types[name] = value.type
             plain = Parameter.from_parameter_msg(ParameterMsg(name=name, value=value)).value
             # array parameters come as array.array / numpy: plain lists for JSON
             out[name] = plain.tolist() if hasattr(plain, "tolist") else plain
@@ -420,7 +407,7 @@ class Probe:
         """Request parameter changes; ``on_done`` gets (successful, reason) per parameter (or
         None when the service gave no answer), on the executor thread."""
         request = SetParameters.Request(parameters=[
-            Parameter(name, value=self._typed(name, value)).to_parameter_msg()
+            Parameter(name, value=value).to_parameter_msg()
             for name, value in values.items()])
 
         def done(future: Any) -> None:
@@ -445,13 +432,57 @@ class Probe:
     def parameter_service_ready(self) -> bool:
         return self._set_client.service_is_ready()
 
-    def _typed(self, name: str, value: Any) -> Any:
-        kind = self._param_types.get(name)
-        if kind == ParameterType.PARAMETER_DOUBLE and _is_int(value):
-            return float(value)
-        if kind == ParameterType.PARAMETER_DOUBLE_ARRAY and isinstance(value, list):
-            return [float(v) for v in value]
-        return value
+    # -- lifecycle (what `ros2 lifecycle get/set` call) ------------------------------------------
+
+    def _lifecycle_client(self, kind: str) -> Any:
+        from lifecycle_msgs.srv import ChangeState, GetState
+
+        if kind not in self._lifecycle:
+            srv = {"get_state": GetState, "change_state": ChangeState}[kind]
+            self._lifecycle[kind] = self.node.create_client(srv, f"{self.node_fqn}/{kind}")
+        return self._lifecycle[kind]
+
+    def lifecycle_state(self, timeout_s: float = 10.0) -> str:
+        """The managed node's state label (``unconfigured``, ``inactive``, ``active``...)."""
+        from lifecycle_msgs.srv import GetState
+
+        client = self._lifecycle_client("get_state")
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise TimeoutError(f"service {self.node_fqn}/get_state not available")
+        result = self._call(client, GetState.Request(), timeout_s)
+        if result is None:
+            raise TimeoutError(f"{self.node_fqn} did not answer get_state")
+        return str(result.current_state.label)
+
+    def change_state_async(self, transition: str,
+                           on_done: Callable[[bool | None], None]) -> None:
+        """Request a transition by label; ``on_done`` gets whether it succeeded (None: no
+        answer), on the executor thread. The service must be up
+        (:meth:`change_state` waits for it)."""
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request()
+        request.transition.label = transition
+
+        def done(future: Any) -> None:
+            result = future.result()
+            on_done(None if result is None else bool(result.success))
+
+        self._lifecycle_client("change_state").call_async(request).add_done_callback(done)
+
+    def change_state(self, transition: str, timeout_s: float = 300.0) -> bool:
+        """Ask the managed node for a transition by label (``configure``, ``activate``,
+        ``deactivate``, ``cleanup``, ``shutdown``); whether it succeeded. ``configure`` returns
+        once the engines are built, so give it time."""
+        client = self._lifecycle_client("change_state")
+        if not client.wait_for_service(timeout_sec=min(timeout_s, 30.0)):
+            raise TimeoutError(f"service {self.node_fqn}/change_state not available")
+        answers: list[bool | None] = []
+        answered = threading.Event()
+        self.change_state_async(transition, lambda r: (answers.append(r), answered.set()))
+        if not answered.wait(timeout_s) or answers[0] is None:
+            raise TimeoutError(f"{self.node_fqn} did not answer change_state {transition}")
+        return bool(answers[0])
 
     def _call(self, client: Any, request: Any, timeout_s: float) -> Any:
         future = client.call_async(request)

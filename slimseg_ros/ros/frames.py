@@ -70,6 +70,12 @@ class LatestSlot(Generic[T]):
             self._closed = True
             self._cond.notify_all()
 
+    def reopen(self) -> None:
+        """Take items again after :meth:`close` (a managed node that is activated again)."""
+        with self._cond:
+            self._closed = False
+            self._item = None
+
     @property
     def closed(self) -> bool:
         with self._cond:

@@ -5,24 +5,40 @@ them equal) and ``docs/node.md``. Defaults of the controller's parameters come f
 :class:`~slimseg_ros.control.ControllerConfig`, so there is one source of truth. rclpy checks
 types, ranges and read-only flags before the node's callback runs; the callback adds what a
 descriptor cannot say (a width the model has, thresholds that descend, one of a few strings).
+
+Every ROS user writes ``30`` for a double: :func:`coerce` turns integers (and lists of them) into
+the doubles a parameter is declared as, for parameter files, ``-p`` and ``ros2 param set``
+alike, and words the refusal of a value of another type so that a user can act on it.
+
+The managed node (``slimseg_lifecycle_node``) declares the same table: its start-up parameters
+(read-only in the plain node) may change while it is unconfigured, so a ``configure`` after a
+``cleanup`` can load another model; ``widths`` and ``class_names`` follow the model it loads.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import (
+    FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType)
 
 from ..control import ControllerConfig
 from .qos import RELIABILITY_MODES
 
 __all__ = [
     "ParamSpec", "NODE_PARAMETERS", "CHECKPOINT_PARAMETERS", "CONTROLLER_PARAMETERS",
+    "STARTUP_PARAMETERS", "ALL_NAMES",
     "INPUT_TRANSPORTS", "PRECISIONS", "DEFAULT_MAX_IMAGE_PIXELS", "descriptor", "spec",
     "controller_config", "check_choice", "check_device", "check_input_size", "backend_choices",
+    "coerce", "type_words", "unknown_parameter", "MANAGED_CONSTRAINT",
 ]
+
+MANAGED_CONSTRAINT = ("set while the node is unconfigured; the next configure applies it "
+                      "(ros2 lifecycle set <node> cleanup first)")
+"""What the managed node's descriptors say of the start-up parameters."""
 
 INPUT_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16")
@@ -115,6 +131,11 @@ CHECKPOINT_PARAMETERS: tuple[ParamSpec, ...] = (
 )
 """Declared after the model loads, from its checkpoint (YAML values are ignored)."""
 
+STARTUP_PARAMETERS: tuple[str, ...] = tuple(
+    s.name for s in NODE_PARAMETERS + CHECKPOINT_PARAMETERS if s.read_only)
+"""Chosen at start (read-only in the plain node; the managed node takes them while unconfigured),
+or read from the checkpoint."""
+
 CONTROLLER_PARAMETERS: tuple[str, ...] = (
     "target_fps", "min_width", "max_width", "battery_thresholds", "battery_widths",
     "battery_hysteresis", "min_dwell_s", "overrun_frames",
@@ -122,6 +143,8 @@ CONTROLLER_PARAMETERS: tuple[str, ...] = (
 """Parameters that are fields of :class:`ControllerConfig` with the same name."""
 
 _SPECS = {s.name: s for s in NODE_PARAMETERS + CHECKPOINT_PARAMETERS}
+ALL_NAMES: tuple[str, ...] = tuple(_SPECS)
+"""Every parameter the node has."""
 
 
 def spec(name: str) -> ParamSpec:
@@ -129,10 +152,20 @@ def spec(name: str) -> ParamSpec:
     return _SPECS[name]
 
 
-def descriptor(s: ParamSpec) -> ParameterDescriptor:
-    """The ``ParameterDescriptor`` rclpy checks and ``ros2 param describe`` shows."""
-    d = ParameterDescriptor(description=s.description, read_only=s.read_only,
-                            additional_constraints=s.constraints)
+def descriptor(s: ParamSpec, managed: bool = False) -> ParameterDescriptor:
+    """The ``ParameterDescriptor`` rclpy checks and ``ros2 param describe`` shows.
+
+    Args:
+        managed: for the lifecycle node: start-up parameters are not read-only there (the node
+            itself refuses them unless unconfigured), and the checkpoint's are set by the node.
+    """
+    constraints = s.constraints
+    if managed and s.read_only:
+        constraints = "; ".join(c for c in (constraints, (
+            "from the checkpoint, set by configure" if s in CHECKPOINT_PARAMETERS
+            else MANAGED_CONSTRAINT)) if c)
+    d = ParameterDescriptor(description=s.description, read_only=s.read_only and not managed,
+                            additional_constraints=constraints)
     if s.float_range is not None:
         d.floating_point_range = [FloatingPointRange(
             from_value=float(s.float_range[0]), to_value=float(s.float_range[1]), step=0.0)]
@@ -188,3 +221,54 @@ def check_input_size(value: Sequence[int]) -> tuple[int, int] | None:
 def reliability_modes() -> tuple[str, ...]:
     """The values ``input_reliability`` takes."""
     return RELIABILITY_MODES
+
+
+_TYPE_WORDS = {
+    ParameterType.PARAMETER_BOOL: "a boolean (true or false)",
+    ParameterType.PARAMETER_INTEGER: "an integer",
+    ParameterType.PARAMETER_DOUBLE: "a number (double; 30 and 30.0 both work)",
+    ParameterType.PARAMETER_STRING: "a string",
+    ParameterType.PARAMETER_BYTE_ARRAY: "a list of bytes",
+    ParameterType.PARAMETER_BOOL_ARRAY: "a list of booleans",
+    ParameterType.PARAMETER_INTEGER_ARRAY: "a list of integers",
+    ParameterType.PARAMETER_DOUBLE_ARRAY: "a list of numbers (doubles)",
+    ParameterType.PARAMETER_STRING_ARRAY: "a list of strings",
+    ParameterType.PARAMETER_NOT_SET: "no value",
+}
+
+
+def type_words(parameter_type: int) -> str:
+    """A ``ParameterType`` in a user's words (``a number (double; ...)``, not ``3``)."""
+    return _TYPE_WORDS.get(parameter_type, f"type {parameter_type}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def coerce(name: str, declared: int, given: int, value: Any) -> Any:
+    """``value`` (of ``ParameterType`` ``given``) as parameter ``name`` declared ``declared``
+    takes it: integers become doubles for a double, lists of integers doubles for a double
+    list; a value of the declared type passes unchanged.
+
+    Raises:
+        ValueError: another type; the message says what the parameter takes and what came.
+    """
+    if given == declared or declared == ParameterType.PARAMETER_NOT_SET:
+        return value
+    if declared == ParameterType.PARAMETER_DOUBLE and given == ParameterType.PARAMETER_INTEGER:
+        return float(value)
+    if (declared == ParameterType.PARAMETER_DOUBLE_ARRAY
+            and given == ParameterType.PARAMETER_INTEGER_ARRAY):
+        return [float(v) for v in value]
+    shown = list(value) if given in (ParameterType.PARAMETER_INTEGER_ARRAY,
+                                     ParameterType.PARAMETER_DOUBLE_ARRAY,
+                                     ParameterType.PARAMETER_BOOL_ARRAY) else value
+    raise ValueError(f"{name} takes {type_words(declared)}; got {type_words(given)} {shown!r}")
+
+
+def unknown_parameter(name: str, known: Iterable[str]) -> str:
+    """What to tell a user who named a parameter the node does not have."""
+    close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return (f"the node has no parameter {name!r}{hint} (ros2 param list <node> lists them)")

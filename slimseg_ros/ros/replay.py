@@ -26,7 +26,7 @@ from ..data.bagread import BagTopics, inspect_bag, read_labels, resolve_topics
 from ..eval.replay_plan import ReplayConfig, initial_params, plan_replay
 from ..eval.replay_score import (
     ReplayResult, checkpoint_class_names, conditions, replay_document, score_recording)
-from .drive import NodeProcess, node_command, typed_node_params, write_params_file
+from .drive import NodeProcess, node_command, write_params_file
 from .replay_client import ReplayClient
 
 __all__ = ["node_params", "replay_node_command", "run_replay"]
@@ -46,11 +46,12 @@ def node_params(config: ReplayConfig, topics: BagTopics) -> dict[str, Any]:
     if config.target_fps is not None:
         params["target_fps"] = float(config.target_fps)
     params["input_transport"] = "compressed" if topics.compressed else "raw"
-    return typed_node_params(params)
+    return params
 
 
 def replay_node_command(config: ReplayConfig, topics: BagTopics, params_file: Path) -> list[str]:
-    """``python -m slimseg_ros.ros.node --ros-args ...`` wired to the bag's topics."""
+    """The node's command (:func:`~slimseg_ros.ros.drive.node_command`) wired to the bag's
+    topics."""
     image = topics.image
     base = image[: -len("/compressed")] if topics.compressed and image.endswith(
         "/compressed") else image

@@ -2,10 +2,13 @@
 
 ``auto`` (DESIGN section 8) prefers, in order: ``tensorrt`` (torch_tensorrt importable and a CUDA
 device), ``onnxruntime`` on CUDA (its CUDA provider and a CUDA device), ``torch`` on CUDA; on a
-CPU it takes whichever of ``onnxruntime`` and ``torch`` *measured* faster on this machine. That
-measurement (both backends built, the narrowest and widest widths timed interleaved) takes a few
-seconds once, and is cached per CPU, thread count, library versions, architecture and input size
-in ``cpu_backend_choice.json`` in the engine cache directory; delete the file to measure again.
+CPU it takes whichever of ``onnxruntime`` and ``torch`` *measured* faster on this machine, with
+the model and input size in use. That measurement (both backends built, the narrowest and widest
+widths timed interleaved) takes a few seconds once, and is cached per CPU, thread count, library
+versions, architecture and input size in ``cpu_backend_choice.json`` in the engine cache
+directory, with the load average it was taken under. A cached record is used again only while it
+is plausible (:func:`implausible_record`: the chosen backend still runs near its recorded time,
+and the record was not taken under a load that has since gone); otherwise it is measured again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -48,6 +51,8 @@ __all__ = [
     "CPU_CHOICE_FILE",
     "build_runners",
     "choose_backend",
+    "cpu_record",
+    "implausible_record",
     "measure_cpu_backends",
 ]
 
@@ -90,23 +95,31 @@ def build_runners(name: str, model: SlimSegNet, meta: CheckpointMeta, **options:
 
 def choose_backend(device: str, precision: str, *, model: SlimSegNet | None = None,
                    meta: CheckpointMeta | None = None, cache_dir: str | os.PathLike[str] | None
-                   = None, upsample: str = "nearest") -> tuple[str, str]:
+                   = None, upsample: str = "nearest", model_path: str | os.PathLike[str] | None
+                   = None, force: bool = False) -> tuple[str, str]:
     """The backend ``auto`` picks for ``device`` and ``precision``, with the reason it gives.
 
+    Raises:
+        ValueError: a GPU is requested (a ``cuda`` device, fp16) and none is visible.
+
     Args:
-        model, meta: the model to measure on a CPU; without them a randomly initialised
-            default-architecture model at the default input size stands in (speed does not
-            depend on the weights, and the measurement is cached either way).
+        model, meta: the model to measure on a CPU, ``meta.input_size`` being the size it runs
+            at (what :func:`~slimseg_ros.runtime.loader.load_engine` passes); without them a
+            randomly initialised default-architecture model at the default input size stands in.
         cache_dir: where the CPU measurement is cached (default: the engine cache).
+        model_path: the checkpoint file; the measurement's ONNX files then go to the engine
+            cache, where the engine reuses them.
+        force: measure again even if a record is cached.
     """
     if device != "cpu" and torch.cuda.is_available():
         return _choose_gpu(device)
+    # Refused here, once: a backend chosen only to refuse the same request says it twice.
     if device != "auto" and device != "cpu":
-        return "torch", (f"device {device!r} requested but no CUDA device is visible; torch "
-                         "reports it")
+        raise ValueError(f"device {device!r} requested, but no CUDA device is visible "
+                         "(use device auto or cpu)")
     if precision == "fp16":
-        return "torch", "fp16 needs a CUDA device and none is visible; torch reports it"
-    return _choose_cpu(model, meta, cache_dir, upsample)
+        raise ValueError("precision fp16 needs a CUDA device, and none is visible (use fp32)")
+    return _choose_cpu(model, meta, cache_dir, upsample, model_path, force)
 
 
 def _choose_gpu(device: str) -> tuple[str, str]:
@@ -125,7 +138,8 @@ def _choose_gpu(device: str) -> tuple[str, str]:
 
 
 def _choose_cpu(model: SlimSegNet | None, meta: CheckpointMeta | None,
-                cache_dir: str | os.PathLike[str] | None, upsample: str) -> tuple[str, str]:
+                cache_dir: str | os.PathLike[str] | None, upsample: str,
+                model_path: str | os.PathLike[str] | None, force: bool) -> tuple[str, str]:
     try:
         import_onnxruntime()
         import_onnx_exporter()
@@ -134,7 +148,8 @@ def _choose_cpu(model: SlimSegNet | None, meta: CheckpointMeta | None,
     if model is None or meta is None:
         model = SlimSegNet(ModelConfig()).eval()
         meta = random_meta(model.config)
-    ms, cached = measure_cpu_backends(model, meta, cache_dir=cache_dir, upsample=upsample)
+    ms, cached = measure_cpu_backends(model, meta, cache_dir=cache_dir, upsample=upsample,
+                                      model_path=model_path, force=force)
     name = min(ms, key=ms.get)  # type: ignore[arg-type]
     other = "torch" if name == "onnxruntime" else "onnxruntime"
     source = "cached measurement" if cached else "measured now"
@@ -157,33 +172,89 @@ def _measurement_key(config: ModelConfig, input_size: tuple[int, int], upsample:
     }
 
 
+def _record_path(cache_dir: str | os.PathLike[str] | None) -> Path:
+    return (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / CPU_CHOICE_FILE
+
+
+def _record_digest(model: SlimSegNet, meta: CheckpointMeta, upsample: str) -> str:
+    key = _measurement_key(model.config, tuple(meta.input_size), upsample)
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def cpu_record(model: SlimSegNet, meta: CheckpointMeta, *,
+               cache_dir: str | os.PathLike[str] | None = None, upsample: str = "nearest"
+               ) -> dict[str, Any] | None:
+    """The cached CPU measurement for this model, input size and machine setting, or None.
+
+    Keys: ``ms`` ({"torch": ms, "onnxruntime": ms}), ``loadavg`` (1/5/15 min when measured),
+    ``measured_at`` (UTC), ``seconds`` (how long measuring took).
+    """
+    hit = _read_choices(_record_path(cache_dir)).get(_record_digest(model, meta, upsample))
+    if hit and set(hit.get("ms", {})) == {"torch", "onnxruntime"}:
+        return hit
+    return None
+
+
+def implausible_record(record: Mapping[str, Any], chosen: str, now_ms: float,
+                       load_now: float, cores: int) -> str | None:
+    """Why a cached CPU measurement should not be trusted any more, or None if it may.
+
+    Args:
+        record: a :func:`cpu_record`.
+        chosen: the backend the record chose.
+        now_ms: that backend's time now, measured the same way (narrowest + widest width,
+            medians), e.g. from the engine's warm-up.
+        load_now: the 1-minute load average now.
+        cores: CPU cores of the machine.
+
+    A record is implausible when the chosen backend now runs at less than half or more than
+    twice its recorded time (the machine, or its load, is not what it was), or when it was
+    taken under a load of at least one process per core that has since halved (a busy moment
+    decided it). Either way it is measured again, and the new record replaces it.
+    """
+    recorded = float(record["ms"][chosen])
+    ratio = now_ms / recorded if recorded > 0 else float("inf")
+    if not 0.5 <= ratio <= 2.0:
+        return (f"{chosen} was recorded at {recorded:.1f} ms and takes {now_ms:.1f} ms now "
+                f"(narrowest + widest width)")
+    load_then = (record.get("loadavg") or [None])[0]
+    if load_then is not None and cores > 0 and load_then / cores >= 1.0 and (
+            load_now <= 0.5 * load_then):
+        return (f"it was measured at load average {load_then:.1f} on {cores} cores, "
+                f"{load_now:.1f} now")
+    return None
+
+
 def measure_cpu_backends(model: SlimSegNet, meta: CheckpointMeta, *,
                          cache_dir: str | os.PathLike[str] | None = None,
-                         upsample: str = "nearest", repeats: int = 5
-                         ) -> tuple[dict[str, float], bool]:
+                         upsample: str = "nearest", repeats: int = 5,
+                         model_path: str | os.PathLike[str] | None = None,
+                         force: bool = False) -> tuple[dict[str, float], bool]:
     """({"torch": ms, "onnxruntime": ms}, whether it came from the cache).
 
     The figure per backend is the sum of the median latencies of the narrowest and the widest
     width, timed interleaved in turns of 4 runs (the first of each turn dropped, so one
     backend's spinning threads are not charged to the other). Cached in
-    ``<cache_dir>/cpu_backend_choice.json``.
+    ``<cache_dir>/cpu_backend_choice.json`` (``force``: measure again and replace the record).
+    With ``model_path`` the ONNX files exported for it go to the engine cache (the engine built
+    next reuses them); without, to a scratch directory.
     """
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = root / CPU_CHOICE_FILE
-    key = _measurement_key(model.config, tuple(meta.input_size), upsample)
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    path = _record_path(cache_dir)
+    digest = _record_digest(model, meta, upsample)
     entries = _read_choices(path)
-    hit = entries.get(digest)
-    if hit and set(hit.get("ms", {})) == {"torch", "onnxruntime"}:
+    hit = None if force else cpu_record(model, meta, cache_dir=cache_dir, upsample=upsample)
+    if hit is not None:
         return {k: float(v) for k, v in hit["ms"].items()}, True
 
     start = time.perf_counter()
+    key = _measurement_key(model.config, tuple(meta.input_size), upsample)
     widths = sorted({min(model.widths), max(model.widths)})
     torch_runners, _ = build_torch_runners(model, meta, "cpu", "fp32", upsample)
     with tempfile.TemporaryDirectory(prefix="slimseg_measure_") as scratch:
         ort_runners, _, _ = build_onnxruntime_runners(
-            model, meta, device="cpu", precision="fp32", cache_dir=scratch, upsample=upsample,
-            model_path=None, widths=widths,
+            model, meta, device="cpu", precision="fp32", upsample=upsample,
+            cache_dir=path.parent if model_path is not None else scratch,
+            model_path=model_path, widths=widths,
         )
         frame = np.random.default_rng(0).integers(0, 256, (1, *meta.input_size, 3),
                                                   dtype=np.uint8)

@@ -7,7 +7,8 @@ a runner is built from the frozen width (see :mod:`slimseg_ros.runtime.backends`
 
 from __future__ import annotations
 
-import time
+import functools
+import gc
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
@@ -16,8 +17,9 @@ import numpy as np
 
 from ..model.checkpoint import CheckpointMeta
 from ..widths import match_width
+from .timing import time_interleaved
 
-__all__ = ["Runner", "SegmentationEngine", "validate_rgb"]
+__all__ = ["Runner", "SegmentationEngine", "monotone_profile", "validate_rgb"]
 
 # A runner maps a (1, H, W, 3) uint8 RGB array at the engine's input size to (H, W) uint8 labels.
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -84,16 +86,45 @@ class SegmentationEngine:
         return labels
 
     def warm_up(self, repeats: int = 5, warmup: int = 2) -> dict[float, float]:
-        """Run every width on a synthetic frame; store and return median latency per width."""
+        """Run every width on a synthetic frame; store and return median latency per width.
+
+        The widths are timed in turns (interleaved, order rotated every round), so a busy
+        moment of the machine is shared by all widths instead of slowing one; and the profile
+        is made monotone (:func:`monotone_profile`): a wider width is never recorded as faster
+        than a narrower one, which only noise can make it.
+        """
         rng = np.random.default_rng(0)
         frame = rng.integers(0, 256, (*self.input_size, 3), dtype=np.uint8)
-        for width in self.widths:
-            for _ in range(warmup):
-                self.infer(frame, width)
-            samples = []
-            for _ in range(max(1, repeats)):
-                t0 = time.perf_counter()
-                self.infer(frame, width)
-                samples.append(time.perf_counter() - t0)
-            self.latency_s[width] = float(np.median(samples))
+        samples = time_interleaved(
+            {w: functools.partial(self.infer, width=w) for w in self.widths}, frame,
+            repeats=max(1, repeats), warmup=warmup)
+        medians = {w: float(np.median(s)) for w, s in samples.items()}
+        self.latency_s.update(monotone_profile(medians))
         return dict(self.latency_s)
+
+    def close(self) -> None:
+        """Drop every width's runner (and the GPU memory they hold, where there is a GPU)."""
+        self.runners = {}
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def monotone_profile(latency_s: Mapping[float, float]) -> dict[float, float]:
+    """Latencies made non-decreasing in width (pool-adjacent-violators: a run of widths that
+    measured faster than a narrower one gets their mean), so no width looks dominated by a
+    wider one because of timing noise."""
+    widths = sorted(latency_s)
+    blocks: list[list[float]] = []  # [sum, count] of pooled neighbours
+    for w in widths:
+        blocks.append([latency_s[w], 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, count = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += count
+    out: list[float] = []
+    for total, count in blocks:
+        out += [total / count] * int(count)
+    return dict(zip(widths, out))

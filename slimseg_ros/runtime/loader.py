@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import calendar
 import os
 import sys
+import time
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-from ..model.checkpoint import CheckpointMeta, load_checkpoint, random_meta
+from ..model.checkpoint import (
+    CheckpointError, CheckpointMeta, load_checkpoint, random_meta, read_metadata)
 from ..model.config import ModelConfig
 from ..model.slimseg import SlimSegNet
-from .backends import BACKEND_NAMES, build_runners, choose_backend
+from .backends import (
+    BACKEND_NAMES, build_runners, choose_backend, cpu_record, implausible_record)
 from .engine import SegmentationEngine
+from .timing import load_average
 
-__all__ = ["load_engine", "default_model_path", "DEFAULT_MODEL_NAME", "load_model"]
+__all__ = ["load_engine", "default_model_path", "DEFAULT_MODEL_NAME", "load_model",
+           "model_metadata", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "slimseg_camvid.safetensors"
 PRECISIONS = ("fp32", "fp16")
@@ -28,6 +34,66 @@ def default_model_path() -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
+def resolve_model_path(model_path: str | os.PathLike[str] | None) -> Path | None:
+    """The checkpoint file ``model_path`` names (None/empty: the shipped default model, or None
+    when it is not installed).
+
+    Raises:
+        CheckpointError: the path does not exist, or is a directory (the message lists the
+            ``.safetensors`` files in it), so a user reads what to give instead.
+    """
+    if not model_path:
+        return default_model_path()
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        found = sorted(p.name for p in path.glob("*.safetensors"))
+        hint = (f"it holds {', '.join(found[:5])}{' ...' if len(found) > 5 else ''}"
+                if found else "it holds no .safetensors file")
+        raise CheckpointError(f"{path} is a directory, not a checkpoint file; give the "
+                              f".safetensors file itself ({hint})")
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    return path
+
+
+def model_metadata(model_path: str | os.PathLike[str] | None) -> tuple[Path, CheckpointMeta]:
+    """The checkpoint file ``model_path`` names (empty: the shipped model) and its metadata
+    (widths, class names, palette, input size): reads only the header, milliseconds, so a node
+    can validate its parameters long before the engines exist.
+
+    Raises:
+        FileNotFoundError: no model given and none installed.
+        CheckpointError: no such file, a directory, or not a readable checkpoint (the message
+            says why).
+    """
+    path = resolve_model_path(model_path)
+    if path is None:
+        raise FileNotFoundError(f"no model_path given and the default model "
+                                f"{DEFAULT_MODEL_NAME} is not installed")
+    try:
+        return path, read_metadata(path)
+    except CheckpointError as exc:
+        raise CheckpointError(_explained(path, exc)) from None
+
+
+_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+def _explained(path: Path, exc: CheckpointError) -> str:
+    """``exc``'s text, plus what the file looks like when it is a PyTorch pickle."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return str(exc)
+    if head.startswith(_PICKLE_MAGIC):
+        return (f"{path} looks like a PyTorch pickle (torch.save), not a .safetensors "
+                "checkpoint; slimseg_ros never unpickles a file it is given: save the model "
+                "with slimseg_ros (model.checkpoint.save_checkpoint) or convert its state dict "
+                "with safetensors")
+    return str(exc)
+
+
 def load_model(model_path: str | os.PathLike[str] | None,
                allow_random: bool = False) -> tuple[SlimSegNet, CheckpointMeta, str]:
     """(model, metadata, description); ``None`` means the shipped default model.
@@ -35,7 +101,7 @@ def load_model(model_path: str | os.PathLike[str] | None,
     With ``allow_random`` and no default model, a randomly initialised network stands in
     (benchmarks measure speed, which does not depend on the weights).
     """
-    path = Path(model_path) if model_path else default_model_path()
+    path = resolve_model_path(model_path)
     if path is None:
         if not allow_random:
             raise FileNotFoundError(
@@ -83,21 +149,65 @@ def load_engine(
         raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
     meta = meta.replace(input_size=size)
     notes = [f"model: {source}"]
-    chosen, why = (backend, "requested") if backend != "auto" else choose_backend(device, precision)
-    notes.append(f"backend {chosen}: {why}")
-    for note in notes:
-        say(note)
     checkpoint = None if source.startswith("randomly") else source
-    runners, used_device, build_notes = build_runners(
-        chosen, model, meta, device=device, precision=precision, cache_dir=cache_dir,
-        upsample=upsample, model_path=checkpoint,
-    )
+    say(notes[0])
+    auto = dict(model=model, meta=meta, cache_dir=cache_dir, upsample=upsample,
+                model_path=checkpoint)
+    chosen, why = (backend, "requested") if backend != "auto" else choose_backend(
+        device, precision, **auto)
+    engine = _build(chosen, why, model, meta, notes, say, device=device, precision=precision,
+                    cache_dir=cache_dir, upsample=upsample, model_path=checkpoint,
+                    warmup_repeats=warmup_repeats)
+    doubt = _doubt_cpu_choice(engine, model, meta, cache_dir, upsample) if (
+        backend == "auto" and engine.device == "cpu") else None
+    if doubt:
+        say(f"backend auto: the cached CPU measurement is implausible ({doubt}); measuring "
+            "again")
+        again, why = choose_backend(device, precision, force=True, **auto)
+        if again != chosen:
+            engine.close()
+            engine = _build(again, why, model, meta, notes, say, device=device,
+                            precision=precision, cache_dir=cache_dir, upsample=upsample,
+                            model_path=checkpoint, warmup_repeats=warmup_repeats)
+        else:
+            say(f"backend {chosen}: {why}")
+    return engine
+
+
+def _build(chosen: str, why: str, model: SlimSegNet, meta: CheckpointMeta, notes: list[str],
+           say: Callable[[str], None], *, warmup_repeats: int, **options: Any
+           ) -> SegmentationEngine:
+    """Runners of ``chosen`` for every width, warmed up, as an engine."""
+    say(f"backend {chosen}: {why}")
+    runners, used_device, build_notes = build_runners(chosen, model, meta, **options)
     for note in build_notes:
         say(note)
     engine = SegmentationEngine(
-        runners=runners, meta=meta, backend=chosen, device=used_device, precision=precision,
-        input_size=size, notes=notes + list(build_notes), model_path=checkpoint,
+        runners=runners, meta=meta, backend=chosen, device=used_device,
+        precision=options["precision"], input_size=tuple(meta.input_size),
+        notes=[*notes, f"backend {chosen}: {why}", *build_notes],
+        model_path=options["model_path"],
     )
     latency = engine.warm_up(repeats=warmup_repeats)
     say("warm-up latency: " + ", ".join(f"w{w:g} {s * 1e3:.1f} ms" for w, s in latency.items()))
     return engine
+
+
+def _doubt_cpu_choice(engine: SegmentationEngine, model: SlimSegNet, meta: CheckpointMeta,
+                      cache_dir: str | os.PathLike[str] | None, upsample: str) -> str | None:
+    """Why the cached measurement that chose ``engine``'s backend looks wrong now, or None
+    (also None when it was measured moments ago, or there is none)."""
+    record = cpu_record(model, meta, cache_dir=cache_dir, upsample=upsample)
+    if record is None or engine.backend not in record["ms"]:
+        return None
+    measured = record.get("measured_at", "")
+    try:
+        age_s = time.time() - calendar.timegm(time.strptime(measured, "%Y-%m-%dT%H:%M:%SZ"))
+    except ValueError:
+        age_s = float("inf")
+    if age_s < 120.0:  # measured for this very start
+        return None
+    widths = engine.widths
+    now_ms = 1e3 * (engine.latency_s[widths[0]] + engine.latency_s[widths[-1]])
+    return implausible_record(record, engine.backend, now_ms, load_average()[0],
+                              os.cpu_count() or 1)
