@@ -89,6 +89,7 @@ def test_recipe_loads_and_overrides_apply() -> None:
     ("loss.kd=sideways", "loss.kd must be one of"),
     ("train_widths=[0.3]", "not model widths"),
     ("steps", "section.key=value"),
+    ("loss.affinity_weight=1", "loss.affinity_weight was removed.*loss.ka_affinity_weight"),
 ])
 def test_bad_overrides_are_rejected_by_name(override: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -212,9 +212,21 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+# keys of earlier versions, with what replaced them (a config written for them fails in words)
+_REMOVED = {
+    "loss.affinity_weight": "it compared 7x7-pooled logits between widths, which is not an "
+                            "affinity of features; Knowledge Adaptation's pixel-pair affinity is "
+                            "loss.ka_affinity_weight (with loss.teacher)",
+    "loss.image_kd_weight": "the image-level term is MGD's: mgd.image_weight",
+}
+
+
 def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
+    for key in unknown:
+        if where + key in _REMOVED:
+            raise ValueError(f"{where + key} was removed: {_REMOVED[where + key]}")
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(where + k for k in unknown)}; "
                          f"known under {where or 'top level'}: {', '.join(sorted(fields))}")
