@@ -160,6 +160,8 @@ def main() -> None:
                                                                        f"out={out / name}"])
             t0 = time.monotonic()
             res = train(cfg, progress=False)
+            if res.stopped_by:  # its state is saved: the same command resumes this arm
+                raise SystemExit(f"{name}: stopped by {res.stopped_by} at step {res.steps}")
             minutes = round((time.monotonic() - t0) / 60, 1)
             results[name] = {"arm": arm, "seed": seed, "steps": res.steps, "minutes": minutes,
                              "overrides": overrides, "scores": score(res.last_checkpoint, sets)}

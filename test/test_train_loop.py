@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +140,37 @@ def test_training_can_start_from_a_checkpoint_and_refuses_another_network(
                               f"init_checkpoint={first.last_checkpoint}")
     with pytest.raises(ValueError, match="is a different network"):
         train(other, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_training_after_the_step_with_its_state_saved(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    run = tmp_path / "run"
+    args = [sys.executable, "-m", "slimseg_ros.cli.main", "train", "--config",
+            str(REPO / "config" / "train_camvid.yaml"), "--no-progress",
+            "model.num_classes=4", "model.head_channels=32", "data.dataset=synthetic",
+            "data.crop_size=[64,64]", "data.batch_size=2", "data.workers=0",
+            "data.val_size=[64,64]", "data.options={n: 8, size: 64}", "val_every=2",
+            "val_images=2", "checkpoint_every=1000", "threads=1", f"out={run}"]
+    proc = subprocess.Popen(args + ["steps=100000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    lines = []
+    for line in proc.stdout:  # the first validation proves the loop is running
+        lines.append(line)
+        if line.startswith("step 2:"):
+            break
+    proc.send_signal(sig)
+    rest, _ = proc.communicate(timeout=120)
+    output = "".join(lines) + rest
+    assert proc.returncode == 128 + sig, output
+    stopped = re.search(rf"stopped by {sig.name} at step (\d+) of 100000", output)
+    assert stopped, output
+    assert "Traceback" not in output
+    saved = torch.load(run / "train_state.pt", weights_only=True)
+    assert saved["step"] == int(stopped.group(1)) >= 2
+    # the same command resumes there (here with a total that makes it finish one step later)
+    again = subprocess.run(args + [f"steps={saved['step'] + 1}"], capture_output=True, text=True,
+                           cwd=REPO, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"resuming from step {saved['step']}" in again.stdout

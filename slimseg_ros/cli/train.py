@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 
 __all__ = ["register", "run"]
 
@@ -38,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"out={args.out}")
     cfg = load_train_config(args.config, overrides)
     result = train(cfg, progress=not args.no_progress)
+    if result.stopped_by:
+        # the shell convention for a process ended by a signal, so scripts see it was not done
+        return 128 + int(getattr(signal, result.stopped_by))
     print(f"trained {result.steps} steps; best: {result.best_checkpoint}; last: "
           f"{result.last_checkpoint}")
     return 0

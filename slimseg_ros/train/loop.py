@@ -33,6 +33,7 @@ from .ema import WeightAverage
 from .ka import KnowledgeAdaptation, load_autoencoder, save_autoencoder, train_autoencoder
 from .mgd import MGD, MeanTeacher
 from .step import ExternalTeacher, slimseg_step
+from .stop import StopSignals
 from .teacher import load_teacher
 from .validate import validate
 
@@ -47,6 +48,7 @@ class TrainResult:
     steps: int
     history: list[dict[str, Any]]
     losses: list[float]  # summed loss over widths of every step run in this call
+    stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when a signal ended the run early
 
 
 def resolve_device(name: str) -> torch.device:
@@ -276,7 +278,9 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1'] or float('nan'):.3f}"
             for w, r in res.items()), flush=True)
 
+    stop = StopSignals()
     try:
+        stop.__enter__()
         while step < cfg.steps:
             if cfg.time_limit_min and time.monotonic() - t0 > cfg.time_limit_min * 60:
                 print(f"time limit of {cfg.time_limit_min} min reached at step {step}")
@@ -339,17 +343,25 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                     evaluate_and_save(step)
                 if step % cfg.checkpoint_every == 0:
                     _save_state(state_path, resumable, optimizer, scaler, step, best_score)
+            if stop.requested(world, device):
+                break
         if rank == 0:
-            evaluate_and_save(step)
+            if stop.signum is None:
+                evaluate_and_save(step)
             _save_state(state_path, resumable, optimizer, scaler, step, best_score)
+            if stop.signum is not None:
+                print(f"stopped by {stop.name} at step {step} of {cfg.steps}; state saved in "
+                      f"{state_path}: the same command resumes", flush=True)
     finally:
+        stop.__exit__()
         if bar is not None:
             bar.close()
         if writer is not None:
             writer.close()
         if world > 1:
             dist.destroy_process_group()
-    return TrainResult(out, best_path, out / "last.safetensors", step, history, losses)
+    return TrainResult(out, best_path, out / "last.safetensors", step, history, losses,
+                       stop.name or None)
 
 
 def _training_sets(cfg: TrainConfig, transform: TrainTransform, out: Path, rank: int
