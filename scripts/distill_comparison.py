@@ -22,7 +22,8 @@ Arms (override lists on config/train_camvid.yaml):
             so it stays out of this comparison)
 
 Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
-from its own train_state. Usage:
+from its own train_state. Several processes may share OUT (e.g. one arm each with --threads 1,
+which holds up better than one 2-thread process on a machine shared with other jobs). Usage:
   python scripts/distill_comparison.py --data-root ../shared/data/camvid --out runs/distill \\
       --arms ka,recipe,shipped --seeds 0,1 --steps 800
 Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
@@ -164,8 +165,14 @@ def main() -> None:
                 raise SystemExit(f"{name}: stopped by {res.stopped_by} at step {res.steps}")
             minutes = round((time.monotonic() - t0) / 60, 1)
             results[name] = {"arm": arm, "seed": seed, "steps": res.steps, "minutes": minutes,
-                             "overrides": overrides, "scores": score(res.last_checkpoint, sets)}
-            results_path.write_text(json.dumps(results, indent=2))
+                             "threads": args.threads, "overrides": overrides,
+                             "scores": score(res.last_checkpoint, sets)}
+            # re-read before writing: several processes (e.g. one arm each) may share the file
+            if results_path.is_file():
+                results = {**json.loads(results_path.read_text()), name: results[name]}
+            tmp = results_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(results, indent=2))
+            tmp.replace(results_path)
             print(f"{name}: {minutes} min; " + ", ".join(
                 f"{s} w1.0 {results[name]['scores'][s][width_key(1.0)]['miou']:.3f}"
                 for s in ("val", "heldout", "shift_a", "shift_b")), flush=True)
