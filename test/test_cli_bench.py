@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from slimseg_ros.cli.main import main
 
@@ -60,9 +61,25 @@ def test_bench_compare_times_backends_against_each_other(tmp_path: Path,
     (["--compare", "torch,torch"], "two or more different backends"),
     (["--block", "0"], "--block must be at least 1"),
     (["--repeats", "2"], "--repeats must be at least 3"),
+    (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
 ])
 def test_bad_bench_arguments_are_one_line_errors(args: list[str], message: str,
                                                  capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "--input-size", "64x96", *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_bench_on_cuda_times_engine_and_references_on_the_gpu(tmp_path: Path,
+                                                              precision: str) -> None:
+    doc = _run(tmp_path, "--device", "cuda", "--precision", precision)
+    assert doc["device"].startswith("cuda") and doc["precision"] == precision
+    assert list(doc["references"]["independent_static"]) == WIDTHS
+    # the references run where the engine runs: a static network is not 10x slower than the
+    # frozen width that computes the same thing (a CPU reference would be)
+    for w in WIDTHS:
+        ratio = doc["summary"]["frozen_over_static"][w]
+        assert 0.1 < ratio < 10, (w, ratio)

@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model .safetensors (default: the shipped model, else a random one)")
     p.add_argument("--backend", default="torch", help="torch | onnxruntime | tensorrt | auto")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="engine and reference precision (fp16 needs CUDA; default fp32)")
     p.add_argument("--input-size", type=parse_size, default=(360, 480), metavar="HxW",
                    help="network input size (default: 360x480)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per width and variant")
@@ -47,13 +49,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--repeats must be at least 3")
     if args.block < 1:
         raise ValueError("--block must be at least 1")
+    if args.precision == "fp16" and args.device == "cpu":
+        raise ValueError("--precision fp16 needs a CUDA device (--device cuda)")
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     options = BenchOptions(device=args.device, input_size=args.input_size, repeats=args.repeats,
                            threads=args.threads, cache_dir=args.engine_cache_dir,
-                           block=args.block)
+                           block=args.block, precision=args.precision)
     if args.compare is not None:
         backends = [b.strip() for b in args.compare.split(",") if b.strip()]
         if len(set(backends)) != len(backends) or len(backends) < 2:

@@ -63,12 +63,17 @@ class _EagerWidth(torch.nn.Module):
         return self.model(x)
 
 
-def _torch_runner(module: torch.nn.Module) -> Callable[[np.ndarray], np.ndarray]:
-    module = module.eval().to(memory_format=torch.channels_last)
+def _torch_runner(module: torch.nn.Module, device: str = "cpu", precision: str = "fp32"
+                  ) -> Callable[[np.ndarray], np.ndarray]:
+    """A reference network timed like the engine: same device and precision, labels to host."""
+    dev = torch.device(device)
+    module = module.eval().to(dev, memory_format=torch.channels_last)
+    if precision == "fp16":
+        module = module.half()
 
     def run(image: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return module(torch.from_numpy(image)).numpy()
+            return module(torch.from_numpy(image).to(dev)).cpu().numpy()
 
     return run
 
@@ -85,6 +90,7 @@ class BenchOptions:
         cache_dir: engine cache for compiled backends.
         block: consecutive runs per turn of :func:`time_interleaved`, the first of each dropped
             (1: plain round-robin, every run kept).
+        precision: ``fp32`` | ``fp16`` (CUDA only) for the engine and the reference networks.
     """
 
     device: str = "cpu"
@@ -93,6 +99,7 @@ class BenchOptions:
     threads: int = 2
     cache_dir: str | None = None
     block: int = 5
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.block < 1:
@@ -110,7 +117,7 @@ def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
             say: Callable[[str], None]) -> Any:
     torch.manual_seed(0)  # the same random stand-in (no checkpoint) for every backend
     return load_engine(checkpoint, backend=backend, device=options.device,
-                       input_size=options.input_size, cache_dir=options.cache_dir,
+                       precision=options.precision, input_size=options.input_size, cache_dir=options.cache_dir,
                        allow_random=True, warmup_repeats=1, log=say)
 
 
@@ -132,11 +139,14 @@ def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
     variants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
         "frozen": {w: engine.runner(w) for w in widths},
         "independent_static": {
-            w: _torch_runner(SegmentationPipeline(build_static(model.config, w), mean, std))
+            w: _torch_runner(SegmentationPipeline(build_static(model.config, w), mean, std),
+                             engine.device, options.precision)
             for w in widths
         },
         "eager_slimmable": {
-            w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std)) for w in widths
+            w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std),
+                             engine.device, options.precision)
+            for w in widths
         },
     }
     say(f"timing {len(widths)} widths x {len(variants)} variants x {options.repeats} runs...")
