@@ -56,7 +56,8 @@ from std_msgs.msg import Float32
 from ..control import ControllerConfig, WidthController, check_config, check_pin
 from ..data.pixels import ImageRejected, compressed_to_rgb, image_to_rgb
 from ..data.stamps import stamp_ns
-from ..runtime import SegmentationEngine, load_engine, model_metadata
+from ..runtime import (
+    PointEngine, SegmentationEngine, format_size, load_point_engine, model_metadata)
 from ..widths import format_widths
 from . import params as P
 from .conversions import blend, fill_image, palette_lut
@@ -130,6 +131,10 @@ class Settings:
     precision: str
     input_size: tuple[int, int] | None
     cache_dir: str | None
+    input_sizes: list[tuple[int, int]] | None = None
+    """The operating points' sizes, primary first (None: ``input_size`` alone)."""
+    latency_table: str | None = None
+    """A device latency table file to seed the controller (None: the start-up profile)."""
 
     @property
     def widths(self) -> tuple[float, ...]:
@@ -150,7 +155,7 @@ class SlimSegCore:
     def _init_core(self) -> None:
         self.frame_observer: Callable[[FrameTiming], None] | None = None
         """Called by the worker after each answered frame (benchmarks)."""
-        self.engine: SegmentationEngine | None = None
+        self.engine: PointEngine | None = None
         self.controller: WidthController | None = None
         self.stats = NodeStats()
         self.settings: Settings | None = None
@@ -300,6 +305,7 @@ class SlimSegCore:
             precision = P.check_choice("precision", v["precision"], P.PRECISIONS)
             device = P.check_device(v["device"])
             input_size = P.check_input_size(v["input_size"])
+            input_sizes = P.check_input_sizes(v["input_sizes"], input_size)
             P.check_choice("input_transport", v["input_transport"], P.INPUT_TRANSPORTS)
             P.check_choice("input_reliability", v["input_reliability"], P.reliability_modes())
             config = P.controller_config(v, ControllerConfig())
@@ -313,7 +319,8 @@ class SlimSegCore:
             except (OSError, ValueError) as exc:
                 raise StartupError(f"cannot load the model: {exc}") from None
         settings = Settings(path, meta, backend, device, precision, input_size,
-                            v["engine_cache_dir"] or None)
+                            v["engine_cache_dir"] or None, input_sizes,
+                            v["latency_table"] or None)
         try:
             check_config(settings.widths, config)
             if not v["adaptive"]:
@@ -378,8 +385,10 @@ class SlimSegCore:
                     P.check_choice(name, values[name], choices)
             if "device" in values:
                 P.check_device(values["device"])
-            if "input_size" in values:
-                P.check_input_size(values["input_size"])
+            if "input_size" in values or "input_sizes" in values:
+                P.check_input_sizes(
+                    values.get("input_sizes", self._value("input_sizes")),
+                    P.check_input_size(values.get("input_size", self._value("input_size"))))
             config = P.controller_config(values, P.controller_config(current))
             pin = None
             if widths is not None:
@@ -459,8 +468,8 @@ class SlimSegCore:
             with self._state_lock:
                 self._busy -= 1
 
-    def _build_engine(self, settings: Settings) -> SegmentationEngine:
-        """Load and warm every width (seconds to minutes); safe in any thread. Call within
+    def _build_engine(self, settings: Settings) -> PointEngine:
+        """Load and warm every point (seconds to minutes); safe in any thread. Call within
         :meth:`_uninterruptible`, together with :meth:`_adopt_engine`.
 
         Raises:
@@ -468,16 +477,18 @@ class SlimSegCore:
             _Cancelled: the node closed meanwhile.
         """
         try:
-            return load_engine(settings.model_path, backend=settings.backend,
-                               device=settings.device, precision=settings.precision,
-                               input_size=settings.input_size, cache_dir=settings.cache_dir,
-                               log=self._log_build)
+            sizes = settings.input_sizes or (
+                [settings.input_size] if settings.input_size else None)
+            return load_point_engine(settings.model_path, input_sizes=sizes,
+                                     backend=settings.backend, device=settings.device,
+                                     precision=settings.precision,
+                                     cache_dir=settings.cache_dir, log=self._log_build)
         except _Cancelled:
             raise
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load the model: {exc}") from None
 
-    def _adopt_engine(self, engine: SegmentationEngine) -> None:
+    def _adopt_engine(self, engine: SegmentationEngine | PointEngine) -> None:
         """Make ``engine`` the one in use and start a controller on the parameters' values.
 
         Raises:
@@ -488,6 +499,8 @@ class SlimSegCore:
         with self._state_lock:
             if self._closing:
                 raise _Cancelled
+            if isinstance(engine, SegmentationEngine):  # given ready: one size
+                engine = PointEngine.single(engine)
             values = {name: self._value(name) for name in P.CONTROLLER_PARAMETERS}
             try:
                 controller = WidthController(engine.widths, engine.latency_s,
@@ -505,7 +518,7 @@ class SlimSegCore:
             self.get_logger().info(
                 f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
                 f"{format_widths(engine.widths)}, network input "
-                f"{engine.input_size[0]}x{engine.input_size[1]}, width {controller.width:g} "
+                f"{', '.join(format_size(z) for z in engine.sizes)}, width {controller.width:g} "
                 f"({'adaptive' if controller.adaptive else 'pinned'})")
 
     def _release_engine(self) -> None:
