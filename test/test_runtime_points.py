@@ -83,3 +83,14 @@ def test_sizes_parse_from_text_and_pairs_and_keys_round_trip() -> None:
     assert parse_point_key("0.5@270x360") == OperatingPoint(0.5, (270, 360))
     with pytest.raises(ValueError, match="WIDTH@HxW"):
         parse_point_key("0.5")
+
+
+def test_gflops_grow_with_width_and_pixels(engine) -> None:
+    g = engine.point_gflops()
+    assert set(g) == set(engine.points)
+    w = engine.widths
+    for size in SIZES:
+        assert [g[OperatingPoint(x, size)] for x in w] == sorted(g[OperatingPoint(x, size)]
+                                                                for x in w)
+    assert g[OperatingPoint(w[-1], (32, 48))] == pytest.approx(
+        g[OperatingPoint(w[-1], (64, 96))] / 4)

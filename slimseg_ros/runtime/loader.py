@@ -16,7 +16,7 @@ from ..model.slimseg import SlimSegNet
 from .backends import (
     BACKEND_NAMES, build_runners, choose_backend, cpu_record, implausible_record)
 from .engine import SegmentationEngine
-from .points import PointEngine, format_size, parse_sizes
+from .points import OperatingPoint, PointEngine, format_size, parse_sizes
 from .timing import load_average
 
 __all__ = ["load_engine", "load_point_engine", "default_model_path", "DEFAULT_MODEL_NAME",
@@ -219,7 +219,26 @@ def load_point_engine(
         for engine in engines.values():
             engine.close()
         raise
-    return PointEngine(engines, tuple(first.input_size))  # type: ignore[arg-type]
+    points = PointEngine(engines, tuple(first.input_size))  # type: ignore[arg-type]
+    points.gflops = _point_gflops(model_path, allow_random, points)
+    return points
+
+
+def _point_gflops(model_path: str | os.PathLike[str] | None, allow_random: bool,
+                  engine: PointEngine) -> dict[OperatingPoint, float]:
+    """FLOPs counted per width at the primary size, scaled to every size by its pixel count
+    (the network is fully convolutional: its work is proportional to the pixels, up to
+    rounding at the strides), so start-up pays for 4 counts, not 12."""
+    from ..model.profile import count_flops
+
+    model, _meta, _source = load_model(model_path, allow_random=allow_random)
+    h, w = engine.primary
+    out = {}
+    for width in engine.widths:
+        gflops = count_flops(model.freeze(width), (h, w)) / 1e9
+        for size in engine.sizes:
+            out[OperatingPoint(width, size)] = gflops * size[0] * size[1] / (h * w)
+    return out
 
 
 def _build(chosen: str, why: str, model: SlimSegNet, meta: CheckpointMeta, notes: list[str],

@@ -13,7 +13,7 @@ resizes the image to its input size and the labels back (nearest).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -81,7 +81,7 @@ def parse_sizes(text: str | Iterable[Sequence[int]]) -> list[Size]:
 
 def point_key(width: float, size: Sequence[int]) -> str:
     """The point's name in JSON files and diagnostics: ``0.5@270x360``."""
-    return f"{float(width):g}@{format_size(size)}"
+    return f"{float(width)}@{format_size(size)}"  # widths as every JSON keys them ("1.0")
 
 
 def parse_point_key(key: str) -> OperatingPoint:
@@ -106,6 +106,8 @@ class PointEngine:
 
     engines: Mapping[Size, SegmentationEngine]
     primary: Size
+    gflops: dict[OperatingPoint, float] = field(default_factory=dict)
+    """GFLOPs per frame of each point (what battery caps limit); empty when unknown."""
 
     def __post_init__(self) -> None:
         if not self.engines:
@@ -178,6 +180,13 @@ class PointEngine:
         """Warm-up median per point (seconds); seeds the controller without a latency table."""
         return {OperatingPoint(w, s): t for s in self.sizes
                 for w, t in self.engines[s].latency_s.items()}
+
+    def point_gflops(self) -> dict[OperatingPoint, float]:
+        """GFLOPs per point; without counts, width^2 x pixels (channel slimming scales a conv
+        net's work about quadratically in width and linearly in pixels)."""
+        if self.gflops:
+            return dict(self.gflops)
+        return {p: p.width ** 2 * p.size[0] * p.size[1] * 1e-6 for p in self.points}
 
     def engine(self, size: Sequence[int] | None = None) -> SegmentationEngine:
         """The engine of ``size`` (None: the primary); ``ValueError`` listing the sizes."""
