@@ -33,7 +33,7 @@ __all__ = [
     "STARTUP_PARAMETERS", "ALL_NAMES",
     "INPUT_TRANSPORTS", "PRECISIONS", "DEFAULT_MAX_IMAGE_PIXELS", "descriptor", "spec",
     "controller_config", "check_choice", "check_device", "check_input_size", "check_input_sizes",
-    "backend_choices",
+    "check_resolution", "backend_choices",
     "coerce", "type_words", "unknown_parameter", "MANAGED_CONSTRAINT",
 ]
 
@@ -262,6 +262,22 @@ def check_input_sizes(value: Sequence[int], input_size: tuple[int, int] | None
         sizes.remove(input_size)
         sizes.insert(0, input_size)
     return sizes
+
+
+def check_resolution(value: Sequence[int], sizes: Sequence[tuple[int, int]] | None
+                     ) -> tuple[int, int] | None:
+    """None for [0, 0] (no size pin), else (H, W), which must be one of ``sizes`` when they are
+    known; ValueError in one line otherwise."""
+    size = tuple(int(v) for v in value)
+    if size == (0, 0):
+        return None
+    if len(size) != 2:
+        raise ValueError(f"resolution must be [H, W] or [0, 0]; got {list(size)}")
+    if sizes is not None and size not in [tuple(s) for s in sizes]:
+        raise ValueError(f"resolution {size[0]}x{size[1]} is not one of the input sizes "
+                         f"({', '.join(f'{h}x{w}' for h, w in sizes)}); set input_sizes at "
+                         "start, or [0, 0] to release the size")
+    return size  # type: ignore[return-value]
 
 
 def reliability_modes() -> tuple[str, ...]:
