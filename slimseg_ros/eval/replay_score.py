@@ -21,7 +21,8 @@ from ..data.bagread import BagInfo, BagTopics
 from ..data.pixels import image_to_labels
 from ..runtime.timing import load_average, percentile_ms
 from .replay_plan import ReplayConfig, ReplayPlan
-from .width_scores import WidthScores
+from .metrics import ConfusionMatrix
+from .width_scores import WidthScores, clean_labels
 
 __all__ = [
     "ReceivedLabels", "ReplayRecording", "ReplayResult", "checkpoint_class_names", "conditions",
@@ -43,6 +44,8 @@ class ReceivedLabels:
     encoding: str
     step: int
     data_z: bytes
+    point: str | None = None
+    """The last ``~/operating_point`` received before it (``0.5@270x360``; None if none)."""
 
     def pixels(self) -> np.ndarray:
         """The HxW class ids."""
@@ -107,6 +110,7 @@ def score_recording(
         else:
             answers[label.stamp_ns] = label
     scores = WidthScores(class_names, ignore_index)
+    point_confusion: dict[str, ConfusionMatrix] = {}
     by_original: dict[int, list[int]] = {}
     for stamp in answers:
         by_original.setdefault(original_stamp.get(stamp, stamp), []).append(stamp)
@@ -121,6 +125,10 @@ def score_recording(
                     size_mismatch += 1
                     continue
                 scores.add(label.width, pred, gt, label.t - sent[stamp])
+                if label.point is not None:
+                    point_confusion.setdefault(label.point, ConfusionMatrix(
+                        len(class_names), ignore_index)).update(
+                            pred, clean_labels(gt, len(class_names), ignore_index))
                 scored += 1
     frames = []
     for stamp, t_sent in sorted(sent.items(), key=lambda kv: kv[1]):
@@ -130,6 +138,7 @@ def score_recording(
             "t_received": None if label is None else round(label.t, 6),
             "latency_ms": None if label is None else round((label.t - t_sent) * 1e3, 3),
             "width": None if label is None else label.width,
+            "point": None if label is None else label.point,
         })
     latencies = [answers[s].t - sent[s] for s in answers]
     n_sent, n_done = len(sent), len(answers)
@@ -147,9 +156,22 @@ def score_recording(
             "max": percentile_ms(latencies, 100),
             "mean": float(np.mean(latencies) * 1e3) if latencies else None,
         },
+        "points": _point_counts(answers.values(), point_confusion),
         "frames": frames,
     }
     return counts, scores
+
+
+def _point_counts(answers: Any, confusion: dict[str, ConfusionMatrix]) -> dict[str, Any]:
+    """Frames answered and mIoU (of the scored ones) per operating point."""
+    out: dict[str, Any] = {}
+    for label in answers:
+        if label.point is not None:
+            out.setdefault(label.point, {"frames": 0, "miou": None})["frames"] += 1
+    for point, matrix in confusion.items():
+        miou = matrix.miou()
+        out.setdefault(point, {"frames": 0})["miou"] = None if math.isnan(miou) else float(miou)
+    return dict(sorted(out.items()))
 
 
 def switch_timeline(recording: ReplayRecording) -> list[dict[str, Any]]:
@@ -193,6 +215,7 @@ def replay_document(info: BagInfo, topics: BagTopics, config: ReplayConfig, plan
                 "output": counts["frames_processed"] / duration if duration > 0 else None},
         "overall": scores.summary() if scores.overall.frames else None,
         "widths": scores.per_width(),
+        "points": counts.get("points", {}),
         "width_timeline": switch_timeline(recording),
         "battery_timeline": [[round(t, 3), round(b, 4)] for t, b in plan.battery_series],
         "param_changes": recording.params,
