@@ -306,10 +306,11 @@ class PointController:
             lo, hi = _bounds(self._widths, cfg)
             if self._pin_width is not None and not lo <= self._pin_width <= hi:
                 held = self._pin_width
-                self._pin_width = hi if held > hi else lo
-                return self._repoint(
-                    f"held width {held:g} is {'above max_width' if held > hi else 'below min_width'}"
-                    f" {cfg.max_width if held > hi else cfg.min_width:g}", now)
+                above = held > hi
+                self._pin_width = hi if above else lo
+                limit = (f"above max_width {cfg.max_width:g}" if above
+                         else f"below min_width {cfg.min_width:g}")
+                return self._repoint(f"held width {held:g} is {limit}", now)
             if len(self._pinned_points()) == 1:  # nothing left to choose: hold, as before
                 return PointDecision(*self._point, False, self._reason)
             allowed, why = self._allowed_with_reason(now)

@@ -15,7 +15,8 @@ from typing import Any
 from ..control import RateMeter
 from ..runtime.timing import percentile_ms
 
-__all__ = ["DIAGNOSTIC_KEYS", "DIAGNOSTIC_POINT_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status",
+__all__ = ["DIAGNOSTIC_KEYS", "DIAGNOSTIC_POINT_KEYS", "LatencyWindow", "NodeStats",
+           "DiagnosticsView", "diagnostic_status",
            "status_name", "status_values"]
 
 DIAGNOSTIC_KEYS: tuple[str, ...] = (

@@ -112,7 +112,7 @@ class PointEngine:
     def __post_init__(self) -> None:
         if not self.engines:
             raise ValueError("a PointEngine needs at least one input size")
-        self.engines = {tuple(int(v) for v in k): e for k, e in self.engines.items()}  # type: ignore[misc]
+        self.engines = {(int(k[0]), int(k[1])): e for k, e in self.engines.items()}
         self.primary = tuple(int(v) for v in self.primary)  # type: ignore[assignment]
         if self.primary not in self.engines:
             raise ValueError(f"primary size {format_size(self.primary)} has no engine")
@@ -120,7 +120,8 @@ class PointEngine:
     @classmethod
     def single(cls, engine: SegmentationEngine) -> PointEngine:
         """One size: today's engine, seen as operating points."""
-        return cls({tuple(engine.input_size): engine}, tuple(engine.input_size))  # type: ignore[arg-type]
+        size = (int(engine.input_size[0]), int(engine.input_size[1]))
+        return cls({size: engine}, size)
 
     # -- the single-size interface, at the primary size -------------------------------------
 
