@@ -157,3 +157,29 @@ def test_a_latency_table_seeds_the_controller_only_where_it_was_measured(
     finally:
         node.close()
         node.destroy_node()
+
+
+def test_agreement_with_the_most_accurate_point_is_published_in_idle_time(env) -> None:
+    from std_msgs.msg import Float32
+
+    from slimseg_ros.eval.metrics import label_agreement
+
+    node, probe = env["node"], env["probe"]
+    agreement = probe.collect(Float32, "/slimseg_points/agreement", 10)
+    assert node._reference == (1.0, (64, 96))         # GFLOPs stand in for accuracy here
+    for ok, reason in _set(env, resolution=[32, 48], agreement_period_s=0.01):
+        assert ok, reason
+    try:
+        rgb = np.random.default_rng(7).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+        sent, labels, timing = _request(env, rgb, 2_000_000_901)
+        assert timing.network_size == (32, 48)
+        msg = agreement.wait_for(lambda m: True, DEADLINE)
+        assert msg is not None
+        seen = image_to_rgb(sent.encoding, sent.height, sent.width, sent.step, sent.data, False)
+        expected = label_agreement(node.engine.infer(seen, timing.width, (32, 48)),
+                                   node.engine.infer(seen, 1.0, (64, 96)), 11)
+        assert msg.data == pytest.approx(expected, abs=1e-6)
+        values = probe.wait_status(lambda s: s.get("agreement", "nan") != "nan", DEADLINE)
+        assert values is not None and values["agreement_reference"] == "1@64x96"
+    finally:
+        _set(env, agreement_period_s=10.0, adaptive=True)

@@ -28,7 +28,7 @@ DIAGNOSTIC_KEYS: tuple[str, ...] = (
 
 DIAGNOSTIC_POINT_KEYS: tuple[str, ...] = (
     "operating_point", "pinned", "front", "latency_source", "accuracy_source",
-    "cost_cap_gflops",
+    "cost_cap_gflops", "agreement", "agreement_reference",
 )
 """The operating point in use and why (issue 13); present once the engines are ready."""
 

@@ -122,6 +122,11 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "up (no flapping)", float_range=(0.0, 3600.0)),
     ParamSpec("overrun_frames", _DEFAULTS.overrun_frames, "consecutive frames over budget that "
               "step the width down", int_range=(1, 1000)),
+    ParamSpec("agreement_period_s", 10.0, "every this many seconds, in idle time between "
+              "frames only, also run the most accurate operating point on the frame just "
+              "answered and publish how far the point in use agrees with it (mIoU of the two "
+              "label maps) on ~/agreement and /diagnostics; a sustained drop is logged once as "
+              "a likely camera or domain change. 0 = off", float_range=(0.0, 3600.0)),
     ParamSpec("publish_color", True, "publish labels_color (rgb8 palette) while it has "
               "subscribers"),
     ParamSpec("publish_overlay", True, "publish overlay (image blended with the palette) while "

@@ -54,6 +54,8 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Float32, String
 
 from ..control import ControllerConfig, PointController, check_config, check_pin
+from ..control.agreement import AgreementMonitor
+from ..eval.metrics import label_agreement
 from ..data.pixels import ImageRejected, compressed_to_rgb, image_to_rgb
 from ..data.stamps import stamp_ns
 from ..runtime import (
@@ -167,6 +169,10 @@ class SlimSegCore:
         self.engine: PointEngine | None = None
         self.controller: PointController | None = None
         self._latency_source = self._accuracy_source = ""
+        self._agreement = AgreementMonitor(period_s=0.0)
+        self._agreement_value: float | None = None
+        self._reference: tuple[float, tuple[int, int]] | None = None
+        """The most accurate operating point: what agreement is measured against."""
         self.stats = NodeStats()
         self.settings: Settings | None = None
         self._phase = "starting"
@@ -422,6 +428,8 @@ class SlimSegCore:
         self._publish_overlay = bool(values.get("publish_overlay", self._publish_overlay))
         self._overlay_alpha = float(values.get("overlay_alpha", self._overlay_alpha))
         self._max_pixels = int(values.get("max_image_pixels", self._max_pixels))
+        if "agreement_period_s" in values:
+            self._agreement.period_s = float(values["agreement_period_s"])
         transport = values.get("input_transport", self._transport)
         reliability = values.get("input_reliability", self._reliability_mode)
         if (transport, reliability) != (self._transport, self._reliability_mode):
@@ -552,6 +560,10 @@ class SlimSegCore:
                                    f"accuracy from {setup.accuracy_source}")
             self._latency_source, self._accuracy_source = (setup.latency_source,
                                                            setup.accuracy_source)
+            best = max(controller.points, key=lambda p: (p.accuracy, -p.cost))
+            self._reference = best.key
+            self._agreement = AgreementMonitor(period_s=float(self._value("agreement_period_s")))
+            self._agreement_value = None
             self.engine, self.controller = engine, controller
             self._palette = palette_lut(engine.meta.palette)
             self._publish_color = bool(self._value("publish_color"))
@@ -588,6 +600,7 @@ class SlimSegCore:
                 "width": self._make_publisher(Float32, "~/width", latched_qos()),
                 "operating_point": self._make_publisher(String, "~/operating_point",
                                                         latched_qos()),
+                "agreement": self._make_publisher(Float32, "~/agreement", 10),
                 "diagnostics": self._make_publisher(DiagnosticArray, "/diagnostics", 10),
             }
             self._outputs_open = True
@@ -825,6 +838,32 @@ class SlimSegCore:
         if observer is not None:
             observer(FrameTiming(stamp_ns(header), frame.received, started, inference_s, done,
                                  decision.width, labels.shape[:2], decision.size))
+        self._check_agreement(engine, ctrl, rgb, labels, (decision.width, decision.size),
+                              frame.received)
+
+    def _check_agreement(self, engine: PointEngine, ctrl: PointController, rgb: Any,
+                         labels: Any, point: tuple[float, tuple[int, int]],
+                         received: float) -> None:
+        """In idle time only, run the most accurate point on this frame and publish how far
+        the point in use agrees with it (no frame waits: the run must fit before the next
+        frame is due, and none may be waiting)."""
+        ref = self._reference
+        if ref is None or point == ref:
+            return
+        now = time.monotonic()
+        status = ctrl.status(now)
+        idle = received + status.budget_s - now
+        if not self._agreement.due(now, idle, status.predicted_s[ref]) or self._slot.pending:
+            return
+        reference = engine.infer(rgb, ref[0], ref[1])
+        value = label_agreement(labels, reference, len(engine.meta.class_names))
+        self._agreement_value = value
+        with self._publish_lock:
+            if self._outputs_open:
+                self._outputs["agreement"].publish(Float32(data=float(value)))
+        said = self._agreement.record(time.monotonic(), point, value)
+        if said and not self._closing:
+            self.get_logger().warning(said)
 
     # -- diagnostics -----------------------------------------------------------------------
 
@@ -852,7 +891,12 @@ class SlimSegCore:
                      "latency_source": self._latency_source,
                      "accuracy_source": self._accuracy_source,
                      "cost_cap_gflops": ("none" if status.cost_cap_gflops is None
-                                         else f"{status.cost_cap_gflops:.3f}")}
+                                         else f"{status.cost_cap_gflops:.3f}"),
+                     "agreement": ("nan" if self._agreement_value is None
+                                   else f"{self._agreement_value:.3f}"),
+                     "agreement_reference": ("" if self._reference is None else
+                                             f"{self._reference[0]:g}@"
+                                             f"{format_size(self._reference[1])}")}
         else:
             width, adaptive = float(self._value("width")), bool(self._value("adaptive"))
             input_fps, battery, reason, switches, budget_ms = None, "", "", 0, float("nan")
