@@ -209,3 +209,13 @@ def test_timing_only_replay_report(tmp_path):
     text = format_summary(doc)
     assert "6 sent, 4 processed (66.7%), 2 dropped, 0 scored" in text
     assert "width 0.5  pinned" in text
+
+
+def test_agreement_timeline_keeps_each_change_of_the_nodes_checks():
+    from slimseg_ros.eval.replay_score import ReplayRecording, agreement_timeline
+
+    rec = ReplayRecording(diagnostics=[
+        (0.0, {"agreement": "nan"}), (1.0, {"agreement": "0.812", "operating_point": "0.5@a"}),
+        (2.0, {"agreement": "0.812", "operating_point": "0.5@a"}),
+        (3.0, {"agreement": "0.400", "operating_point": "0.5@a"}), (4.0, {})])
+    assert agreement_timeline(rec) == [[1.0, 0.812, "0.5@a"], [3.0, 0.4, "0.5@a"]]

@@ -25,7 +25,8 @@ from .metrics import ConfusionMatrix
 from .width_scores import WidthScores, clean_labels
 
 __all__ = [
-    "ReceivedLabels", "ReplayRecording", "ReplayResult", "checkpoint_class_names", "conditions",
+    "ReceivedLabels", "ReplayRecording", "ReplayResult", "agreement_timeline",
+    "checkpoint_class_names", "conditions",
     "replay_document", "score_recording", "switch_timeline",
 ]
 
@@ -189,6 +190,20 @@ def switch_timeline(recording: ReplayRecording) -> list[dict[str, Any]]:
     return out
 
 
+def agreement_timeline(recording: ReplayRecording) -> list[list[Any]]:
+    """[t, agreement, operating point] of each status whose label-free agreement changed (the
+    node checks every ``agreement_period_s`` in idle time; statuses come at 1 Hz)."""
+    out: list[list[Any]] = []
+    for t, status in recording.diagnostics:
+        value = status.get("agreement")
+        if value in (None, "", "nan"):
+            continue
+        row = [round(t, 3), float(value), status.get("operating_point")]
+        if not out or out[-1][1:] != row[1:]:
+            out.append(row)
+    return out
+
+
 def conditions() -> dict[str, Any]:
     """The machine's load and Python, recorded at the start and the end of a replay."""
     return {"cpu_count": os.cpu_count(), "loadavg_1min": round(load_average()[0], 2),
@@ -218,6 +233,7 @@ def replay_document(info: BagInfo, topics: BagTopics, config: ReplayConfig, plan
         "points": counts.get("points", {}),
         "width_timeline": switch_timeline(recording),
         "battery_timeline": [[round(t, 3), round(b, 4)] for t, b in plan.battery_series],
+        "agreement_timeline": agreement_timeline(recording),
         "param_changes": recording.params,
         "node_diagnostics": recording.diagnostics[-1][1] if recording.diagnostics else None,
         "notes": recording.notes,
