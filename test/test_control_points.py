@@ -183,3 +183,18 @@ def test_profile_must_cover_every_point() -> None:
         PointController(POINTS, {k: v for k, v in LAT.items() if k != (0.5, MID)})
     with pytest.raises(ValueError, match="given twice"):
         PointController(POINTS + POINTS[:1], LAT)
+
+
+def test_a_pinned_width_keeps_its_width_on_a_low_battery_but_its_size_shrinks() -> None:
+    ctrl = make(target_fps=5.0, battery_thresholds=(0.3,), battery_widths=(0.25,))
+    ctrl.pin(1.0)
+    assert ctrl.point == (1.0, BIG)
+    ctrl.observe_battery(1.0, 0.2, POWER_SUPPLY_STATUS_DISCHARGING)
+    d = ctrl.decide(1.0)
+    # cap = cost of 0.25@360x480 (1728 x 0.0625 = 108); every 1.0 point costs more, so the
+    # cheapest 1.0 point is kept
+    assert d.changed and (d.width, d.size) == (1.0, SMALL)
+    assert "pinned width 1 at its cheapest size" in d.reason
+    ctrl.observe_battery(2.0, 0.9, POWER_SUPPLY_STATUS_DISCHARGING)
+    trace = run(ctrl, 2.0, 10.0, 5.0, lambda p, t: LAT[p])
+    assert {w for w, _ in trace} == {1.0} and trace[-1] == (1.0, BIG)

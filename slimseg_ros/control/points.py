@@ -402,14 +402,12 @@ class PointController:
         bounded = [p for p in self._pinned_points() if lo <= p.width <= hi]
         cap, battery, cost_cap = self._battery_cap(now) if now is not None else (None, "", None)
         cur_w = self._point[0] if hasattr(self, "_point") else None
-        if cost_cap is None or self._pin_width is not None:
-            capped = bounded
-        else:
-            capped = [p for p in bounded if p.cost <= cost_cap * (1 + 1e-9)]
+        capped = bounded if cost_cap is None else [
+            p for p in bounded if p.cost <= cost_cap * (1 + 1e-9)]
         if capped:
             if cur_w is not None and cur_w < lo:
                 why = f"min_width is {cfg.min_width:g}"
-            elif cost_cap is not None and self._pin_width is None and cap is not None and (
+            elif cost_cap is not None and cap is not None and (
                     cap < hi and self._by_key[self._point].cost > cost_cap * (1 + 1e-9)):
                 why = battery
             elif cur_w is not None and cur_w > hi:
@@ -424,11 +422,12 @@ class PointController:
             else:
                 why = "start"
             return capped, why
-        # The cap admits nothing within the bounds: the cheapest bounded points (as before, a
-        # cap below min_width is raised to it).
+        # The cap admits nothing within the bounds and pins: their cheapest points (as before,
+        # a cap below min_width is raised to it, and a pinned width stays).
         cheapest = min(p.cost for p in bounded)
-        return ([p for p in bounded if p.cost <= cheapest * (1 + 1e-9)],
-                battery + f", raised to min_width {lo:g}")
+        why = (f"{battery}; pinned width {self._pin_width:g} at its cheapest size"
+               if self._pin_width is not None else battery + f", raised to min_width {lo:g}")
+        return [p for p in bounded if p.cost <= cheapest * (1 + 1e-9)], why
 
     def _front(self, allowed: list[ControlPoint]) -> list[ControlPoint]:
         return pareto_front(allowed, self._seed)
