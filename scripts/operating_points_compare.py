@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def replay(bag: str, speed: float, fps: float, sizes: list[str], table: str | None,
-           cache: str, out: Path, backend: str) -> dict:
+           cache: str, out: Path, backend: str, loops: int = 1) -> dict:
     flat = [int(v) for s in sizes for v in s.split("x")]
     cmd = [str(Path(sys.executable).with_name("slimseg")), "bag", "eval", "--bag", bag,
            "--mode", "replay", "--speed", f"{speed:g}", "--target-fps", f"{fps:g}",
-           "--backend", backend, "--engine-cache-dir", cache,
+           "--backend", backend, "--engine-cache-dir", cache, "--loops", str(loops),
            "--param", f"input_sizes={json.dumps(flat)}", "--json", str(out)]
     if table:
         cmd += ["--param", f"latency_table={Path(table).resolve()}"]
@@ -100,6 +100,7 @@ def main() -> None:
     p.add_argument("--accuracy-table", default=str(ROOT / "models/slimseg_camvid.points.json"))
     p.add_argument("--cache", default="/tmp/slimseg_points_cache")
     p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--loops", type=int, default=1, help="play the bag N times per run")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     out = Path(args.out)
@@ -113,7 +114,7 @@ def main() -> None:
         for arm, arm_sizes in (("width_only", sizes[:1]), ("width_x_resolution", sizes)):
             results[key][arm] = replay(args.bag, speed, fps, arm_sizes, args.latency_table,
                                        args.cache, out / f"replay_{arm}_{key}fps.json",
-                                       args.backend)
+                                       args.backend, args.loops)
             print(json.dumps({"fps": key, "arm": arm, **{
                 k: v for k, v in results[key][arm].items() if k != "command"}}), flush=True)
     (out / "comparison.json").write_text(json.dumps(results, indent=2) + "\n")
