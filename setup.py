@@ -21,7 +21,9 @@ DATA_FILES = [
     ("share/" + PACKAGE + "/launch", glob("launch/*.launch.py")),
     ("share/" + PACKAGE + "/config", glob("config/*.yaml") + glob("config/*.xml")),
     ("share/" + PACKAGE + "/config/classes", glob("config/classes/*.yaml")),
-    ("share/" + PACKAGE + "/models", glob("models/*.safetensors")),
+    # the accuracy table of a shipped model sits beside it (<model>.points.json)
+    ("share/" + PACKAGE + "/models",
+     glob("models/*.safetensors") + glob("models/*.points.json")),
     ("lib/" + PACKAGE, ["resource/" + name for name in EXECUTABLES]),
 ]
 

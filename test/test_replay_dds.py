@@ -8,6 +8,7 @@ side's own rules that need no DDS: the node's command line and parameter types.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -78,6 +79,22 @@ def test_adaptive_replay_with_battery_and_parameter_change(tmp_path, checkpoint,
     assert doc["battery_timeline"][0][1] == 1.0 and doc["battery_timeline"][-1][1] == 0.05
     assert doc["node"]["exit_code"] == 0 and doc["node"]["widths"] == [0.25, 0.5, 0.75, 1.0]
     assert "width 1" in (tmp_path / "node.log").read_text()
+
+
+@pytest.mark.dds
+def test_replay_reports_the_operating_point_of_every_answer(tmp_path, checkpoint, dataset):
+    bag = tmp_path / "bag"
+    bagio.write_dataset_bag(dataset, bag, rate_hz=10)
+    config = _config(checkpoint, tmp_path, target_fps=10.0)
+    config.node_params["input_sizes"] = [48, 64, 32, 48]
+    config.node_params["resolution"] = [32, 48]
+    config.node_params["adaptive"] = False  # with width 1.0: the point 1.0@32x48 is held
+    result = run_replay(bag, dataclasses.replace(config, adaptive=False, width=1.0))
+    doc = result.doc
+    answered = [f for f in doc["frames"] if f["t_received"] is not None]
+    assert answered and all(f["point"] == "1.0@32x48" for f in answered)
+    assert doc["points"]["1.0@32x48"]["frames"] == doc["frames_processed"]
+    assert doc["size_mismatches"] == 0   # labels still come at the camera's 60x80
 
 
 @pytest.mark.dds

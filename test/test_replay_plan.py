@@ -120,6 +120,20 @@ def test_stamp_matching_with_frames_dropped_on_purpose():
     assert scores.summary(1.0)["frames"] == 4 and scores.summary(0.5)["frames"] == 3
 
 
+def test_each_answer_reports_its_operating_point_with_frames_and_miou():
+    truth = {1: np.array([[0, 1], [2, 3]], np.uint8), 2: np.array([[1, 1], [2, 2]], np.uint8)}
+    sent = [(1, 0.0), (2, 0.1), (3, 0.2)]
+    labels = [_label(1, 0.05, 1.0, truth[1]), _label(2, 0.15, 0.5, np.zeros((2, 2), np.uint8))]
+    labels[0].point, labels[1].point = "1.0@360x480", "0.5@180x240"
+    counts, _ = score_recording(SimpleNamespace(sent=sent, labels=labels), {1: 1, 2: 2, 3: 3},
+                                lambda stamps: iter((s, truth[s]) for s in stamps if s in truth),
+                                NAMES)
+    assert [f["point"] for f in counts["frames"]] == ["1.0@360x480", "0.5@180x240", None]
+    assert counts["points"]["1.0@360x480"] == {"frames": 1, "miou": 1.0}
+    assert counts["points"]["0.5@180x240"]["frames"] == 1
+    assert counts["points"]["0.5@180x240"]["miou"] < 1.0
+
+
 def test_loop_answers_are_scored_against_the_original_frame():
     truth = {1: np.array([[0, 1], [2, 3]], np.uint8)}
     sent = [(1, 0.0), (11, 1.0)]
@@ -195,3 +209,13 @@ def test_timing_only_replay_report(tmp_path):
     text = format_summary(doc)
     assert "6 sent, 4 processed (66.7%), 2 dropped, 0 scored" in text
     assert "width 0.5  pinned" in text
+
+
+def test_agreement_timeline_keeps_each_change_of_the_nodes_checks():
+    from slimseg_ros.eval.replay_score import ReplayRecording, agreement_timeline
+
+    rec = ReplayRecording(diagnostics=[
+        (0.0, {"agreement": "nan"}), (1.0, {"agreement": "0.812", "operating_point": "0.5@a"}),
+        (2.0, {"agreement": "0.812", "operating_point": "0.5@a"}),
+        (3.0, {"agreement": "0.400", "operating_point": "0.5@a"}), (4.0, {})])
+    assert agreement_timeline(rec) == [[1.0, 0.812, "0.5@a"], [3.0, 0.4, "0.5@a"]]

@@ -201,6 +201,21 @@ def test_param_get_set_describe_dump(env, launched) -> None:
         "Set parameter successful")
 
 
+def test_resolution_pin_through_ros2_param_set(env, launched) -> None:
+    """The operator's size pin (issue 13) through the real CLI; this node has one size."""
+    assert ros2_found(env, "param", "set", "/slimseg", "resolution", "[32, 48]").strip() == (
+        "Setting parameter failed: resolution 32x48 is not one of the input sizes (64x96); "
+        "set input_sizes at start, or [0, 0] to release the size")
+    assert ros2_found(env, "param", "set", "/slimseg", "resolution", "[64, 96]").strip() == (
+        "Set parameter successful")
+    assert ros2_found(env, "param", "get", "/slimseg", "adaptive").strip() == (
+        "Boolean value is: False")
+    assert ros2_found(env, "param", "set", "/slimseg", "adaptive", "true").strip() == (
+        "Set parameter successful")
+    assert ros2_found(env, "param", "get", "/slimseg", "resolution").strip() == (
+        "Integer values are: [64, 96]")   # mirrors the size in use while adapting
+
+
 def test_labels_echo_once_carries_the_camera_header(env, launched, camera_frame) -> None:
     from sensor_msgs.msg import Image
 

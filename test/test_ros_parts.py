@@ -76,9 +76,11 @@ def test_parameter_table_matches_the_contract() -> None:
                 "engine_cache_dir", "width", "adaptive", "target_fps", "min_width", "max_width",
                 "battery_thresholds", "battery_widths", "battery_hysteresis", "min_dwell_s",
                 "overrun_frames", "publish_color", "publish_overlay", "max_image_pixels",
-                "class_names", "widths", "input_reliability", "input_transport"}
+                "class_names", "widths", "input_reliability", "input_transport",
+                "input_sizes", "latency_table", "resolution"}
     assert contract <= names
-    for name in ("model_path", "input_size", "engine_cache_dir", "class_names", "widths"):
+    for name in ("model_path", "input_size", "input_sizes", "latency_table", "engine_cache_dir",
+                 "class_names", "widths"):
         assert P.descriptor(P.spec(name)).read_only, name
     for s in P.NODE_PARAMETERS:
         assert s.description, s.name
@@ -87,6 +89,26 @@ def test_parameter_table_matches_the_contract() -> None:
     assert (width.floating_point_range[0].from_value, width.floating_point_range[0].to_value) == (
         0.0, 1.0)
     assert P.descriptor(P.spec("overrun_frames")).integer_range[0].from_value == 1
+
+
+@pytest.mark.parametrize("flat, size, expected", [
+    ([0, 0], None, None),
+    ([360, 480, 180, 240], None, [(360, 480), (180, 240)]),
+    ([360, 480, 180, 240], (180, 240), [(180, 240), (360, 480)]),  # input_size comes first
+])
+def test_input_sizes_are_pairs_with_input_size_first(flat, size, expected) -> None:
+    assert P.check_input_sizes(flat, size) == expected
+
+
+@pytest.mark.parametrize("flat, size, words", [
+    ([360, 480, 180], None, "pairs"), ([360, 480, 16, 240], None, ">= 32"),
+    ([360, 480, 360, 480], None, "given twice"),
+    ([360, 480], (180, 240), "input_size 180x240 is not one of input_sizes (360x480)"),
+])
+def test_bad_input_sizes_are_refused_in_words(flat, size, words) -> None:
+    with pytest.raises(ValueError) as info:
+        P.check_input_sizes(flat, size)
+    assert words in str(info.value)
 
 
 def test_controller_defaults_come_from_the_controller_config() -> None:
@@ -264,4 +286,4 @@ def test_managed_descriptors_let_start_up_parameters_change_while_unconfigured()
     assert "checkpoint" in P.descriptor(P.spec("widths"), True).additional_constraints
     assert set(P.STARTUP_PARAMETERS) == {"model_path", "backend", "device", "precision",
                                          "input_size", "engine_cache_dir", "class_names",
-                                         "widths"}
+                                         "widths", "input_sizes", "latency_table"}

@@ -30,6 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
     p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
                    help="network input size (default: the checkpoint's)")
+    p.add_argument("--input-sizes", default=None, metavar="HxW[,HxW...]",
+                   help="score every operating point: each width at each of these network "
+                   "input sizes (the images and labels stay at their own size); the JSON gets "
+                   "'points' keyed WIDTH@HxW, and 'widths' holds the first size")
+    p.add_argument("--save-accuracy", action="store_true",
+                   help="with --input-sizes: write the accuracy table beside the checkpoint "
+                   "(<checkpoint>.points.json), which the node reads to rank its points")
     p.add_argument("--classes", default=None,
                    help="class spec name or YAML (folder and rosbag datasets; rosbag: camvid)")
     p.add_argument("--sequences", default=None,
@@ -50,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import build_dataset
     from ..eval.scoring import score_engine
-    from ..runtime import load_engine
+    from ..runtime import load_point_engine, parse_sizes
+    from ..runtime.points import point_key
 
     options: dict = {"classes": args.classes} if args.classes else {}
     if args.sequences:
@@ -62,27 +70,54 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--image-topic and --label-topic apply to --dataset rosbag only")
         options.update(image_topic=args.image_topic, labels_topic=args.label_topic)
     dataset = build_dataset(args.dataset, args.data_root, args.split, **options)
-    engine = load_engine(args.checkpoint, backend=args.backend, device=args.device,
-                         precision=args.precision, input_size=args.input_size,
-                         cache_dir=args.engine_cache_dir, warmup_repeats=1,
-                         log=lambda m: print(m, file=sys.stderr))
+    if args.input_sizes and args.input_size:
+        raise ValueError("give --input-size or --input-sizes, not both")
+    if args.save_accuracy and not args.input_sizes:
+        raise ValueError("--save-accuracy needs --input-sizes (the table is per point)")
+    sizes = parse_sizes(args.input_sizes) if args.input_sizes else (
+        [args.input_size] if args.input_size else None)
+    engine = load_point_engine(args.checkpoint, input_sizes=sizes, backend=args.backend,
+                               device=args.device, precision=args.precision,
+                               cache_dir=args.engine_cache_dir, warmup_repeats=1,
+                               log=lambda m: print(m, file=sys.stderr))
     widths = parse_widths(args.widths, engine.widths)
     if dataset.num_classes != len(engine.meta.class_names):
         raise ValueError(f"the dataset has {dataset.num_classes} classes but the model "
                          f"{len(engine.meta.class_names)}")
     n = len(dataset) if not args.max_images else min(args.max_images, len(dataset))
-    with progress_bar(total=n, desc="eval", unit="img") as bar:
-        results, count = score_engine(
-            engine, (dataset.load(i) for i in range(n)), widths, engine.meta.class_names,
-            ignore_index=dataset.ignore_index, boundary_tolerance=args.boundary_tolerance,
-            on_sample=lambda: bar.update(1),
-        )
+    per_size = {}
+    for size in engine.sizes:  # one pass per size: the same frames score every point
+        with progress_bar(total=n, desc=f"eval {size[0]}x{size[1]}", unit="img") as bar:
+            per_size[size] = score_engine(
+                engine.engine(size), (dataset.load(i) for i in range(n)), widths,
+                engine.meta.class_names, ignore_index=dataset.ignore_index,
+                boundary_tolerance=args.boundary_tolerance, on_sample=lambda: bar.update(1),
+            )
+    results, count = per_size[engine.input_size]
     doc = {"widths": results, "dataset": args.dataset, "split": args.split, "images": count,
            "checkpoint": engine.model_path, "backend": engine.backend, "device": engine.device,
            "precision": engine.precision, "input_size": list(engine.input_size)}
-    print("| width | mIoU | pixel acc | boundary F1 |\n| --- | --- | --- | --- |")
-    for w, r in results.items():
+    if args.input_sizes:
+        doc["input_sizes"] = [list(s) for s in engine.sizes]
+        doc["points"] = {point_key(float(w), size): r for size, (res, _) in per_size.items()
+                         for w, r in res.items()}
+        print("| point | mIoU | pixel acc | boundary F1 |\n| --- | --- | --- | --- |")
+        rows = doc["points"].items()
+    else:
+        print("| width | mIoU | pixel acc | boundary F1 |\n| --- | --- | --- | --- |")
+        rows = results.items()
+    for w, r in rows:
         print(f"| {w} | {r['miou']:.4f} | {r['pixel_acc']:.4f} | {r['boundary_f1']:.4f} |")
+    if args.save_accuracy:
+        from ..runtime.accuracy_table import accuracy_path, make_accuracy_table
+        from ..runtime.cache import file_sha256
+
+        if not engine.model_path:
+            raise ValueError("--save-accuracy needs a checkpoint file")
+        target = accuracy_path(engine.model_path)
+        write_json(target, make_accuracy_table(file_sha256(engine.model_path), doc["points"],
+                                               args.dataset, args.split, count))
+        print(f"wrote {target}")
     if args.json_out:
         write_json(args.json_out, doc)
         print(f"wrote {args.json_out}")

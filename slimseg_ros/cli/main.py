@@ -16,7 +16,7 @@ __all__ = ["main", "build_parser", "SUBCOMMANDS", "UserError"]
 
 # module name under slimseg_ros.cli, in the order shown by --help
 SUBCOMMANDS: tuple[str, ...] = (
-    "train", "eval", "recalibrate", "adapt", "export", "bench", "bag", "demo",
+    "train", "eval", "recalibrate", "adapt", "export", "bench", "profile", "bag", "demo",
 )
 
 

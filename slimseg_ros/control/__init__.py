@@ -11,11 +11,14 @@ from slimseg_ros.control.battery import (
 from slimseg_ros.control.config import ControllerConfig
 from slimseg_ros.control.controller import (
     ControllerStatus, Decision, WidthController, check_config, check_pin)
+from slimseg_ros.control.front import ControlPoint, pareto_front
+from slimseg_ros.control.points import PointController, PointDecision, PointStatus, width_points
 from slimseg_ros.control.rate import RateMeter
 
 __all__ = [
     "ControllerConfig", "ControllerStatus", "Decision", "RateMeter", "WidthController",
-    "check_config", "check_pin",
+    "check_config", "check_pin", "ControlPoint", "pareto_front", "PointController",
+    "PointDecision", "PointStatus", "width_points",
     "POWER_SUPPLY_STATUS_UNKNOWN", "POWER_SUPPLY_STATUS_CHARGING",
     "POWER_SUPPLY_STATUS_DISCHARGING", "POWER_SUPPLY_STATUS_NOT_CHARGING",
     "POWER_SUPPLY_STATUS_FULL",

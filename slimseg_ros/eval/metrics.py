@@ -295,3 +295,13 @@ class BoundaryF1Meter:
     def f1(self) -> float:
         """Mean per-image boundary F1."""
         return self.value().f1
+
+
+def label_agreement(labels: np.ndarray, reference: np.ndarray, num_classes: int) -> float:
+    """mIoU of ``labels`` against ``reference`` (another prediction, not ground truth): how far
+    a cheap operating point agrees with the most accurate one (NaN for empty maps)."""
+    if labels.shape != reference.shape:
+        raise ValueError(f"label maps of {labels.shape} and {reference.shape} differ in size")
+    matrix = ConfusionMatrix(num_classes, ignore_index=255)
+    matrix.update(labels, reference)
+    return matrix.miou()

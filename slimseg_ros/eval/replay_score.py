@@ -21,10 +21,12 @@ from ..data.bagread import BagInfo, BagTopics
 from ..data.pixels import image_to_labels
 from ..runtime.timing import load_average, percentile_ms
 from .replay_plan import ReplayConfig, ReplayPlan
-from .width_scores import WidthScores
+from .metrics import ConfusionMatrix
+from .width_scores import WidthScores, clean_labels
 
 __all__ = [
-    "ReceivedLabels", "ReplayRecording", "ReplayResult", "checkpoint_class_names", "conditions",
+    "ReceivedLabels", "ReplayRecording", "ReplayResult", "agreement_timeline",
+    "checkpoint_class_names", "conditions",
     "replay_document", "score_recording", "switch_timeline",
 ]
 
@@ -43,6 +45,8 @@ class ReceivedLabels:
     encoding: str
     step: int
     data_z: bytes
+    point: str | None = None
+    """The last ``~/operating_point`` received before it (``0.5@270x360``; None if none)."""
 
     def pixels(self) -> np.ndarray:
         """The HxW class ids."""
@@ -107,6 +111,7 @@ def score_recording(
         else:
             answers[label.stamp_ns] = label
     scores = WidthScores(class_names, ignore_index)
+    point_confusion: dict[str, ConfusionMatrix] = {}
     by_original: dict[int, list[int]] = {}
     for stamp in answers:
         by_original.setdefault(original_stamp.get(stamp, stamp), []).append(stamp)
@@ -121,6 +126,10 @@ def score_recording(
                     size_mismatch += 1
                     continue
                 scores.add(label.width, pred, gt, label.t - sent[stamp])
+                if label.point is not None:
+                    point_confusion.setdefault(label.point, ConfusionMatrix(
+                        len(class_names), ignore_index)).update(
+                            pred, clean_labels(gt, len(class_names), ignore_index))
                 scored += 1
     frames = []
     for stamp, t_sent in sorted(sent.items(), key=lambda kv: kv[1]):
@@ -130,6 +139,7 @@ def score_recording(
             "t_received": None if label is None else round(label.t, 6),
             "latency_ms": None if label is None else round((label.t - t_sent) * 1e3, 3),
             "width": None if label is None else label.width,
+            "point": None if label is None else label.point,
         })
     latencies = [answers[s].t - sent[s] for s in answers]
     n_sent, n_done = len(sent), len(answers)
@@ -147,9 +157,22 @@ def score_recording(
             "max": percentile_ms(latencies, 100),
             "mean": float(np.mean(latencies) * 1e3) if latencies else None,
         },
+        "points": _point_counts(answers.values(), point_confusion),
         "frames": frames,
     }
     return counts, scores
+
+
+def _point_counts(answers: Any, confusion: dict[str, ConfusionMatrix]) -> dict[str, Any]:
+    """Frames answered and mIoU (of the scored ones) per operating point."""
+    out: dict[str, Any] = {}
+    for label in answers:
+        if label.point is not None:
+            out.setdefault(label.point, {"frames": 0, "miou": None})["frames"] += 1
+    for point, matrix in confusion.items():
+        miou = matrix.miou()
+        out.setdefault(point, {"frames": 0})["miou"] = None if math.isnan(miou) else float(miou)
+    return dict(sorted(out.items()))
 
 
 def switch_timeline(recording: ReplayRecording) -> list[dict[str, Any]]:
@@ -164,6 +187,20 @@ def switch_timeline(recording: ReplayRecording) -> list[dict[str, Any]]:
                        if td >= t - 0.05 and status.get("width")
                        and math.isclose(float(status["width"]), width, abs_tol=1e-6)), "")
         out.append({"t": round(t, 3), "width": width, "reason": reason})
+    return out
+
+
+def agreement_timeline(recording: ReplayRecording) -> list[list[Any]]:
+    """[t, agreement, operating point] of each status whose label-free agreement changed (the
+    node checks every ``agreement_period_s`` in idle time; statuses come at 1 Hz)."""
+    out: list[list[Any]] = []
+    for t, status in recording.diagnostics:
+        value = status.get("agreement")
+        if value in (None, "", "nan"):
+            continue
+        row = [round(t, 3), float(value), status.get("operating_point")]
+        if not out or out[-1][1:] != row[1:]:
+            out.append(row)
     return out
 
 
@@ -193,8 +230,10 @@ def replay_document(info: BagInfo, topics: BagTopics, config: ReplayConfig, plan
                 "output": counts["frames_processed"] / duration if duration > 0 else None},
         "overall": scores.summary() if scores.overall.frames else None,
         "widths": scores.per_width(),
+        "points": counts.get("points", {}),
         "width_timeline": switch_timeline(recording),
         "battery_timeline": [[round(t, 3), round(b, 4)] for t, b in plan.battery_series],
+        "agreement_timeline": agreement_timeline(recording),
         "param_changes": recording.params,
         "node_diagnostics": recording.diagnostics[-1][1] if recording.diagnostics else None,
         "notes": recording.notes,

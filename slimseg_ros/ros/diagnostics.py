@@ -15,7 +15,8 @@ from typing import Any
 from ..control import RateMeter
 from ..runtime.timing import percentile_ms
 
-__all__ = ["DIAGNOSTIC_KEYS", "LatencyWindow", "NodeStats", "DiagnosticsView", "diagnostic_status",
+__all__ = ["DIAGNOSTIC_KEYS", "DIAGNOSTIC_POINT_KEYS", "LatencyWindow", "NodeStats",
+           "DiagnosticsView", "diagnostic_status",
            "status_name", "status_values"]
 
 DIAGNOSTIC_KEYS: tuple[str, ...] = (
@@ -24,6 +25,12 @@ DIAGNOSTIC_KEYS: tuple[str, ...] = (
     "last_switch_reason",
 )
 """Keys every status carries (DESIGN.md section 10); more follow them."""
+
+DIAGNOSTIC_POINT_KEYS: tuple[str, ...] = (
+    "operating_point", "pinned", "front", "latency_source", "accuracy_source",
+    "cost_cap_gflops", "agreement", "agreement_reference",
+)
+"""The operating point in use and why (issue 13); present once the engines are ready."""
 
 
 def status_name(node_name: str) -> str:
@@ -132,6 +139,8 @@ class DiagnosticsView:
     rejected_recently: int = 0
     """Rejections since the previous status (decides the WARN level)."""
     state: str = "running"
+    point: dict[str, str] = field(default_factory=dict)
+    """The operating point's keys (DIAGNOSTIC_POINT_KEYS) once a controller runs."""
     """``running``, or what the node is doing instead (``starting: ...``, ``inactive``)."""
 
 
@@ -170,6 +179,7 @@ def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, 
         ("model", view.model),
         ("input_size", f"{view.input_size[0]}x{view.input_size[1]}"),
         ("state", view.state),
+        *((k, view.point[k]) for k in DIAGNOSTIC_POINT_KEYS if k in view.point),
     ]
     if view.state != "running":
         level, message = "OK", view.state

@@ -77,6 +77,12 @@ class LatestSlot(Generic[T]):
             self._item = None
 
     @property
+    def pending(self) -> bool:
+        """Whether an item waits to be taken."""
+        with self._cond:
+            return self._item is not None
+
+    @property
     def closed(self) -> bool:
         with self._cond:
             return self._closed

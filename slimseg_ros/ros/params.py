@@ -32,7 +32,8 @@ __all__ = [
     "ParamSpec", "NODE_PARAMETERS", "CHECKPOINT_PARAMETERS", "CONTROLLER_PARAMETERS",
     "STARTUP_PARAMETERS", "ALL_NAMES",
     "INPUT_TRANSPORTS", "PRECISIONS", "DEFAULT_MAX_IMAGE_PIXELS", "descriptor", "spec",
-    "controller_config", "check_choice", "check_device", "check_input_size", "backend_choices",
+    "controller_config", "check_choice", "check_device", "check_input_size", "check_input_sizes",
+    "check_resolution", "backend_choices",
     "coerce", "type_words", "unknown_parameter", "MANAGED_CONSTRAINT",
 ]
 
@@ -79,11 +80,26 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_size", [0, 0], "[H, W] the network runs at; [0, 0] = the checkpoint's. "
               "Images of any size are accepted; labels always come at the image's size",
               read_only=True, constraints="[0, 0] or two integers >= 32"),
+    ParamSpec("input_sizes", [0, 0], "network input sizes of the operating points, as pairs "
+              "[H1, W1, H2, W2, ...] (ROS parameters cannot nest lists); one engine per width "
+              "and size. [0, 0] = input_size alone (one size: behaviour as before). The first "
+              "size is the primary one", read_only=True,
+              constraints="[0, 0] or an even count of integers >= 32, no size twice; "
+                          "input_size, if set, must be one of them"),
+    ParamSpec("latency_table", "", "device latency table (slimseg profile --out) that seeds the "
+              "controller's per-point latency predictions; empty = profile at start. A table "
+              "for another device, backend, precision, thread count or library version is "
+              "refused with a warning naming the mismatch (the start-up profile is used)",
+              read_only=True),
     ParamSpec("engine_cache_dir", "", "where compiled per-width engines are kept; empty = the "
               "runtime's default cache directory", read_only=True),
     ParamSpec("width", 1.0, "the width in use. Setting it pins that width (adaptive becomes "
               "false); while adaptive the node keeps it equal to the width in use",
               float_range=(0.0, 1.0), constraints="one of the model's widths (see 'widths')"),
+    ParamSpec("resolution", [0, 0], "the network input size in use, [H, W]. Setting it pins "
+              "that size (the width then follows the budget unless pinned too); [0, 0] releases "
+              "the size pin; while the size adapts the node keeps it equal to the size in use",
+              constraints="[0, 0] or one of input_sizes"),
     ParamSpec("adaptive", True, "choose the width from battery and frame-rate feedback; true "
               "resumes adapting after a pin"),
     ParamSpec("target_fps", _DEFAULTS.target_fps, "frame rate to keep up with; a slower camera "
@@ -106,6 +122,11 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "up (no flapping)", float_range=(0.0, 3600.0)),
     ParamSpec("overrun_frames", _DEFAULTS.overrun_frames, "consecutive frames over budget that "
               "step the width down", int_range=(1, 1000)),
+    ParamSpec("agreement_period_s", 10.0, "every this many seconds, in idle time between "
+              "frames only, also run the most accurate operating point on the frame just "
+              "answered and publish how far the point in use agrees with it (mIoU of the two "
+              "label maps) on ~/agreement and /diagnostics; a sustained drop is logged once as "
+              "a likely camera or domain change. 0 = off", float_range=(0.0, 3600.0)),
     ParamSpec("publish_color", True, "publish labels_color (rgb8 palette) while it has "
               "subscribers"),
     ParamSpec("publish_overlay", True, "publish overlay (image blended with the palette) while "
@@ -215,6 +236,52 @@ def check_input_size(value: Sequence[int]) -> tuple[int, int] | None:
     if len(size) != 2 or min(size) < 32:
         raise ValueError(f"input_size must be [H, W] with both >= 32, or [0, 0] for the "
                          f"checkpoint's size; got {list(size)}")
+    return size  # type: ignore[return-value]
+
+
+def check_input_sizes(value: Sequence[int], input_size: tuple[int, int] | None
+                      ) -> list[tuple[int, int]] | None:
+    """The operating points' input sizes from the flat ``input_sizes`` list (None for [0, 0]:
+    ``input_size`` alone); ValueError in one line otherwise.
+
+    ``input_size`` (already checked), when set, must be one of them; it then comes first (the
+    primary size, which single-size views such as ``slimseg bench`` report).
+    """
+    flat = [int(v) for v in value]
+    if flat == [0, 0]:
+        return None
+    if len(flat) < 2 or len(flat) % 2:
+        raise ValueError(f"input_sizes must be pairs [H1, W1, H2, W2, ...] (or [0, 0]); got "
+                         f"{len(flat)} values {flat}")
+    sizes = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
+    for size in sizes:
+        if min(size) < 32:
+            raise ValueError(f"input_sizes: every H and W must be >= 32; got {list(size)}")
+        if sizes.count(size) > 1:
+            raise ValueError(f"input_sizes: {size[0]}x{size[1]} is given twice")
+    if input_size is not None:
+        if input_size not in sizes:
+            raise ValueError(f"input_size {input_size[0]}x{input_size[1]} is not one of "
+                             f"input_sizes ({', '.join(f'{h}x{w}' for h, w in sizes)}); "
+                             f"set input_size [0, 0] or add it")
+        sizes.remove(input_size)
+        sizes.insert(0, input_size)
+    return sizes
+
+
+def check_resolution(value: Sequence[int], sizes: Sequence[tuple[int, int]] | None
+                     ) -> tuple[int, int] | None:
+    """None for [0, 0] (no size pin), else (H, W), which must be one of ``sizes`` when they are
+    known; ValueError in one line otherwise."""
+    size = tuple(int(v) for v in value)
+    if size == (0, 0):
+        return None
+    if len(size) != 2:
+        raise ValueError(f"resolution must be [H, W] or [0, 0]; got {list(size)}")
+    if sizes is not None and size not in [tuple(s) for s in sizes]:
+        raise ValueError(f"resolution {size[0]}x{size[1]} is not one of the input sizes "
+                         f"({', '.join(f'{h}x{w}' for h, w in sizes)}); set input_sizes at "
+                         "start, or [0, 0] to release the size")
     return size  # type: ignore[return-value]
 
 

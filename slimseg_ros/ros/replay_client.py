@@ -13,6 +13,7 @@ clock: when every frame went out, when its labels came back (matched by header s
 from __future__ import annotations
 
 import dataclasses
+import json
 import threading
 import time
 import zlib
@@ -20,9 +21,11 @@ from typing import Any, Callable, Iterable
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
+from std_msgs.msg import String
 
 from ..eval.replay_score import ReceivedLabels, ReplayRecording
 from .drive import Probe
+from .qos import latched_qos
 
 __all__ = ["MESSAGE_CLASSES", "ReplayClient"]
 
@@ -59,6 +62,10 @@ class ReplayClient:
         self.probe = Probe(node_name, domain_id=domain_id, labels_topic=None,
                            probe_name="slimseg_replay")
         self.node_name = self.probe.node_fqn
+        # The operating point (width x input size) of each answer, like its width: the node
+        # publishes a change before the first labels made at the new point.
+        self._points = self.probe.collect(String, self.node_name + "/operating_point",
+                                          latched_qos())
         self._labels = self._collect_labels(ReliabilityPolicy.RELIABLE)
         self._labels_ready = False
         self._clock0 = time.monotonic()
@@ -77,7 +84,17 @@ class ReplayClient:
     def _pack(self, msg: Image) -> ReceivedLabels:
         # level 1: label maps shrink ~20x in well under a millisecond; t is set in run()
         return ReceivedLabels(0, 0.0, self.probe.current_width(), msg.height, msg.width,
-                              msg.encoding, msg.step, zlib.compress(memoryview(msg.data), 1))
+                              msg.encoding, msg.step, zlib.compress(memoryview(msg.data), 1),
+                              self._current_point())
+
+    def _current_point(self) -> str | None:
+        msg = self._points.newest()
+        if msg is None:
+            return None
+        try:
+            return str(json.loads(msg.data)["point"])
+        except (ValueError, KeyError, TypeError):
+            return None
 
     # -- set-up --------------------------------------------------------------------------------
 

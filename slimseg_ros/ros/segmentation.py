@@ -51,16 +51,21 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
-from std_msgs.msg import Float32
+from std_msgs.msg import Float32, String
 
-from ..control import ControllerConfig, WidthController, check_config, check_pin
+from ..control import ControllerConfig, PointController, check_config, check_pin
+from ..control.agreement import AgreementMonitor
+from ..eval.metrics import label_agreement
 from ..data.pixels import ImageRejected, compressed_to_rgb, image_to_rgb
 from ..data.stamps import stamp_ns
-from ..runtime import SegmentationEngine, load_engine, model_metadata
+from ..runtime import (
+    PointEngine, SegmentationEngine, format_size, load_point_engine, model_metadata)
 from ..widths import format_widths
 from . import params as P
 from .conversions import blend, fill_image, palette_lut
 from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status, status_name
+from .operating_points import (
+    front_text, make_point_controller, operating_point_json, pinned_words)
 from .frames import Frame, LatestSlot
 from .qos import (
     InputQosChooser, battery_qos, input_qos, latched_qos, output_qos, reliability_name)
@@ -115,6 +120,8 @@ class FrameTiming:
     published: float
     width: float
     size: tuple[int, int]
+    network_size: tuple[int, int] = (0, 0)
+    """The operating point's network input size (H, W)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,10 +137,19 @@ class Settings:
     precision: str
     input_size: tuple[int, int] | None
     cache_dir: str | None
+    input_sizes: list[tuple[int, int]] | None = None
+    """The operating points' sizes, primary first (None: ``input_size`` alone)."""
+    latency_table: str | None = None
+    """A device latency table file to seed the controller (None: the start-up profile)."""
 
     @property
     def widths(self) -> tuple[float, ...]:
         return tuple(sorted(float(w) for w in self.meta.widths))
+
+    @property
+    def sizes(self) -> list[tuple[int, int]]:
+        """The operating points' input sizes, primary first."""
+        return self.input_sizes or [self.input_size or tuple(self.meta.input_size)]
 
 
 class SlimSegCore:
@@ -150,8 +166,13 @@ class SlimSegCore:
     def _init_core(self) -> None:
         self.frame_observer: Callable[[FrameTiming], None] | None = None
         """Called by the worker after each answered frame (benchmarks)."""
-        self.engine: SegmentationEngine | None = None
-        self.controller: WidthController | None = None
+        self.engine: PointEngine | None = None
+        self.controller: PointController | None = None
+        self._latency_source = self._accuracy_source = ""
+        self._agreement = AgreementMonitor(period_s=0.0)
+        self._agreement_value: float | None = None
+        self._reference: tuple[float, tuple[int, int]] | None = None
+        """The most accurate operating point: what agreement is measured against."""
         self.stats = NodeStats()
         self.settings: Settings | None = None
         self._phase = "starting"
@@ -163,6 +184,7 @@ class SlimSegCore:
         self._internal = threading.local()
         self._announce_lock = threading.Lock()
         self._announced: float | None = None
+        self._announced_point: tuple[float, tuple[int, int]] | None = None
         self._slot: LatestSlot[Frame] = LatestSlot()
         self._worker: threading.Thread | None = None
         self._busy = 0  # engine builds in progress (cannot be interrupted)
@@ -184,6 +206,8 @@ class SlimSegCore:
         self._overlay_alpha = 0.5
         self._max_pixels = P.DEFAULT_MAX_IMAGE_PIXELS
         self._pin_pending = False
+        self._pins_before_ready: set[str] = set()
+        """What an operator pinned before the engines existed (applied when they are)."""
         self._sync_guard = self.create_guard_condition(self._sync_parameters)
         profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
         if profile:  # large frames cross only with the right transport settings: say which
@@ -300,6 +324,7 @@ class SlimSegCore:
             precision = P.check_choice("precision", v["precision"], P.PRECISIONS)
             device = P.check_device(v["device"])
             input_size = P.check_input_size(v["input_size"])
+            input_sizes = P.check_input_sizes(v["input_sizes"], input_size)
             P.check_choice("input_transport", v["input_transport"], P.INPUT_TRANSPORTS)
             P.check_choice("input_reliability", v["input_reliability"], P.reliability_modes())
             config = P.controller_config(v, ControllerConfig())
@@ -307,13 +332,16 @@ class SlimSegCore:
             raise StartupError(str(exc)) from None
         if self.engine is not None and self.settings is None:  # given ready (tests, benches)
             path, meta = None, self.engine.meta
+            if isinstance(self.engine, PointEngine):  # its sizes are the points' sizes
+                input_sizes = list(self.engine.sizes)
         else:
             try:
                 path, meta = model_metadata(v["model_path"] or None)
             except (OSError, ValueError) as exc:
                 raise StartupError(f"cannot load the model: {exc}") from None
         settings = Settings(path, meta, backend, device, precision, input_size,
-                            v["engine_cache_dir"] or None)
+                            v["engine_cache_dir"] or None, input_sizes,
+                            v["latency_table"] or None)
         try:
             check_config(settings.widths, config)
             if not v["adaptive"]:
@@ -378,14 +406,21 @@ class SlimSegCore:
                     P.check_choice(name, values[name], choices)
             if "device" in values:
                 P.check_device(values["device"])
-            if "input_size" in values:
-                P.check_input_size(values["input_size"])
+            if "input_size" in values or "input_sizes" in values:
+                P.check_input_sizes(
+                    values.get("input_sizes", self._value("input_sizes")),
+                    P.check_input_size(values.get("input_size", self._value("input_size"))))
             config = P.controller_config(values, P.controller_config(current))
             pin = None
+            size_pin: tuple[int, int] | None = None
             if widths is not None:
                 check_config(widths, config)
                 if "width" in values:
                     pin = check_pin(values["width"], widths, config)
+            if "resolution" in values:
+                sizes = (self.settings.sizes if self.settings is not None
+                         and self._phase != "unconfigured" else None)
+                size_pin = P.check_resolution(values["resolution"], sizes)
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
 
@@ -393,6 +428,8 @@ class SlimSegCore:
         self._publish_overlay = bool(values.get("publish_overlay", self._publish_overlay))
         self._overlay_alpha = float(values.get("overlay_alpha", self._overlay_alpha))
         self._max_pixels = int(values.get("max_image_pixels", self._max_pixels))
+        if "agreement_period_s" in values:
+            self._agreement.period_s = float(values["agreement_period_s"])
         transport = values.get("input_transport", self._transport)
         reliability = values.get("input_reliability", self._reliability_mode)
         if (transport, reliability) != (self._transport, self._reliability_mode):
@@ -405,18 +442,23 @@ class SlimSegCore:
                 ctrl.set_config(config)
             if pin is not None:
                 decision = ctrl.pin(pin)
-                self._announce(decision.width, decision.reason)
+                self._announce(decision.width, decision.reason, decision.size)
+            if "resolution" in values:
+                decision = ctrl.pin_size(size_pin)
+                self._announce(decision.width, decision.reason, decision.size)
             if "adaptive" in values and bool(values["adaptive"]) != ctrl.adaptive:
                 ctrl.set_adaptive(bool(values["adaptive"]))
                 self.get_logger().info(
                     f"adaptive {'on: adapting from' if ctrl.adaptive else 'off: holding'} "
-                    f"width {ctrl.width:g}")
+                    f"width {ctrl.width:g}, input {format_size(ctrl.size)}")
             # New limits apply at once, not at the next frame.
             decision = ctrl.decide(time.monotonic())
             if decision.changed:
-                self._announce(decision.width, decision.reason)
-        elif "width" in values and "adaptive" not in values:
+                self._announce(decision.width, decision.reason, decision.size)
+        elif "adaptive" not in values and ("width" in values or (
+                "resolution" in values and size_pin is not None)):
             self._pin_pending = True  # pinned before the engines exist: adaptive goes false
+            self._pins_before_ready.add("width" if "width" in values else "resolution")
         # The parameters that mirror the controller are brought in line once this set is stored.
         self._sync_guard.trigger()
         return SetParametersResult(successful=True)
@@ -430,10 +472,12 @@ class SlimSegCore:
                 self._pin_pending = False
                 self._set_internal({"adaptive": False})
             return
-        width, adaptive = ctrl.width, ctrl.adaptive
-        updates = {}
+        (width, size), adaptive = ctrl.point, ctrl.adaptive
+        updates: dict[str, Any] = {}
         if not math.isclose(self._value("width"), width):
             updates["width"] = float(width)
+        if [int(v) for v in self._value("resolution")] != list(size):
+            updates["resolution"] = [int(size[0]), int(size[1])]
         if self._value("adaptive") != adaptive:
             updates["adaptive"] = adaptive
         if updates:
@@ -459,8 +503,8 @@ class SlimSegCore:
             with self._state_lock:
                 self._busy -= 1
 
-    def _build_engine(self, settings: Settings) -> SegmentationEngine:
-        """Load and warm every width (seconds to minutes); safe in any thread. Call within
+    def _build_engine(self, settings: Settings) -> PointEngine:
+        """Load and warm every point (seconds to minutes); safe in any thread. Call within
         :meth:`_uninterruptible`, together with :meth:`_adopt_engine`.
 
         Raises:
@@ -468,16 +512,18 @@ class SlimSegCore:
             _Cancelled: the node closed meanwhile.
         """
         try:
-            return load_engine(settings.model_path, backend=settings.backend,
-                               device=settings.device, precision=settings.precision,
-                               input_size=settings.input_size, cache_dir=settings.cache_dir,
-                               log=self._log_build)
+            sizes = settings.input_sizes or (
+                [settings.input_size] if settings.input_size else None)
+            return load_point_engine(settings.model_path, input_sizes=sizes,
+                                     backend=settings.backend, device=settings.device,
+                                     precision=settings.precision,
+                                     cache_dir=settings.cache_dir, log=self._log_build)
         except _Cancelled:
             raise
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             raise StartupError(f"cannot load the model: {exc}") from None
 
-    def _adopt_engine(self, engine: SegmentationEngine) -> None:
+    def _adopt_engine(self, engine: SegmentationEngine | PointEngine) -> None:
         """Make ``engine`` the one in use and start a controller on the parameters' values.
 
         Raises:
@@ -488,14 +534,36 @@ class SlimSegCore:
         with self._state_lock:
             if self._closing:
                 raise _Cancelled
+            if isinstance(engine, SegmentationEngine):  # given ready: one size
+                engine = PointEngine.single(engine)
             values = {name: self._value(name) for name in P.CONTROLLER_PARAMETERS}
+            settings = self.settings
+            latency_table = settings.latency_table if settings is not None else None
+            model_path = (settings.model_path if settings is not None
+                          and settings.model_path is not None else engine.model_path)
             try:
-                controller = WidthController(engine.widths, engine.latency_s,
-                                             P.controller_config(values))
+                setup = make_point_controller(engine, P.controller_config(values),
+                                              latency_table, model_path)
+                controller = setup.controller
                 if not self._value("adaptive"):
-                    controller.pin(self._value("width"))
+                    size = P.check_resolution(self._value("resolution"), list(engine.sizes))
+                    if self._pins_before_ready != {"resolution"}:
+                        controller.pin(self._value("width"))
+                    if size is not None:
+                        controller.pin_size(size)
+                self._pins_before_ready = set()
             except ValueError as exc:
                 raise StartupError(str(exc)) from None
+            for warning in setup.warnings:
+                self.get_logger().warning(warning)
+            self.get_logger().info(f"operating points: latency from {setup.latency_source}, "
+                                   f"accuracy from {setup.accuracy_source}")
+            self._latency_source, self._accuracy_source = (setup.latency_source,
+                                                           setup.accuracy_source)
+            best = max(controller.points, key=lambda p: (p.accuracy, -p.cost))
+            self._reference = best.key
+            self._agreement = AgreementMonitor(period_s=float(self._value("agreement_period_s")))
+            self._agreement_value = None
             self.engine, self.controller = engine, controller
             self._palette = palette_lut(engine.meta.palette)
             self._publish_color = bool(self._value("publish_color"))
@@ -505,8 +573,9 @@ class SlimSegCore:
             self.get_logger().info(
                 f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
                 f"{format_widths(engine.widths)}, network input "
-                f"{engine.input_size[0]}x{engine.input_size[1]}, width {controller.width:g} "
-                f"({'adaptive' if controller.adaptive else 'pinned'})")
+                f"{', '.join(format_size(z) for z in engine.sizes)}, width {controller.width:g} "
+                + (f"at {format_size(controller.size)} " if len(engine.sizes) > 1 else "")
+                + f"({'adaptive' if controller.adaptive else 'pinned'})")
 
     def _release_engine(self) -> None:
         with self._state_lock:
@@ -529,10 +598,14 @@ class SlimSegCore:
                 "labels_color": self._make_publisher(Image, "labels_color", output_qos()),
                 "overlay": self._make_publisher(Image, "overlay", output_qos()),
                 "width": self._make_publisher(Float32, "~/width", latched_qos()),
+                "operating_point": self._make_publisher(String, "~/operating_point",
+                                                        latched_qos()),
+                "agreement": self._make_publisher(Float32, "~/agreement", 10),
                 "diagnostics": self._make_publisher(DiagnosticArray, "/diagnostics", 10),
             }
             self._outputs_open = True
             self._announced = None
+            self._announced_point = None
         self._diag_timer = self.create_timer(_DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
 
     def _close_outputs(self) -> None:
@@ -545,17 +618,35 @@ class SlimSegCore:
         for publisher in publishers.values():
             self._drop_publisher(publisher)
 
-    def _announce(self, width: float, reason: str) -> None:
-        """Publish ``~/width`` and log, once per change (callbacks and worker both call it)."""
+    def _announce(self, width: float, reason: str, size: tuple[int, int] | None = None) -> None:
+        """Publish ``~/width`` and ``~/operating_point`` and log, once per change (callbacks
+        and the worker both call it)."""
+        ctrl = self.controller
+        size = tuple(size) if size is not None else (ctrl.size if ctrl is not None else None)
         with self._announce_lock:
-            if self._announced is not None and math.isclose(self._announced, width):
+            width_changed = self._announced is None or not math.isclose(self._announced, width)
+            point = (float(width), size) if size is not None else None
+            point_changed = point is not None and point != self._announced_point
+            if not width_changed and not point_changed:
                 return
             self._announced = width
+            if point is not None:
+                self._announced_point = point
             with self._publish_lock:
                 if self._outputs_open:
-                    self._outputs["width"].publish(Float32(data=float(width)))
-        if not self._closing:
+                    if width_changed:
+                        self._outputs["width"].publish(Float32(data=float(width)))
+                    if point_changed and ctrl is not None:
+                        status = ctrl.status(time.monotonic())
+                        self._outputs["operating_point"].publish(String(
+                            data=operating_point_json(width, size, status.adaptive,
+                                                      pinned_words(status), reason)))
+        if self._closing:
+            return
+        if width_changed and (ctrl is None or len(ctrl.sizes) == 1):
             self.get_logger().info(f"width {width:g}: {reason}")
+        else:
+            self.get_logger().info(f"operating point {width:g}@{format_size(size)}: {reason}")
 
     # -- input -----------------------------------------------------------------------------
 
@@ -645,7 +736,7 @@ class SlimSegCore:
             self.get_logger().warning(warning, throttle_duration_sec=_THROTTLE_S)
         decision = ctrl.decide(now)
         if decision.changed:
-            self._announce(decision.width, decision.reason)
+            self._announce(decision.width, decision.reason, decision.size)
             self._sync_guard.trigger()
 
     # -- the worker ------------------------------------------------------------------------
@@ -658,7 +749,7 @@ class SlimSegCore:
         self._worker = threading.Thread(target=self._work, name="slimseg-worker", daemon=True)
         self._serving = True
         self._worker.start()
-        self._announce(ctrl.width, ctrl.status(time.monotonic()).reason)
+        self._announce(ctrl.width, ctrl.status(time.monotonic()).reason, ctrl.size)
         self._sync_guard.trigger()
 
     def _stop_worker(self) -> None:
@@ -710,10 +801,10 @@ class SlimSegCore:
                                       throttle_duration_sec=_THROTTLE_S)
         decision = ctrl.decide(started)
         if decision.changed:
-            self._announce(decision.width, decision.reason)
+            self._announce(decision.width, decision.reason, decision.size)
             self._sync_guard.trigger()
         t0 = time.perf_counter()
-        labels = engine.infer(rgb, decision.width)
+        labels = engine.infer(rgb, decision.width, decision.size)
         inference_s = time.perf_counter() - t0
 
         header = frame.msg.header
@@ -741,12 +832,38 @@ class SlimSegCore:
                     pubs["overlay"].publish(fill_image(out, mixed, "rgb8"))
 
         done = time.monotonic()
-        ctrl.observe_frame(done, decision.width, done - started)
+        ctrl.observe_frame(done, decision.width, done - started, decision.size)
         self.stats.answered(done, done - frame.received, inference_s)
         observer = self.frame_observer
         if observer is not None:
             observer(FrameTiming(stamp_ns(header), frame.received, started, inference_s, done,
-                                 decision.width, labels.shape[:2]))
+                                 decision.width, labels.shape[:2], decision.size))
+        self._check_agreement(engine, ctrl, rgb, labels, (decision.width, decision.size),
+                              frame.received)
+
+    def _check_agreement(self, engine: PointEngine, ctrl: PointController, rgb: Any,
+                         labels: Any, point: tuple[float, tuple[int, int]],
+                         received: float) -> None:
+        """In idle time only, run the most accurate point on this frame and publish how far
+        the point in use agrees with it (no frame waits: the run must fit before the next
+        frame is due, and none may be waiting)."""
+        ref = self._reference
+        if ref is None or point == ref:
+            return
+        now = time.monotonic()
+        status = ctrl.status(now)
+        idle = received + status.budget_s - now
+        if not self._agreement.due(now, idle, status.predicted_s[ref]) or self._slot.pending:
+            return
+        reference = engine.infer(rgb, ref[0], ref[1])
+        value = label_agreement(labels, reference, len(engine.meta.class_names))
+        self._agreement_value = value
+        with self._publish_lock:
+            if self._outputs_open:
+                self._outputs["agreement"].publish(Float32(data=float(value)))
+        said = self._agreement.record(time.monotonic(), point, value)
+        if said and not self._closing:
+            self.get_logger().warning(said)
 
     # -- diagnostics -----------------------------------------------------------------------
 
@@ -768,12 +885,25 @@ class SlimSegCore:
             width, adaptive, input_fps, battery = (status.width, status.adaptive,
                                                    status.input_fps, status.battery)
             reason, switches, budget_ms = status.reason, status.switches, status.budget_s * 1e3
+            point = {"operating_point": f"{status.width:g}@{format_size(status.size)}",
+                     "pinned": ", ".join(pinned_words(status)) or "none",
+                     "front": front_text(status.front),
+                     "latency_source": self._latency_source,
+                     "accuracy_source": self._accuracy_source,
+                     "cost_cap_gflops": ("none" if status.cost_cap_gflops is None
+                                         else f"{status.cost_cap_gflops:.3f}"),
+                     "agreement": ("nan" if self._agreement_value is None
+                                   else f"{self._agreement_value:.3f}"),
+                     "agreement_reference": ("" if self._reference is None else
+                                             f"{self._reference[0]:g}@"
+                                             f"{format_size(self._reference[1])}")}
         else:
             width, adaptive = float(self._value("width")), bool(self._value("adaptive"))
             input_fps, battery, reason, switches, budget_ms = None, "", "", 0, float("nan")
+            point = {}
         if engine is not None:
             backend, device, precision = engine.backend, engine.device, engine.precision
-            size = tuple(engine.input_size)
+            size = tuple(status.size) if ctrl is not None else tuple(engine.input_size)
         else:
             backend, device = self._value("backend"), self._value("device")
             precision = self._value("precision")
@@ -791,7 +921,7 @@ class SlimSegCore:
             input_topic=self.input_topic(), input_reliability=self._input_reason, model=model,
             input_size=size,  # type: ignore[arg-type]
             rejected_recently=rejected - self._rejected_at_last_status,
-            state=self._state_text())
+            state=self._state_text(), point=point)
 
     @_guarded
     def _publish_diagnostics(self) -> None:

@@ -2,10 +2,12 @@
 
 from .engine import Runner, SegmentationEngine, validate_rgb
 from .loader import (
-    DEFAULT_MODEL_NAME, default_model_path, load_engine, load_model, model_metadata,
-    resolve_model_path)
+    DEFAULT_MODEL_NAME, default_model_path, load_engine, load_model, load_point_engine,
+    model_metadata, resolve_model_path)
+from .points import OperatingPoint, PointEngine, format_size, parse_sizes, point_key
 
 __all__ = [
     "DEFAULT_MODEL_NAME", "Runner", "SegmentationEngine", "default_model_path", "load_engine",
-    "load_model", "model_metadata", "resolve_model_path", "validate_rgb",
+    "load_model", "load_point_engine", "OperatingPoint", "PointEngine", "format_size",
+    "parse_sizes", "point_key", "model_metadata", "resolve_model_path", "validate_rgb",
 ]

@@ -16,10 +16,11 @@ from ..model.slimseg import SlimSegNet
 from .backends import (
     BACKEND_NAMES, build_runners, choose_backend, cpu_record, implausible_record)
 from .engine import SegmentationEngine
+from .points import OperatingPoint, PointEngine, format_size, parse_sizes
 from .timing import load_average
 
-__all__ = ["load_engine", "default_model_path", "DEFAULT_MODEL_NAME", "load_model",
-           "model_metadata", "resolve_model_path"]
+__all__ = ["load_engine", "load_point_engine", "default_model_path", "DEFAULT_MODEL_NAME",
+           "load_model", "model_metadata", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "slimseg_camvid.safetensors"
 PRECISIONS = ("fp32", "fp16")
@@ -172,6 +173,72 @@ def load_engine(
         else:
             say(f"backend {chosen}: {why}")
     return engine
+
+
+def load_point_engine(
+    model_path: str | os.PathLike[str] | None = None,
+    *,
+    input_sizes: Sequence[Sequence[int]] | None = None,
+    backend: str = "auto",
+    device: str = "auto",
+    precision: str = "fp32",
+    cache_dir: str | os.PathLike[str] | None = None,
+    upsample: str = "nearest",
+    warmup_repeats: int = 5,
+    allow_random: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> PointEngine:
+    """Every operating point (width x input size) of a checkpoint, built and warmed up.
+
+    The first size is built by :func:`load_engine` (so ``auto`` chooses the backend there,
+    once); every other size is built on the same backend and device. Each size's compiled
+    artifacts have their own cache entries (the cache keys hold the input size). ``input_sizes``
+    None or one size is exactly :func:`load_engine`.
+
+    Raises:
+        ValueError: a malformed or repeated size (and whatever :func:`load_engine` raises).
+    """
+    say = log or (lambda _msg: None)
+    sizes = parse_sizes(input_sizes) if input_sizes else [None]
+    first = load_engine(model_path, backend=backend, device=device, precision=precision,
+                        input_size=sizes[0], cache_dir=cache_dir, upsample=upsample,
+                        warmup_repeats=warmup_repeats, allow_random=allow_random, log=log)
+    engines = {tuple(first.input_size): first}
+    try:
+        if len(sizes) > 1:
+            model, meta, _source = load_model(model_path, allow_random=allow_random)
+            for size in sizes[1:]:
+                say(f"input size {format_size(size)}:")
+                engines[size] = _build(
+                    first.backend, f"as for {format_size(first.input_size)}", model,
+                    meta.replace(input_size=size), list(first.notes[:1]), say,
+                    device=first.device, precision=precision, cache_dir=cache_dir,
+                    upsample=upsample, model_path=first.model_path,
+                    warmup_repeats=warmup_repeats)
+    except BaseException:
+        for engine in engines.values():
+            engine.close()
+        raise
+    points = PointEngine(engines, tuple(first.input_size))  # type: ignore[arg-type]
+    points.gflops = _point_gflops(model_path, allow_random, points)
+    return points
+
+
+def _point_gflops(model_path: str | os.PathLike[str] | None, allow_random: bool,
+                  engine: PointEngine) -> dict[OperatingPoint, float]:
+    """FLOPs counted per width at the primary size, scaled to every size by its pixel count
+    (the network is fully convolutional: its work is proportional to the pixels, up to
+    rounding at the strides), so start-up pays for 4 counts, not 12."""
+    from ..model.profile import count_flops
+
+    model, _meta, _source = load_model(model_path, allow_random=allow_random)
+    h, w = engine.primary
+    out = {}
+    for width in engine.widths:
+        gflops = count_flops(model.freeze(width), (h, w)) / 1e9
+        for size in engine.sizes:
+            out[OperatingPoint(width, size)] = gflops * size[0] * size[1] / (h * w)
+    return out
 
 
 def _build(chosen: str, why: str, model: SlimSegNet, meta: CheckpointMeta, notes: list[str],
