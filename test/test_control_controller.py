@@ -22,20 +22,6 @@ from slimseg_ros.control import (
     POWER_SUPPLY_STATUS_CHARGING, POWER_SUPPLY_STATUS_DISCHARGING, POWER_SUPPLY_STATUS_FULL,
     ControllerConfig, WidthController)
 
-from point_adapter import OneSizePointController
-
-_WIDTH_CONTROLLER = WidthController
-
-
-@pytest.fixture(autouse=True, params=["width", "points"])
-def controller_kind(request, monkeypatch):
-    """Every trace runs twice: on the width controller, and on the operating-point controller
-    with one input size, which must decide the same (issue 13: one size = today's behaviour)."""
-    if request.param == "points":
-        monkeypatch.setitem(globals(), "WidthController", OneSizePointController)
-    return request.param
-
-
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 PROFILE = {0.25: 0.037, 0.5: 0.045, 0.75: 0.069, 1.0: 0.070}
 

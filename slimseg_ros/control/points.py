@@ -1,9 +1,8 @@
 """The operating-point controller: battery and frame-rate feedback to one (width, input size).
 
-Pure Python, time passed in (DESIGN.md section 9). It generalises
-:class:`~slimseg_ros.control.controller.WidthController` from widths to operating points, with
-the same rules, and with one input size it makes the same decisions (a test replays random
-event traces through both):
+Pure Python, time passed in (DESIGN.md section 9). The width controller's rules, generalised
+from widths to operating points; :class:`~slimseg_ros.control.controller.WidthController` is
+this controller at one input size:
 
 - The candidates are the *allowed* points: width within [min_width, max_width], cost within the
   battery's cost cap, and the operator's pins (a pinned width, a pinned size). Among them only
@@ -41,7 +40,7 @@ from slimseg_ros.control.battery import (
     POWER_SUPPLY_STATUS_FULL, POWER_SUPPLY_STATUS_UNKNOWN, BatteryReading, battery_level,
     check_reading)
 from slimseg_ros.control.config import ControllerConfig
-from slimseg_ros.control.controller import _bounds, check_config, check_pin
+from slimseg_ros.control.limits import check_config, check_pin, width_bounds
 from slimseg_ros.control.front import ControlPoint, check_points, pareto_front, point_name
 from slimseg_ros.control.rate import RateMeter
 from slimseg_ros.widths import WIDTH_TOLERANCE as _TOL
@@ -303,7 +302,7 @@ class PointController:
         with self._lock:
             self._advance(now)
             cfg = self._config
-            lo, hi = _bounds(self._widths, cfg)
+            lo, hi = width_bounds(self._widths, cfg)
             if self._pin_width is not None and not lo <= self._pin_width <= hi:
                 held = self._pin_width
                 above = held > hi
@@ -398,7 +397,7 @@ class PointController:
         """The allowed points, and the words for moving into them when the point in use is not
         one (as the width controller words it, for one size)."""
         cfg = self._config
-        lo, hi = _bounds(self._widths, cfg)
+        lo, hi = width_bounds(self._widths, cfg)
         bounded = [p for p in self._pinned_points() if lo <= p.width <= hi]
         cap, battery, cost_cap = self._battery_cap(now) if now is not None else (None, "", None)
         cur_w = self._point[0] if hasattr(self, "_point") else None
