@@ -16,6 +16,7 @@ Arms (override lists on config/train_camvid.yaml):
   ka        recipe + the teacher (models/teacher_camvid.safetensors) as KD teacher of width 1.0
             + Knowledge Adaptation (beta 50, gamma 1) at width 1.0
   ka_all    ka with the KA terms at every width (loss.ka_target=all)
+  teacher_kd  recipe + the teacher's logit KD at width 1.0 without the KA terms (what KA adds)
   quarter   shipped recipe on a fixed random quarter of the frames' labels (MGD's protocol)
   quarter_mgd   quarter + the other frames unlabelled, Multi-Granularity Distillation with the
             student's weight average as teacher (the external teacher saw those frames' labels,
@@ -56,6 +57,8 @@ ARMS: dict[str, list[str]] = {
     "recipe": RECIPE,
     "ka": RECIPE + ["loss.teacher={teacher}"],
     "ka_all": RECIPE + ["loss.teacher={teacher}", "loss.ka_target=all"],
+    "teacher_kd": RECIPE + ["loss.teacher={teacher}", "loss.ka_adapt_weight=0",
+                            "loss.ka_affinity_weight=0"],
     "quarter": ["data.scale_range=[0.4,1.2]", "data.labeled_fraction=0.25",
                 "data.partition={out}/partition_quarter.json"],
     "quarter_mgd": ["data.scale_range=[0.4,1.2]", "data.labeled_fraction=0.25",
