@@ -47,15 +47,16 @@ class AgreementMonitor:
         if not 0 < self.drop < 1 or self.sustain < 1 or self.baseline_checks < 1:
             raise ValueError("drop must be in (0, 1), sustain and baseline_checks >= 1")
 
+    def period_passed(self, now: float) -> bool:
+        """Whether checks are on and ``period_s`` has passed since the last one."""
+        with self._lock:
+            return self.period_s > 0 and (self._last is None
+                                          or now - self._last >= self.period_s)
+
     def due(self, now: float, idle_s: float, reference_s: float) -> bool:
         """Whether to check now: the period has passed and the predicted idle time before the
         next frame (``idle_s``) holds the reference run (``reference_s``), so no frame waits."""
-        with self._lock:
-            if self.period_s <= 0:
-                return False
-            if self._last is not None and now - self._last < self.period_s:
-                return False
-            return idle_s >= reference_s
+        return self.period_passed(now) and idle_s >= reference_s
 
     def record(self, now: float, point: Hashable, agreement: float) -> str | None:
         """Take one check of ``point``; a message the first time a sustained drop shows."""

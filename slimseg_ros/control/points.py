@@ -367,6 +367,13 @@ class PointController:
                 battery=battery, battery_cap=cap, cost_cap_gflops=cost_cap,
                 front=tuple(p.key for p in self._front(self._allowed(now))))
 
+    def forecast(self, key: Key, now: float) -> tuple[float, float]:
+        """(frame budget, predicted time of ``key``) in seconds at ``now``: the two numbers
+        :meth:`status` would give, without the rest of a snapshot (a per-frame question)."""
+        with self._lock:
+            self._advance(now)
+            return self._budget(now)[0], self._predicted(key, now)
+
     # -- internals (lock held) -------------------------------------------------------------
 
     def _name(self, key: Key) -> str:

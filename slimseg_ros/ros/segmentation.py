@@ -848,12 +848,13 @@ class SlimSegCore:
         the point in use agrees with it (no frame waits: the run must fit before the next
         frame is due, and none may be waiting)."""
         ref = self._reference
-        if ref is None or point == ref:
-            return
         now = time.monotonic()
-        status = ctrl.status(now)
-        idle = received + status.budget_s - now
-        if not self._agreement.due(now, idle, status.predicted_s[ref]) or self._slot.pending:
+        # cheap tests first: this runs after every frame, a check every agreement_period_s
+        if ref is None or point == ref or not self._agreement.period_passed(now):
+            return
+        budget_s, reference_s = ctrl.forecast(ref, now)
+        if not self._agreement.due(now, received + budget_s - now, reference_s) \
+                or self._slot.pending:
             return
         reference = engine.infer(rgb, ref[0], ref[1])
         value = label_agreement(labels, reference, len(engine.meta.class_names))
