@@ -159,10 +159,6 @@ class SlimSegLifecycleNode(SlimSegCore, LifecycleNodeMixin, Node):
         self._release_engine()
         self._phase = "finalized"
 
-    def destroy_node(self) -> None:
-        self.close()
-        super().destroy_node()
-
 
 def run(args: list[str] | None = None,
         frame_observer: Callable[[FrameTiming], None] | None = None,

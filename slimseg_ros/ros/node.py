@@ -106,10 +106,6 @@ class SlimSegNode(SlimSegCore, Node):
         """Stop the worker (after the frame in hand); call before ``destroy_node``."""
         self.close()
 
-    def destroy_node(self) -> None:
-        self.close()
-        super().destroy_node()
-
 
 def run(args: list[str] | None = None,
         frame_observer: Callable[[FrameTiming], None] | None = None,

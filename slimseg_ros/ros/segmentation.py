@@ -235,6 +235,11 @@ class SlimSegCore:
             self._outputs_open = False
         return self._busy > 0
 
+    def destroy_node(self) -> None:
+        """Close, then destroy the rclpy node (the next class in either node's MRO)."""
+        self.close()
+        super().destroy_node()  # type: ignore[misc]
+
     # -- parameters ------------------------------------------------------------------------
 
     def _declare(self) -> None:
