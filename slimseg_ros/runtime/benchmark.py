@@ -30,6 +30,7 @@ from ..model.profile import count_flops, count_params
 from ..model.slimseg import SlimSegNet, build_static
 from ..widths import width_key
 from .loader import load_engine, load_model
+from .torch_backend import torch_runner
 from .timing import cpu_name, load_average, percentile_ms, time_interleaved
 
 __all__ = ["BenchOptions", "compare_backends", "format_comparison", "matmul_gflops",
@@ -61,21 +62,6 @@ class _EagerWidth(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.model.set_width(self.width)
         return self.model(x)
-
-
-def _torch_runner(module: torch.nn.Module, device: str = "cpu", precision: str = "fp32"
-                  ) -> Callable[[np.ndarray], np.ndarray]:
-    """A reference network timed like the engine: same device and precision, labels to host."""
-    dev = torch.device(device)
-    module = module.eval().to(dev, memory_format=torch.channels_last)
-    if precision == "fp16":
-        module = module.half()
-
-    def run(image: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return module(torch.from_numpy(image).to(dev)).cpu().numpy()
-
-    return run
 
 
 @dataclass(frozen=True)
@@ -117,7 +103,8 @@ def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
             say: Callable[[str], None]) -> Any:
     torch.manual_seed(0)  # the same random stand-in (no checkpoint) for every backend
     return load_engine(checkpoint, backend=backend, device=options.device,
-                       precision=options.precision, input_size=options.input_size, cache_dir=options.cache_dir,
+                       precision=options.precision, input_size=options.input_size,
+                       cache_dir=options.cache_dir,
                        allow_random=True, warmup_repeats=1, log=say)
 
 
@@ -136,16 +123,17 @@ def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
     gflops_machine = matmul_gflops()
 
     widths = engine.widths
+    device = torch.device(engine.device)  # the references run where the engine runs
     variants: dict[str, dict[float, Callable[[np.ndarray], np.ndarray]]] = {
         "frozen": {w: engine.runner(w) for w in widths},
         "independent_static": {
-            w: _torch_runner(SegmentationPipeline(build_static(model.config, w), mean, std),
-                             engine.device, options.precision)
+            w: torch_runner(SegmentationPipeline(build_static(model.config, w), mean, std),
+                            device, options.precision)
             for w in widths
         },
         "eager_slimmable": {
-            w: _torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std),
-                             engine.device, options.precision)
+            w: torch_runner(SegmentationPipeline(_EagerWidth(model, w), mean, std),
+                            device, options.precision)
             for w in widths
         },
     }

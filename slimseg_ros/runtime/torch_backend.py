@@ -10,7 +10,7 @@ from ..model.pipeline import SegmentationPipeline
 from ..model.slimseg import SlimSegNet
 from .engine import Runner
 
-__all__ = ["build_torch_runners", "resolve_torch_device"]
+__all__ = ["build_torch_runners", "resolve_torch_device", "torch_runner"]
 
 
 def resolve_torch_device(device: str) -> torch.device:
@@ -54,12 +54,18 @@ def build_torch_runners(model: SlimSegNet, meta: CheckpointMeta, device: str = "
         raise ValueError("precision fp16 needs a CUDA device; use fp32 on the CPU")
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
-    runners: dict[float, Runner] = {}
-    for width in model.widths:
-        pipe = pipeline_for_width(model, meta, width, upsample)
-        # channels-last: the frozen MobileNet runs markedly faster at narrow widths on CPUs
-        pipe = pipe.to(dev, memory_format=torch.channels_last)
-        if precision == "fp16":
-            pipe = pipe.half()
-        runners[width] = _TorchRunner(pipe, dev)
+    runners = {width: torch_runner(pipeline_for_width(model, meta, width, upsample), dev,
+                                   precision)
+               for width in model.widths}
     return runners, str(dev)
+
+
+def torch_runner(pipeline: torch.nn.Module, device: torch.device,
+                 precision: str = "fp32") -> Runner:
+    """``pipeline`` (uint8 image in, uint8 labels out) on ``device`` in ``precision``, as a
+    runner: what every torch width runs, and what ``slimseg bench`` times its references as."""
+    # channels-last: the frozen MobileNet runs markedly faster at narrow widths on CPUs
+    pipe = pipeline.eval().to(device, memory_format=torch.channels_last)
+    if precision == "fp16":
+        pipe = pipe.half()
+    return _TorchRunner(pipe, device)
