@@ -1,4 +1,5 @@
-"""``export_engines`` (behind ``slimseg export``): each width built once, then served as cached."""
+"""``export_engines`` (behind ``slimseg export``): each operating point built once, then served as
+cached, to the node as well."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from slimseg_ros.model.checkpoint import CheckpointError
 from slimseg_ros.runtime.cache import MANIFEST_NAME
 from slimseg_ros.runtime.deps import BackendUnavailableError
 from slimseg_ros.runtime.export import export_engines
+from slimseg_ros.runtime.loader import load_point_engine
 
 SIZE = (64, 96)
 
@@ -70,15 +72,52 @@ def test_bilinear_upsampling_exports_and_matches_torch(checkpoint: Path, tmp_pat
     assert record.agreement is not None and record.agreement >= 0.999
 
 
+@pytest.mark.slow
+def test_every_input_size_is_exported_and_the_node_engine_loads_them_all_from_the_cache(
+        checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    sizes = [(64, 96), (48, 64)]
+    out = tmp_path / "engines"
+    records = export_engines(checkpoint, "onnx", "0.25,1.0", None, "fp32", out, input_sizes=sizes)
+    assert [(r.input_size, r.width, r.status) for r in records] == [
+        ((64, 96), 0.25, "built"), ((64, 96), 1.0, "built"),
+        ((48, 64), 0.25, "built"), ((48, 64), 1.0, "built")]
+    assert len({r.path for r in records}) == 4
+
+    lines: list[str] = []
+    engine = load_point_engine(checkpoint, input_sizes=sizes, backend="onnxruntime",
+                               device="cpu", cache_dir=out, warmup_repeats=1, log=lines.append)
+    try:
+        assert list(engine.sizes) == sizes
+        loads = [line for line in lines if "onnx" in line and ("cache hit" in line
+                                                                or "built" in line)]
+        # the node builds every width: the two exported ones per size come from the cache
+        assert sum("cache hit" in line for line in loads) == 4, lines
+    finally:
+        engine.close()
+
+    from slimseg_ros.cli.main import main
+    assert main(["export", "--checkpoint", str(checkpoint), "--format", "onnx", "--widths",
+                 "0.25", "--input-sizes", "64x96,48x64", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "| 64x96 | 0.25 | 0.0 |" in table and "| 48x64 | 0.25 | 0.0 |" in table
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"fmt": "plan"}, "format must be one of onnx, tensorrt"),
     ({"precision": "int8"}, "precision must be fp32 or fp16"),
     ({"input_size": (16, 96)}, r"input_size must be \[H, W\] with both >= 32"),
     ({"widths": "0.6"}, "not one of the model's widths"),
+    ({"input_sizes": [(64, 96), (64, 96)]}, "given twice"),
+    ({"input_sizes": [(64, 96), (16, 32)]}, "at least 32x32"),
+    ({"input_sizes": [(64, 96)], "input_size": SIZE}, "input_size or input_sizes, not both"),
 ])
 def test_bad_arguments_are_one_line_errors(checkpoint: Path, tmp_path: Path, kwargs: dict,
                                            message: str) -> None:
-    args = {"fmt": "onnx", "widths": "all", "input_size": SIZE, "precision": "fp32"} | kwargs
+    args = {"fmt": "onnx", "widths": "all", "precision": "fp32"} | kwargs
+    if "input_sizes" not in kwargs:
+        args.setdefault("input_size", SIZE)
     with pytest.raises(ValueError, match=message):
         export_engines(checkpoint, out_dir=tmp_path / "never", **args)
     assert not (tmp_path / "never").exists()

@@ -1,7 +1,8 @@
-"""``slimseg export``: build every width's artifact ahead of time into the engine cache.
+"""``slimseg export``: build every operating point's artifact ahead of time into the engine cache.
 
 The output directory is what the node's ``engine_cache_dir`` parameter points at; the node then
-starts from cache hits instead of building (a TensorRT build takes minutes per width). Each
+starts from cache hits instead of building (a TensorRT build takes minutes per width and input
+size, and a node with ``input_sizes`` needs one engine per width at every size). Each
 artifact is checked once after it is built or found: its labels on a synthetic frame are
 compared with the torch backend's (a smoke test; real parity is ``slimseg eval --backend ...``).
 """
@@ -19,6 +20,7 @@ import torch
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
 from ..widths import parse_widths
+from .points import format_size, parse_sizes
 from .cache import EngineCache, model_fingerprint
 from .deps import import_onnx_exporter
 from .loader import load_model
@@ -33,10 +35,11 @@ FORMATS = ("onnx", "tensorrt")
 
 @dataclass(frozen=True)
 class ExportRecord:
-    """One width's artifact.
+    """One operating point's artifact.
 
     Attributes:
         width: the width.
+        input_size: (H, W) of the static input.
         fmt: ``onnx`` | ``tensorrt``.
         path: the artifact in the cache directory.
         size_bytes: its size.
@@ -48,6 +51,7 @@ class ExportRecord:
     """
 
     width: float
+    input_size: tuple[int, int]
     fmt: str
     path: Path
     size_bytes: int
@@ -84,8 +88,10 @@ def export_engines(
     upsample: str = "nearest",
     device: str = "auto",
     force: bool = False,
+    input_sizes: Sequence[Sequence[int]] | None = None,
 ) -> list[ExportRecord]:
-    """Build (or verify) the artifact of every requested width; one record per width.
+    """Build (or verify) the artifact of every requested width at every input size; one record
+    per (size, width), sizes in the order given.
 
     Args:
         checkpoint: ``.safetensors`` model; ``None`` = the shipped default model.
@@ -93,9 +99,11 @@ def export_engines(
             target Jetson: engines are specific to its TensorRT, GPU and L4T release).
         widths: ``"all"``, ``"0.25,1.0"`` or a sequence of widths.
         input_size: (H, W) of the static input; default: the checkpoint's.
+        input_sizes: several (H, W) sizes instead of ``input_size`` (the node's
+            ``input_sizes``): every width is built at each; the same cache keys as the node's.
         precision: ``fp32`` | ``fp16``.
         out_dir: the engine cache directory.
-        log: receives one line per width (status, build time, size).
+        log: receives one line per size and per point (status, build time, size).
         upsample: the pipeline's label upsampling (must match the node's).
         device: CUDA device for ``tensorrt`` (``auto`` | ``cuda[:N]``).
         force: rebuild even valid artifacts.
@@ -105,20 +113,26 @@ def export_engines(
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    if input_size is not None and input_sizes:
+        raise ValueError("give input_size or input_sizes, not both")
     model, meta, source = load_model(checkpoint)
-    size = tuple(int(v) for v in (input_size or meta.input_size))
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
-    meta = meta.replace(input_size=size)
+    sizes = parse_sizes(input_sizes) if input_sizes else [
+        tuple(int(v) for v in (input_size or meta.input_size))]
+    for size in sizes:
+        if len(size) != 2 or min(size) < 32:
+            raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
     chosen = parse_widths(widths, model.widths)
-    say(f"exporting {fmt} {precision} {size[0]}x{size[1]} widths "
-        f"{', '.join(f'{w:g}' for w in chosen)} of {source} into {out_dir}")
-    if fmt == "onnx":
-        records = _export_onnx(model, meta, source, chosen, precision, upsample, Path(out_dir),
-                               force, say)
-    else:
-        records = _export_tensorrt(model, meta, source, chosen, precision, upsample,
-                                   Path(out_dir), device, force, say)
+    records: list[ExportRecord] = []
+    for size in sizes:
+        sized = meta.replace(input_size=tuple(size))
+        say(f"exporting {fmt} {precision} {format_size(size)} widths "
+            f"{', '.join(f'{w:g}' for w in chosen)} of {source} into {out_dir}")
+        if fmt == "onnx":
+            records += _export_onnx(model, sized, source, chosen, precision, upsample,
+                                    Path(out_dir), force, say)
+        else:
+            records += _export_tensorrt(model, sized, source, chosen, precision, upsample,
+                                        Path(out_dir), device, force, say)
     return records
 
 
@@ -142,8 +156,9 @@ def _export_onnx(model: SlimSegNet, meta: CheckpointMeta, source: str, widths: S
             labels = OrtRunner(session)(frame)
             agreement = float((labels == _reference_labels(model, meta, width, upsample,
                                                             frame)).mean())
-        records.append(_record(width, "onnx", outcome, agreement))
-        say(_describe(records[-1], outcome.describe(f"onnx w{width:g}")))
+        records.append(_record(width, meta, "onnx", outcome, agreement))
+        say(_describe(records[-1], outcome.describe(
+            f"onnx {format_size(meta.input_size)} w{width:g}")))
     return records
 
 
@@ -171,14 +186,17 @@ def _export_tensorrt(model: SlimSegNet, meta: CheckpointMeta, source: str,
         labels = runners[width](frame)
         agreement = float((labels == _reference_labels(model, meta, width, upsample,
                                                         frame)).mean())
-        records.append(_record(width, "tensorrt", outcomes[width], agreement))
-        say(_describe(records[-1], outcomes[width].describe(f"tensorrt w{width:g}")))
+        records.append(_record(width, meta, "tensorrt", outcomes[width], agreement))
+        say(_describe(records[-1], outcomes[width].describe(
+            f"tensorrt {format_size(meta.input_size)} w{width:g}")))
     return records
 
 
-def _record(width: float, fmt: str, outcome: Any, agreement: float | None) -> ExportRecord:
+def _record(width: float, meta: CheckpointMeta, fmt: str, outcome: Any,
+            agreement: float | None) -> ExportRecord:
     status = "cached" if outcome.status == "hit" else outcome.status
-    return ExportRecord(width, fmt, outcome.path, outcome.size_bytes, outcome.build_s, status,
+    size = (int(meta.input_size[0]), int(meta.input_size[1]))
+    return ExportRecord(width, size, fmt, outcome.path, outcome.size_bytes, outcome.build_s, status,
                         outcome.reason, agreement)
 
 
