@@ -1,0 +1,68 @@
+"""Score checkpoints side by side, per width, on the sets of scripts/distill_comparison.py.
+
+Used to decide whether a new model replaces the shipped one: the same frames, the same
+deployment path (frozen width, torch on the CPU), one table per metric and one JSON.
+
+  val        CamVid val (101 frames of drive 0016E5)
+  heldout    CamVid train's drive 0006R0 (only meaningful for checkpoints that never trained on it)
+  shift_a    val through the simulated camera of docs/data.md (gamma 1.8, blue cast)
+  shift_b    val through another camera (lifted shadows, warm cast, sensor noise)
+
+Usage:
+  python scripts/score_checkpoints.py shipped=models/slimseg_camvid.safetensors \\
+      new=runs/ship1/best.safetensors --sets val,shift_a,shift_b --json docs/ship/scores.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from distill_comparison import eval_sets, score
+
+METRICS = ("miou", "boundary_f1")
+
+
+def table(scores: dict[str, dict], sets: list[str], metric: str) -> str:
+    """One Markdown row per (checkpoint, width), one column per set."""
+    lines = ["| model | width | " + " | ".join(sets) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in sets) + " |"]
+    for name, per_set in scores.items():
+        for width in sorted(per_set[sets[0]], key=float):
+            cells = [f"{per_set[s][width][metric]:.4f}" for s in sets]
+            lines.append(f"| {name} | {width} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("checkpoints", nargs="+", metavar="NAME=PATH")
+    ap.add_argument("--data-root", default="../shared/data/camvid")
+    ap.add_argument("--sets", default="val,shift_a,shift_b")
+    ap.add_argument("--json", default=None, help="write every score here")
+    args = ap.parse_args()
+    named = {}
+    for item in args.checkpoints:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"expected NAME=PATH to an existing checkpoint, got {item!r}")
+        named[name] = Path(path)
+    available = eval_sets(args.data_root)
+    wanted = args.sets.split(",")
+    unknown = [s for s in wanted if s not in available]
+    if unknown:
+        raise SystemExit(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(available)}")
+    sets = {s: available[s] for s in wanted}
+    scores = {name: score(path, sets) for name, path in named.items()}
+    for metric in METRICS:
+        print(f"\n{metric}\n" + table(scores, wanted, metric))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        doc = {"checkpoints": {n: str(p) for n, p in named.items()}, "sets": wanted,
+               "scores": scores}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
