@@ -36,15 +36,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.export import export_engines
-    from ..runtime.points import format_size, parse_sizes
+    from ..runtime.points import format_size
 
-    if args.input_size and args.input_sizes:
-        raise ValueError("give --input-size or --input-sizes, not both")
     records = export_engines(
         checkpoint=args.checkpoint, fmt=args.fmt, widths=args.widths,
         input_size=args.input_size, precision=args.precision, out_dir=args.out,
         log=lambda m: print(m, file=sys.stderr, flush=True),
-        input_sizes=parse_sizes(args.input_sizes) if args.input_sizes else None,
+        input_sizes=args.input_sizes,  # parsed and checked there, with the other arguments
     )
     print("| input | width | build s | size MB | artifact |\n| --- | --- | --- | --- | --- |")
     for r in records:

@@ -20,11 +20,11 @@ import torch
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
 from ..widths import parse_widths
-from .points import format_size, parse_sizes
 from .cache import EngineCache, model_fingerprint
 from .deps import import_onnx_exporter
 from .loader import load_model
 from .onnx_backend import OrtRunner, make_session, onnx_builder, onnx_key
+from .points import format_size, parse_sizes
 from .tensorrt_backend import build_tensorrt_engines
 from .torch_backend import pipeline_for_width
 
@@ -88,7 +88,7 @@ def export_engines(
     upsample: str = "nearest",
     device: str = "auto",
     force: bool = False,
-    input_sizes: Sequence[Sequence[int]] | None = None,
+    input_sizes: str | Sequence[Sequence[int]] | None = None,
 ) -> list[ExportRecord]:
     """Build (or verify) the artifact of every requested width at every input size; one record
     per (size, width), sizes in the order given.
@@ -99,8 +99,9 @@ def export_engines(
             target Jetson: engines are specific to its TensorRT, GPU and L4T release).
         widths: ``"all"``, ``"0.25,1.0"`` or a sequence of widths.
         input_size: (H, W) of the static input; default: the checkpoint's.
-        input_sizes: several (H, W) sizes instead of ``input_size`` (the node's
-            ``input_sizes``): every width is built at each; the same cache keys as the node's.
+        input_sizes: several (H, W) sizes, or ``"360x480,270x360"``, instead of
+            ``input_size`` (the node's ``input_sizes``): every width is built at each, under the
+            node's cache keys.
         precision: ``fp32`` | ``fp16``.
         out_dir: the engine cache directory.
         log: receives one line per size and per point (status, build time, size).
@@ -116,11 +117,13 @@ def export_engines(
     if input_size is not None and input_sizes:
         raise ValueError("give input_size or input_sizes, not both")
     model, meta, source = load_model(checkpoint)
-    sizes = parse_sizes(input_sizes) if input_sizes else [
-        tuple(int(v) for v in (input_size or meta.input_size))]
-    for size in sizes:
+    if input_sizes:
+        sizes = parse_sizes(input_sizes)  # validates each size and refuses repeats
+    else:
+        size = tuple(int(v) for v in (input_size or meta.input_size))
         if len(size) != 2 or min(size) < 32:
             raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
+        sizes = [size]
     chosen = parse_widths(widths, model.widths)
     records: list[ExportRecord] = []
     for size in sizes:
@@ -196,8 +199,8 @@ def _record(width: float, meta: CheckpointMeta, fmt: str, outcome: Any,
             agreement: float | None) -> ExportRecord:
     status = "cached" if outcome.status == "hit" else outcome.status
     size = (int(meta.input_size[0]), int(meta.input_size[1]))
-    return ExportRecord(width, size, fmt, outcome.path, outcome.size_bytes, outcome.build_s, status,
-                        outcome.reason, agreement)
+    return ExportRecord(width, size, fmt, outcome.path, outcome.size_bytes, outcome.build_s,
+                        status, outcome.reason, agreement)
 
 
 def _describe(record: ExportRecord, line: str) -> str:
