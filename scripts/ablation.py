@@ -138,15 +138,22 @@ def main() -> None:
               "val_every=0", "checkpoint_every=100", *args.overrides]
     runs_path = out / "runs.json"
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
-    todo = [r for arm in arms for r in runs_of(arm, seeds) if r[0] not in runs]
+    # seed-major: a session that ends early leaves whole seeds (every arm), not whole arms
+    todo = [r for seed in seeds for arm in arms for r in runs_of(arm, [seed]) if r[0] not in runs]
     lock = threading.Lock()  # runs finish in several threads; one writes runs.json at a time
 
     def one(item: tuple[str, str, int, list[str]]) -> None:
         name, arm, seed, extra = item
         result = train_run(name, common + ARMS[arm] + extra + [f"seed={seed}"], out, args.config)
         with lock:
+            # re-read first: another process (other arms, same --out) may have added runs
+            if runs_path.is_file():
+                runs.update({k: v for k, v in json.loads(runs_path.read_text()).items()
+                             if k not in runs})
             runs[name] = {"arm": arm, "seed": seed, **result}
-            runs_path.write_text(json.dumps(runs, indent=2))
+            tmp = runs_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(runs, indent=2))
+            tmp.replace(runs_path)
         print(f"{name}: {result['minutes']} min " + json.dumps(
             {w: round(v["miou"], 4) for w, v in result["val"].items()}), flush=True)
 

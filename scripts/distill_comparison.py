@@ -21,6 +21,9 @@ Arms (override lists on config/train_camvid.yaml):
   quarter_mgd   quarter + the other frames unlabelled, Multi-Granularity Distillation with the
             student's weight average as teacher (the external teacher saw those frames' labels,
             so it stays out of this comparison)
+  quarter_mgd_warm  quarter_mgd warm-started: the first half of the steps on the labelled
+            quarter alone (mgd.start_step), pseudo labels only where the mean teacher's
+            probability reaches 0.7 (mgd.confidence)
 
 Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
 from its own train_state. Several processes may share OUT (e.g. one arm each with --threads 1,
@@ -65,6 +68,7 @@ ARMS: dict[str, list[str]] = {
                     "data.partition={out}/partition_quarter.json", "data.unlabeled=partition",
                     "mgd.external_teacher=false"],
 }
+ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.confidence=0.7"]
 
 
 def shift_a(rgb: np.ndarray) -> np.ndarray:
@@ -159,7 +163,7 @@ def main() -> None:
             if name in results:
                 print(f"{name}: done already", flush=True)
                 continue
-            overrides = [o.format(teacher=args.teacher, out=out) for o in ARMS[arm]]
+            overrides = [o.format(teacher=args.teacher, out=out, half=args.steps // 2) for o in ARMS[arm]]
             cfg = load_train_config(args.config, common + overrides + [f"seed={seed}",
                                                                        f"out={out / name}"])
             t0 = time.monotonic()

@@ -176,6 +176,17 @@ def test_training_on_a_labelled_quarter_with_the_rest_unlabelled(tmp_path: Path)
     assert not any(k.startswith("u_") for k in alone.history[-1]["train_loss"]["1.0"])
 
 
+def test_mgd_start_step_trains_on_labels_alone_first(tmp_path: Path) -> None:
+    extra = ("data.labeled_fraction=0.25", "data.unlabeled=partition", "val_every=1")
+    history = train(_synthetic(tmp_path, "steps=2", "mgd.start_step=1", *extra),
+                    progress=False).history
+    first, second = (entry["train_loss"]["1.0"] for entry in history)
+    assert not any(k.startswith("u_") or k.startswith("mgd_") for k in first)
+    assert {"u_ce", "u_mgd_region", "mgd_pixel_labeled"} <= set(second)
+    with pytest.raises(ValueError, match="mgd.start_step must be in"):
+        _synthetic(tmp_path, "steps=2", "mgd.start_step=2", *extra)
+
+
 def test_unlabelled_set_smaller_than_two_batches_is_refused(tmp_path: Path) -> None:
     cfg = _synthetic(tmp_path, "steps=1", "data.labeled_fraction=0.9",
                      "data.unlabeled=partition", "data.unlabeled_batch_size=4")

@@ -122,6 +122,9 @@ class MGDConfig:
     confidence: float = 0.0  # ignore pseudo labels whose mean teacher probability is lower
     cutmix_boxes: int = 3
     cutmix_area: tuple[float, float] = (0.25, 0.5)
+    # labelled-only steps before the unlabelled terms start: the mean teacher is then the
+    # average of a trained student, not of a random one (MGD's teachers are trained first)
+    start_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,9 @@ class TrainConfig:
             raise ValueError("loss.width_weights needs one weight per model width")
         if self.steps < 1 or self.data.batch_size < 1:
             raise ValueError("steps and data.batch_size must be >= 1")
+        if self.data.unlabeled and not 0 <= self.mgd.start_step < self.steps:
+            raise ValueError(f"mgd.start_step must be in [0, steps={self.steps}), got "
+                             f"{self.mgd.start_step}: the unlabelled frames would go unused")
 
     @property
     def widths_to_train(self) -> tuple[float, ...]:

@@ -295,12 +295,13 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             optimizer.zero_grad(set_to_none=True)
             backward = lambda loss: scaler.scale(loss).backward()  # noqa: E731
             labeled_terms = None
-            if mgd is not None and cfg.mgd.pixel_labeled_weight > 0:
+            distill = mgd is not None and step >= cfg.mgd.start_step
+            if distill and cfg.mgd.pixel_labeled_weight > 0:
                 labeled_terms = mgd.labeled_terms(mgd.labeled_targets(images))
             report = slimseg_step(model, images, labels, widths, cfg.loss, ignore_index=ignore,
                                   backward=backward, autocast=autocast, external=external,
                                   extra_terms=labeled_terms)
-            if mgd is not None:
+            if distill:
                 u0, u1 = next(unlabeled_batches).to(device, memory_format=torch.channels_last
                                                     ).chunk(2)
                 mixed = mgd.mixed_batch(u0, u1, cutmix_rng)
