@@ -60,6 +60,12 @@ def runs_of(arm: str, seeds: list[int]) -> list[tuple[str, str, int, list[str]]]
     return out
 
 
+def pending_runs(arms: list[str], seeds: list[int], done: set[str]
+                 ) -> list[tuple[str, str, int, list[str]]]:
+    """The runs still to do, seed-major: a session that ends early leaves whole seeds."""
+    return [r for seed in seeds for arm in arms for r in runs_of(arm, [seed]) if r[0] not in done]
+
+
 def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
     """One `slimseg train` in its own process; its final per-width validation."""
     run_dir = out / name
@@ -138,8 +144,7 @@ def main() -> None:
               "val_every=0", "checkpoint_every=100", *args.overrides]
     runs_path = out / "runs.json"
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
-    # seed-major: a session that ends early leaves whole seeds (every arm), not whole arms
-    todo = [r for seed in seeds for arm in arms for r in runs_of(arm, [seed]) if r[0] not in runs]
+    todo = pending_runs(arms, seeds, set(runs))
     lock = threading.Lock()  # runs finish in several threads; one writes runs.json at a time
 
     def one(item: tuple[str, str, int, list[str]]) -> None:
