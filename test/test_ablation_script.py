@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from script_utils import load_script
 
 
 def _ablation():
-    spec = importlib.util.spec_from_file_location("ablation", REPO / "scripts" / "ablation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("ablation")
 
 
 def _val(miou: float) -> dict:

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
-
+from script_utils import load_script
 from slimseg_ros.data import build_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _pack_module():
-    spec = importlib.util.spec_from_file_location("pack_camvid", REPO / "scripts" / "pack_camvid.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_packed_frames_load_with_identical_labels_and_close_images(tmp_path: Path) -> None:
@@ -33,7 +23,7 @@ def test_packed_frames_load_with_identical_labels_and_close_images(tmp_path: Pat
             cv2.imwrite(str(src / split / f"{name}.png"), base)
             cv2.imwrite(str(src / f"{split}annot" / f"{name}.png"),
                         rng.integers(0, 12, (72, 96), dtype=np.uint8))
-    written = _pack_module().pack(src, out, quality=85)
+    written = load_script("pack_camvid").pack(src, out, quality=85)
     assert written > 0 and sorted(p.name for p in (out / "train").iterdir()) == [
         "0001TP_000030.jpg", "0006R0_000060.jpg"]
     for split in ("train", "val"):
