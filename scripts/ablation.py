@@ -17,7 +17,10 @@ equal total compute (KD adds no forward pass). Wall-clock minutes per run are re
 
 Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style aggregates:
   {"arms": {ARM: {"seeds": [..], "steps": N, "widths": {"0.25": {"miou_mean", "miou_std",
-   "boundary_f1_mean", "boundary_f1_std", "interior_miou_mean", "interior_miou_std"}}}}}
+   "boundary_f1_mean", "boundary_f1_std", "interior_miou_mean", "interior_miou_std"}}}},
+   "verdicts": {CLAIM: {"arm", "reference", "metric", "widths": {"0.25": {"diff_mean", "diffs",
+   "seeds", "verdict"}}}}}   (verdict: better | worse | not separable | one seed)
+--report-only aggregates the finished runs in OUT/runs.json without training anything.
 Usage:
   python scripts/ablation.py --data-root ../shared/data/camvid --out runs/ablation \\
       --seeds 0,1,2 --steps 3000 [--jobs 4] [--json docs/ablation_results.json] [key=value ...]
@@ -46,6 +49,13 @@ ARMS: dict[str, list[str]] = {
 }
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 METRICS = ("miou", "boundary_f1", "interior_miou")
+# (claim, arm, reference arm, metric): the comparisons a verdict is given for
+CLAIMS = (
+    ("1: slimmable vs independent", "slimseg", "independent", "miou"),
+    ("2: boundary loss, mIoU", "slimseg", "stepwise_kd", "miou"),
+    ("2: boundary loss, near borders", "slimseg", "stepwise_kd", "boundary_f1"),
+    ("2: boundary loss, inside regions", "slimseg", "stepwise_kd", "interior_miou"),
+)
 
 
 def runs_of(arm: str, seeds: list[int]) -> list[tuple[str, str, int, list[str]]]:
@@ -87,8 +97,7 @@ def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict
         widths: dict = {}
         for w in WIDTHS:
             key = str(float(w))
-            names = ([f"independent_w{w}_s{s}" for s in seeds] if arm == "independent"
-                     else [f"{arm}_s{s}" for s in seeds])
+            names = [run_name(arm, s, w) for s in seeds]
             done = [runs[n]["val"][key] for n in names if n in runs and key in runs[n]["val"]]
             if not done:
                 continue
@@ -103,6 +112,59 @@ def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict
                                                     if n.startswith(arm))})
             doc["arms"][arm] = {"seeds": used, "steps": steps, "widths": widths}
     return doc
+
+
+def run_name(arm: str, seed: int, width: float) -> str:
+    return f"independent_w{width}_s{seed}" if arm == "independent" else f"{arm}_s{seed}"
+
+
+def compare(runs: dict, arm: str, reference: str, metric: str, seeds: list[int]) -> dict:
+    """Per width: seed-paired differences arm - reference and a verdict.
+
+    "better" / "worse" when every paired difference has the same sign and their mean exceeds the
+    larger seed-to-seed spread (population std) of the two arms; otherwise "not separable". One
+    seed gives no spread to compare with: "one seed".
+    """
+    out = {}
+    for w in WIDTHS:
+        key = str(float(w))
+        pairs = []
+        for seed in seeds:
+            a = runs.get(run_name(arm, seed, w), {}).get("val", {}).get(key, {}).get(metric)
+            b = runs.get(run_name(reference, seed, w), {}).get("val", {}).get(key, {}).get(metric)
+            if a is not None and b is not None:
+                pairs.append((float(a), float(b)))
+        if not pairs:
+            continue
+        diffs = [a - b for a, b in pairs]
+        mean = statistics.mean(diffs)
+        if len(pairs) < 2:
+            verdict = "one seed"
+        else:
+            spread = max(statistics.pstdev([a for a, _ in pairs]),
+                         statistics.pstdev([b for _, b in pairs]))
+            same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
+            verdict = ("not separable" if not same_sign or abs(mean) <= spread
+                       else "better" if mean > 0 else "worse")
+        out[key] = {"diff_mean": mean, "diffs": diffs, "seeds": len(pairs), "verdict": verdict}
+    return out
+
+
+def verdicts(runs: dict, seeds: list[int]) -> dict:
+    return {claim: {"arm": arm, "reference": ref, "metric": metric,
+                    "widths": compare(runs, arm, ref, metric, seeds)}
+            for claim, arm, ref, metric in CLAIMS}
+
+
+def verdict_table(found: dict) -> str:
+    lines = ["| claim | arm - reference | metric | " + " | ".join(str(float(w)) for w in WIDTHS)
+             + " |", "|---" * (3 + len(WIDTHS)) + "|"]
+    for claim, v in found.items():
+        cells = [f"{e['diff_mean']:+.3f} {e['verdict']}" if (e := v["widths"].get(str(float(w))))
+                 else "-" for w in WIDTHS]
+        lines.append(f"| {claim} | {v['arm']} - {v['reference']} | {v['metric']} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(doc: dict, metric: str) -> str:
@@ -130,6 +192,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (e.g. on one big GPU)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads per run")
     ap.add_argument("--json", default=None, help="also write the aggregate here")
+    ap.add_argument("--report-only", action="store_true",
+                    help="aggregate the finished runs only; train nothing")
     ap.add_argument("overrides", nargs="*", help="key=value overrides for every run")
     args = ap.parse_args()
     out = Path(args.out)
@@ -144,7 +208,7 @@ def main() -> None:
               "val_every=0", "checkpoint_every=100", *args.overrides]
     runs_path = out / "runs.json"
     runs = json.loads(runs_path.read_text()) if runs_path.is_file() else {}
-    todo = pending_runs(arms, seeds, set(runs))
+    todo = [] if args.report_only else pending_runs(arms, seeds, set(runs))
     lock = threading.Lock()  # runs finish in several threads; one writes runs.json at a time
 
     def one(item: tuple[str, str, int, list[str]]) -> None:
@@ -167,11 +231,13 @@ def main() -> None:
     doc = aggregate(runs, arms, seeds, args.steps)
     doc["protocol"] = {"steps": args.steps, "seeds": seeds, "overrides": common,
                        "config": args.config}
+    doc["verdicts"] = verdicts(runs, seeds)
     (out / "ablation_results.json").write_text(json.dumps(doc, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     for metric in METRICS:
         print(f"\n{metric} (mean ± std over seeds)\n" + table(doc, metric))
+    print("\nverdicts (seed-paired mean difference)\n" + verdict_table(doc["verdicts"]))
 
 
 if __name__ == "__main__":

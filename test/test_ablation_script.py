@@ -59,3 +59,47 @@ def test_pending_runs_are_seed_major_and_skip_finished_ones() -> None:
         "slimseg_s1", "independent_w0.25_s1", "independent_w0.5_s1", "independent_w0.75_s1",
         "independent_w1.0_s1"]
     assert todo[0][3] == ["train_widths=[0.25]"] and todo[3][3] == []
+
+
+def _runs(values: dict[str, list[float]], metric: str = "miou") -> dict:
+    """Runs whose every width scores values[arm][seed] on ``metric``."""
+    ab = _ablation()
+    runs: dict = {}
+    for arm, per_seed in values.items():
+        for seed, v in enumerate(per_seed):
+            for w in ab.WIDTHS:
+                runs.setdefault(ab.run_name(arm, seed, w), {"val": {}})["val"][str(w)] = {metric: v}
+    return runs
+
+
+def test_verdicts_need_a_consistent_gap_larger_than_the_seed_spread() -> None:
+    ab = _ablation()
+    seeds = [0, 1, 2]
+    better = ab.compare(_runs({"slimseg": [0.50, 0.52, 0.51], "independent": [0.45, 0.46, 0.47]}),
+                        "slimseg", "independent", "miou", seeds)["1.0"]
+    assert better["verdict"] == "better" and better["diff_mean"] == pytest.approx(0.05)
+    assert better["diffs"] == pytest.approx([0.05, 0.06, 0.04]) and better["seeds"] == 3
+    worse = ab.compare(_runs({"slimseg": [0.40, 0.41, 0.42], "independent": [0.45, 0.46, 0.47]}),
+                       "slimseg", "independent", "miou", seeds)["0.25"]
+    assert worse["verdict"] == "worse"
+    mixed = ab.compare(_runs({"slimseg": [0.50, 0.44, 0.51], "independent": [0.45, 0.46, 0.47]}),
+                       "slimseg", "independent", "miou", seeds)["0.5"]
+    assert mixed["verdict"] == "not separable"  # one seed disagrees
+    # same sign everywhere, but smaller than what a reseed moves an arm by
+    noisy = ab.compare(_runs({"slimseg": [0.40, 0.56], "independent": [0.39, 0.55]}),
+                       "slimseg", "independent", "miou", [0, 1])["0.75"]
+    assert noisy["verdict"] == "not separable"
+    one = ab.compare(_runs({"slimseg": [0.5], "independent": [0.3]}),
+                     "slimseg", "independent", "miou", [0])["1.0"]
+    assert one["verdict"] == "one seed"
+
+
+def test_verdict_table_covers_both_claims_and_marks_missing_comparisons() -> None:
+    ab = _ablation()
+    runs = _runs({"slimseg": [0.50, 0.52], "stepwise_kd": [0.45, 0.46]}, "boundary_f1")
+    found = ab.verdicts(runs, [0, 1])
+    assert found["2: boundary loss, near borders"]["widths"]["1.0"]["verdict"] == "better"
+    assert found["1: slimmable vs independent"]["widths"] == {}  # no independent runs
+    rows = ab.verdict_table(found).splitlines()
+    assert rows[2] == "| 1: slimmable vs independent | slimseg - independent | miou | - | - | - | - |"
+    assert rows[4].endswith("| +0.055 better | +0.055 better | +0.055 better | +0.055 better |")
