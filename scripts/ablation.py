@@ -63,10 +63,9 @@ def runs_of(arm: str, seeds: list[int]) -> list[tuple[str, str, int, list[str]]]
     out = []
     for seed in seeds:
         if arm == "independent":
-            out += [(f"independent_w{w}_s{seed}", arm, seed, [f"train_widths=[{w}]"])
-                    for w in WIDTHS]
+            out += [(run_name(arm, seed, w), arm, seed, [f"train_widths=[{w}]"]) for w in WIDTHS]
         else:
-            out.append((f"{arm}_s{seed}", arm, seed, []))
+            out.append((run_name(arm, seed, 1.0), arm, seed, []))
     return out
 
 
@@ -91,14 +90,23 @@ def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
     return {"minutes": round((time.monotonic() - t0) / 60, 1), "val": history[-1]["widths"]}
 
 
+def run_name(arm: str, seed: int, width: float) -> str:
+    """The run that scores ``arm`` at ``width`` for ``seed`` (one run per width if independent)."""
+    return f"independent_w{width}_s{seed}" if arm == "independent" else f"{arm}_s{seed}"
+
+
+def score_of(runs: dict, arm: str, seed: int, width: float) -> dict | None:
+    """The final validation of ``arm`` at ``width`` for ``seed``, or None if not run yet."""
+    return runs.get(run_name(arm, seed, width), {}).get("val", {}).get(str(float(width)))
+
+
 def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict:
     doc: dict = {"arms": {}}
     for arm in arms:
         widths: dict = {}
         for w in WIDTHS:
             key = str(float(w))
-            names = [run_name(arm, s, w) for s in seeds]
-            done = [runs[n]["val"][key] for n in names if n in runs and key in runs[n]["val"]]
+            done = [d for seed in seeds if (d := score_of(runs, arm, seed, w)) is not None]
             if not done:
                 continue
             entry = {}
@@ -108,14 +116,9 @@ def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict
                 entry[f"{metric}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
             widths[key] = entry
         if widths:
-            used = sorted({s for s in seeds if any(n.endswith(f"_s{s}") for n in runs
-                                                    if n.startswith(arm))})
+            used = [s for s in seeds if any(score_of(runs, arm, s, w) for w in WIDTHS)]
             doc["arms"][arm] = {"seeds": used, "steps": steps, "widths": widths}
     return doc
-
-
-def run_name(arm: str, seed: int, width: float) -> str:
-    return f"independent_w{width}_s{seed}" if arm == "independent" else f"{arm}_s{seed}"
 
 
 def compare(runs: dict, arm: str, reference: str, metric: str, seeds: list[int]) -> dict:
@@ -130,8 +133,8 @@ def compare(runs: dict, arm: str, reference: str, metric: str, seeds: list[int])
         key = str(float(w))
         pairs = []
         for seed in seeds:
-            a = runs.get(run_name(arm, seed, w), {}).get("val", {}).get(key, {}).get(metric)
-            b = runs.get(run_name(reference, seed, w), {}).get("val", {}).get(key, {}).get(metric)
+            a = (score_of(runs, arm, seed, w) or {}).get(metric)
+            b = (score_of(runs, reference, seed, w) or {}).get(metric)
             if a is not None and b is not None:
                 pairs.append((float(a), float(b)))
         if not pairs:

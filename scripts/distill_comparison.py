@@ -163,7 +163,8 @@ def main() -> None:
             if name in results:
                 print(f"{name}: done already", flush=True)
                 continue
-            overrides = [o.format(teacher=args.teacher, out=out, half=args.steps // 2) for o in ARMS[arm]]
+            overrides = [o.format(teacher=args.teacher, out=out, half=args.steps // 2)
+                         for o in ARMS[arm]]
             cfg = load_train_config(args.config, common + overrides + [f"seed={seed}",
                                                                        f"out={out / name}"])
             t0 = time.monotonic()

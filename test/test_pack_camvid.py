@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from script_utils import load_script
 from slimseg_ros.data import build_dataset
 
