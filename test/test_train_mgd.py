@@ -16,10 +16,13 @@ from slimseg_ros.data import build_dataset
 from slimseg_ros.data.unlabeled import SubsetFrames, labeled_partition, open_unlabeled
 from slimseg_ros.eval import bagio
 from slimseg_ros.model import ModelConfig, SlimSegNet, load_checkpoint
+from slimseg_ros.train.adapt import AdaptSettings, adapt_model
 from slimseg_ros.train.config import MGDConfig, load_train_config
+from slimseg_ros.train.ema import WeightAverage
 from slimseg_ros.train.losses import image_kd_loss, region_similarity_loss
 from slimseg_ros.train.loop import train
 from slimseg_ros.train.mgd import MGD, MeanTeacher, cutmix_masks
+from slimseg_ros.train.recalibrate import recalibrate_model
 from slimseg_ros.train.teacher import Teacher
 
 SMALL = ModelConfig(num_classes=4, head_channels=32)
@@ -79,6 +82,24 @@ def test_pseudo_labels_mix_the_teachers_predictions_with_the_boxes() -> None:
     assert int((sure.labels == 255).sum()) == round((1 - sure.confident) * sure.labels.numel())
     with pytest.raises(ValueError, match="needs a teacher"):
         MGD(MGDConfig(), None, None)
+
+
+def test_class_balanced_pseudo_labels_keep_each_classs_most_confident_pixels() -> None:
+    # 1 x 3 classes x 2 x 4 pixels: class 0 sure everywhere it wins, class 2 never above 0.6
+    probs = torch.zeros(1, 3, 2, 4)
+    probs[0, 0, 0] = 0.9
+    probs[0, 2, 1] = torch.tensor([0.40, 0.45, 0.55, 0.60])
+    probs[0, 1, 0] = 0.1
+    probs[0, :2, 1] = (1 - probs[0, 2, 1]) / 2  # class 2 still wins its row
+    global_only = MGD(replace(MGDConfig(), confidence=0.7), _teacher(0), None)
+    labels, kept = global_only._pseudo(probs.clone())
+    assert bool((labels[0, 1] == 255).all()) and kept == 0.5  # class 2 trained away
+    balanced = MGD(replace(MGDConfig(), confidence=0.7, class_fraction=0.5), _teacher(0), None)
+    labels, kept = balanced._pseudo(probs.clone())
+    assert labels[0, 0].tolist() == [0, 0, 0, 0]  # above 0.7: all kept, as before
+    assert labels[0, 1].tolist() == [255, 255, 2, 2] and kept == 0.75  # class 2's top half
+    with pytest.raises(ValueError, match="class_fraction"):
+        load_train_config(None, ["mgd.class_fraction=1.5"])
 
 
 def test_labelled_pixel_term_pulls_towards_the_teachers_argmax() -> None:
@@ -202,15 +223,63 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     bagio.write_dataset_bag(ds, tmp_path / "labelled")
     checkpoint = make_checkpoint(input_size=(48, 48))
     out = tmp_path / "adapted.safetensors"
+    teacher = make_checkpoint(input_size=(48, 48), seed=1)
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
-                 str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.0",
+                 str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.5",
+                 "--class-fraction", "0.5", "--teacher", str(teacher),
                  "--eval-bag", str(tmp_path / "labelled")]) == 0
     model, meta = load_checkpoint(out)
     adapted = meta.training["adapted"]
     assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
+    assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
+    assert adapted["kept"] == "average" and adapted["bn_statistics"] == "frozen"
+    other_classes = make_checkpoint(SMALL, input_size=(48, 48))
+    assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--steps", "1", "--teacher", str(other_classes)]) == 2
     assert meta.training["bn_recalibrated"]["frames"] == 8
     original, _ = load_checkpoint(checkpoint)
     assert not torch.equal(model.net.stem.weight, original.net.stem.weight)
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(checkpoint), "--steps", "1"]) == 2  # never the input file
     assert main(["adapt", "--images", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+
+
+def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: Path,
+                                                                      make_checkpoint) -> None:
+    frames = open_unlabeled(_image_folder(tmp_path / "frames"))
+    checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
+    common = dict(steps=1, batch_size=2, confidence=0.0, lr=1e-2, recalibrate_frames=8,
+                  threads=1)
+
+    def adapted(**kw: object) -> dict[str, torch.Tensor]:
+        model, meta = load_checkpoint(checkpoint)
+        adapt_model(model, meta, frames, AdaptSettings(**common, **kw), "test", log=lambda m: None)
+        return model.state_dict()
+
+    start, meta = load_checkpoint(checkpoint)
+    recalibrate_model(start, meta, frames, frames=8)
+    start = start.state_dict()
+    student = adapted(keep="student")
+    average = adapted(keep="average", average_decay=0.5)
+    key = "net.stem.weight"
+    assert not torch.allclose(student[key], start[key])
+    # one step with decay 0.5 and no ramp: halfway between the recalibrated and adapted weights
+    assert torch.allclose(average[key], (start[key] + student[key]) / 2, atol=1e-6)
+    stats = [k for k in start if k.endswith("running_mean")]
+    assert stats and all(torch.equal(student[k], start[k]) for k in stats)  # frozen while adapting
+    batch = adapted(keep="student", freeze_bn_statistics=False)
+    assert any(not torch.equal(batch[k], start[k]) for k in stats)
+    with pytest.raises(ValueError, match="keep must be"):
+        AdaptSettings(keep="best")
+
+
+def test_weight_average_without_ramp_moves_by_its_decay_from_the_first_step() -> None:
+    model = torch.nn.Linear(2, 2)
+    ramped, plain = WeightAverage(model, 0.9), WeightAverage(model, 0.9, ramp=False)
+    before = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ramped.update(model, step=0)
+    plain.update(model, step=0)
+    assert torch.allclose(plain.model.weight, before + 0.1)
+    assert torch.allclose(ramped.model.weight, before + 0.9)  # ramp: decay 0.1 at step 0

@@ -35,9 +35,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.7,
                    help="ignore pseudo labels whose mean teacher probability is lower "
                    "(default: 0.7)")
+    p.add_argument("--class-fraction", type=float, default=0.0,
+                   help="but keep each predicted class's most confident fraction of pixels "
+                   "whatever --confidence says (class-balanced, CBST; default: 0 = off)")
+    p.add_argument("--teacher", default=None,
+                   help="a stronger checkpoint (e.g. models/teacher_camvid.safetensors) as the "
+                   "external teacher, recalibrated on the same frames (default: the input model)")
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default: 2e-4)")
     p.add_argument("--batch-size", type=int, default=4,
                    help="pairs of frames per step (default: 4)")
+    p.add_argument("--keep", choices=("average", "student"), default="average",
+                   help="write the adapting weights' moving average (default; starts at the "
+                   "recalibrated model and moves slowly) or the adapting weights themselves")
+    p.add_argument("--bn-statistics", choices=("frozen", "batch"), default="frozen",
+                   help="while adapting, normalise with the recalibrated BN statistics (default) "
+                   "or with each batch's")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
     p.add_argument("--label-topic", default=None, help="label topic in --eval-bag (default: found)")
@@ -58,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.confidence < 1.0:
         raise ValueError("--confidence must be in [0, 1)")
+    if not 0.0 <= args.class_fraction <= 1.0:
+        raise ValueError("--class-fraction must be in [0, 1]")
     if args.minutes <= 0 and args.steps <= 0:
         raise ValueError("give a positive --minutes or --steps")
     checkpoint = args.checkpoint or default_model_path()
@@ -69,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
                              lr=args.lr, confidence=args.confidence, seed=args.seed,
-                             threads=args.threads)
+                             class_fraction=args.class_fraction, teacher=args.teacher,
+                             threads=args.threads, keep=args.keep,
+                             freeze_bn_statistics=args.bn_statistics == "frozen")
     evaluation = None
     if args.eval_bag:
         from ..data.rosbag import RosbagFrames

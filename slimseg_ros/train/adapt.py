@@ -30,7 +30,7 @@ from .config import LossConfig, MGDConfig
 from .mgd import MGD, MeanTeacher
 from .recalibrate import TRAINING_SCALE_RANGE, recalibrate_model
 from .step import slimseg_step
-from .teacher import Teacher
+from .teacher import Teacher, load_teacher
 
 __all__ = ["AdaptSettings", "AdaptResult", "adapt_model", "adapt_checkpoint"]
 
@@ -44,9 +44,27 @@ class AdaptSettings:
     batch_size: int = 4  # pairs of frames per step (CutMix partners)
     lr: float = 2e-4
     confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
+    class_fraction: float = 0.0  # ... except each class's most confident fraction (CBST)
+    # A stronger, structurally different network (the teacher issue's) as MGD's external
+    # teacher, its BN statistics recalibrated on the same frames; None = the input model, frozen.
+    teacher: str | None = None
     recalibrate_frames: int = 200
     seed: int = 0
     threads: int = 0
+    # The result: "average" = the adapting weights' moving average, which starts at the
+    # recalibrated model and moves a little each step (safer on a model that is already good);
+    # "student" = the adapting weights themselves.
+    keep: str = "average"
+    average_decay: float = 0.99
+    # Keep the recalibrated BN statistics while adapting (batches of a few crops are poorer
+    # estimates than the recalibration's); False normalises with each batch's statistics.
+    freeze_bn_statistics: bool = True
+
+    def __post_init__(self) -> None:
+        if self.keep not in ("average", "student"):
+            raise ValueError(f"keep must be 'average' or 'student', got {self.keep!r}")
+        if not 0.0 <= self.average_decay < 1.0:
+            raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay}")
 
 
 @dataclass
@@ -80,13 +98,29 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     if s.threads:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
+    teacher = None
+    if s.teacher:  # checked against the model's classes before any work
+        teacher = load_teacher(s.teacher, num_classes=meta.config.num_classes, mean=meta.mean,
+                               std=meta.std)
     meta, used, _ = recalibrate_model(model, meta, frames, frames=s.recalibrate_frames,
                                       source=source, progress=log)
     log(f"recalibrated BN statistics on {used} frames")
-    teacher = Teacher(copy.deepcopy(model))
-    mgd_cfg = replace(MGDConfig(), confidence=s.confidence, pixel_labeled_weight=0.0)
-    mgd = MGD(mgd_cfg, teacher, MeanTeacher(model, mgd_cfg.ema_decay), meta.ignore_index)
+    if teacher is not None:
+        assert teacher.meta is not None
+        recalibrate_model(teacher.model, teacher.meta, frames, frames=s.recalibrate_frames)
+        log(f"teacher {s.teacher}: recalibrated BN statistics on the same frames")
+    else:
+        teacher = Teacher(copy.deepcopy(model))
+    mgd_cfg = replace(MGDConfig(), confidence=s.confidence, class_fraction=s.class_fraction,
+                      pixel_labeled_weight=0.0)
+    # No ramp: the average starts at the recalibrated model, which is already good.
+    mean = MeanTeacher(model, s.average_decay, ramp=False)
+    mgd = MGD(mgd_cfg, teacher, mean, meta.ignore_index)
     model.train()
+    if s.freeze_bn_statistics:
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.eval()
     opt = torch.optim.AdamW(model.parameters(), lr=s.lr, weight_decay=1e-4)
     batches = _frame_batches(frames, meta, s.batch_size, s.seed)
     rng = torch.Generator().manual_seed(s.seed)
@@ -109,20 +143,26 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
             raise FloatingPointError(f"non-finite loss at adaptation step {step}; lower --lr")
         torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
         opt.step()
-        mgd.mean.update(model, step)  # type: ignore[union-attr]
+        mean.update(model, step)
         step += 1
         confident += mixed.confident
         if step % 20 == 0:
             log(f"step {step}: loss {total:.3f}, pseudo-labelled {mixed.confident:.0%} of pixels, "
                 f"{time.monotonic() - t0:.0f} s")
+    if s.keep == "average":
+        model.load_state_dict(mean.average.model.state_dict())
     model.eval()
     seconds = time.monotonic() - t0
     result = AdaptResult(Path(), step, seconds, confident / max(1, step))
     training = dict(meta.training)
     training["adapted"] = {"source": source, "frames": len(frames), "steps": step,
                            "minutes": round(seconds / 60, 1), "confidence": s.confidence,
+                           "class_fraction": s.class_fraction,
+                           "teacher": s.teacher or "the input model",
                            "lr": s.lr, "batch_pairs": s.batch_size,
                            "pseudo_labelled": round(result.pseudo_labelled, 3),
+                           "kept": s.keep, "average_decay": s.average_decay,
+                           "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
                            "method": "BN recalibration + MGD (frozen input model and the "
                                      "adapting model's weight average as teachers)"}
     return meta.replace(training=training), result

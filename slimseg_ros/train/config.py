@@ -120,6 +120,8 @@ class MGDConfig:
     ema_teacher: bool = True  # the student's widest width, weight-averaged, as a teacher
     ema_decay: float = 0.99
     confidence: float = 0.0  # ignore pseudo labels whose mean teacher probability is lower
+    # ... except each predicted class's most confident fraction of pixels (0 = off)
+    class_fraction: float = 0.0
     cutmix_boxes: int = 3
     cutmix_area: tuple[float, float] = (0.25, 0.5)
     # labelled-only steps before the unlabelled terms start: the mean teacher is then the
@@ -201,6 +203,8 @@ class TrainConfig:
         if self.data.unlabeled and not 0 <= self.mgd.start_step < self.steps:
             raise ValueError(f"mgd.start_step must be in [0, steps={self.steps}), got "
                              f"{self.mgd.start_step}: the unlabelled frames would go unused")
+        if not (0.0 <= self.mgd.confidence < 1.0 and 0.0 <= self.mgd.class_fraction <= 1.0):
+            raise ValueError("mgd.confidence must be in [0, 1) and mgd.class_fraction in [0, 1]")
 
     @property
     def widths_to_train(self) -> tuple[float, ...]:

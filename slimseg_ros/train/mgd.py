@@ -58,8 +58,8 @@ def cutmix_masks(n: int, height: int, width: int, *, boxes: int = 3,
 class MeanTeacher(Teacher):
     """A weight average of the student, run at its widest width (MGD's second teacher)."""
 
-    def __init__(self, student: SlimSegNet, decay: float) -> None:
-        self.average = WeightAverage(student, decay)
+    def __init__(self, student: SlimSegNet, decay: float, ramp: bool = True) -> None:
+        self.average = WeightAverage(student, decay, ramp)
         super().__init__(self.average.model)
 
     def update(self, student: SlimSegNet, step: int) -> None:
@@ -102,7 +102,16 @@ class MGD:
 
     def _pseudo(self, probs: torch.Tensor) -> tuple[torch.Tensor, float]:
         confidence, labels = probs.max(1)
-        keep = confidence >= self.cfg.confidence
+        threshold = torch.full((probs.shape[1],), self.cfg.confidence, device=probs.device)
+        if self.cfg.class_fraction > 0:
+            # Class-balanced selection (CBST): each predicted class keeps at least its most
+            # confident ``class_fraction`` of pixels, so thin, rarely confident classes (poles,
+            # signs) still get labels and are not trained away by the confident large ones.
+            for c in labels.unique().tolist():
+                scores = confidence[labels == c].float()
+                top = torch.quantile(scores[:1 << 24], 1.0 - self.cfg.class_fraction)
+                threshold[c] = torch.minimum(threshold[c], top)
+        keep = confidence >= threshold[labels]
         labels[~keep] = self.ignore_index
         return labels, float(keep.float().mean())
 
