@@ -226,13 +226,16 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     teacher = make_checkpoint(input_size=(48, 48), seed=1)
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.5",
-                 "--class-fraction", "0.5", "--teacher", str(teacher),
+                 "--class-fraction", "0.5", "--teacher", str(teacher), "--distill",
                  "--eval-bag", str(tmp_path / "labelled")]) == 0
     model, meta = load_checkpoint(out)
     adapted = meta.training["adapted"]
     assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
-    assert adapted["kept"] == "average" and adapted["bn_statistics"] == "frozen"
+    assert adapted["distill"] is True
+    assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
+    assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--steps", "1", "--distill"]) == 2  # nothing to distil
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--teacher", str(other_classes)]) == 2
@@ -259,18 +262,25 @@ def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: 
     start, meta = load_checkpoint(checkpoint)
     recalibrate_model(start, meta, frames, frames=8)
     start = start.state_dict()
-    student = adapted(keep="student")
-    average = adapted(keep="average", average_decay=0.5)
+    student = adapted(keep="student", freeze_bn_statistics=True)
+    average = adapted(keep="average", average_decay=0.5, freeze_bn_statistics=True)
     key = "net.stem.weight"
     assert not torch.allclose(student[key], start[key])
     # one step with decay 0.5 and no ramp: halfway between the recalibrated and adapted weights
     assert torch.allclose(average[key], (start[key] + student[key]) / 2, atol=1e-6)
     stats = [k for k in start if k.endswith("running_mean")]
     assert stats and all(torch.equal(student[k], start[k]) for k in stats)  # frozen while adapting
-    batch = adapted(keep="student", freeze_bn_statistics=False)
+    batch = adapted(keep="student")  # the default: each batch's statistics
     assert any(not torch.equal(batch[k], start[k]) for k in stats)
+    norm_only = adapted(keep="student", params="norm", freeze_bn_statistics=True)
+    assert torch.equal(norm_only[key], start[key])  # convolutions untouched
+    affine = [k for k in start if k.endswith(".weight") and k.replace("weight", "running_mean")
+              in start]
+    assert affine and any(not torch.equal(norm_only[k], start[k]) for k in affine)
     with pytest.raises(ValueError, match="keep must be"):
         AdaptSettings(keep="best")
+    with pytest.raises(ValueError, match="params must be"):
+        AdaptSettings(params="head")
 
 
 def test_weight_average_without_ramp_moves_by_its_decay_from_the_first_step() -> None:

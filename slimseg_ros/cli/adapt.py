@@ -17,8 +17,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Distillation: the recalibrated input model (frozen) and a weight average of the "
         "adapting model label CutMix-mixed frames where they are confident, and every width "
         "learns from those pseudo labels (SlimSeg loss) and from the teachers' region "
-        "self-similarity and image-level predictions. Writes a new checkpoint whose metadata "
-        "records what it was adapted on. With --eval-bag (a labelled bag of the same camera) "
+        "self-similarity and image-level predictions (--teacher: a stronger network takes "
+        "the input model's place). The result is the adapting weights' moving average, which "
+        "starts at the recalibrated model (--keep student: the last weights). Writes a new "
+        "checkpoint whose metadata records what it was adapted on. With --eval-bag (a labelled bag of the same camera) "
         "it prints mIoU per width before, after recalibration only, and after adaptation.",
         epilog="example: slimseg adapt --bag robot_run --out models/slimseg_robot.safetensors "
         "--minutes 15 --eval-bag robot_labelled",
@@ -44,12 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default: 2e-4)")
     p.add_argument("--batch-size", type=int, default=4,
                    help="pairs of frames per step (default: 4)")
+    p.add_argument("--distill", action="store_true",
+                   help="width 1.0 also distils --teacher's soft predictions on every pixel")
     p.add_argument("--keep", choices=("average", "student"), default="average",
                    help="write the adapting weights' moving average (default; starts at the "
                    "recalibrated model and moves slowly) or the adapting weights themselves")
-    p.add_argument("--bn-statistics", choices=("frozen", "batch"), default="frozen",
-                   help="while adapting, normalise with the recalibrated BN statistics (default) "
-                   "or with each batch's")
+    p.add_argument("--bn-statistics", choices=("batch", "frozen"), default="batch",
+                   help="while adapting, normalise with each batch's statistics (default) or "
+                   "keep the recalibrated ones")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
     p.add_argument("--label-topic", default=None, help="label topic in --eval-bag (default: found)")
@@ -70,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.confidence < 1.0:
         raise ValueError("--confidence must be in [0, 1)")
+    if args.distill and not args.teacher:
+        raise ValueError("--distill needs --teacher (the network to distil)")
     if not 0.0 <= args.class_fraction <= 1.0:
         raise ValueError("--class-fraction must be in [0, 1]")
     if args.minutes <= 0 and args.steps <= 0:
@@ -84,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
                              lr=args.lr, confidence=args.confidence, seed=args.seed,
                              class_fraction=args.class_fraction, teacher=args.teacher,
+                             distill=args.distill,
                              threads=args.threads, keep=args.keep,
                              freeze_bn_statistics=args.bn_statistics == "frozen")
     evaluation = None

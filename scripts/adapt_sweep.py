@@ -1,0 +1,65 @@
+"""One `slimseg adapt` variant on the shifted camera, scoring both the adapting weights and their
+average from the same run (docs/data.md, "What adapt's settings do on the current model").
+
+Usage:
+  python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
+The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
+of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}).
+Appends one line per kept weights ({NAME}_student, {NAME}_average) to runs/adapt/results.jsonl.
+The shifted bags come from scripts/bn_recalibration.py's shifted_bag (runs/shift/...).
+
+An experiment harness: it swaps the loss and MGD configs and records the weight average by
+replacing names in slimseg_ros.train.adapt for this process only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import slimseg_ros.train.adapt as adapt
+from slimseg_ros.data.rosbag import RosbagFrames
+from slimseg_ros.data.unlabeled import open_unlabeled
+from slimseg_ros.model.checkpoint import load_checkpoint
+from slimseg_ros.train.config import LossConfig, MGDConfig
+from slimseg_ros.train.validate import validate
+
+TRAIN, VAL, OUT = "runs/shift/shifted_train", "runs/shift/shifted_val", Path("runs/adapt")
+
+
+def main() -> None:
+    name, checkpoint = sys.argv[1], sys.argv[2]
+    kw = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    loss_kw, mgd_kw, steps = kw.pop("loss", {}), kw.pop("mgd", {}), kw.pop("steps", 33)
+    adapt.LossConfig = lambda: replace(LossConfig(), **loss_kw)  # type: ignore[assignment]
+    adapt.MGDConfig = lambda: replace(MGDConfig(), **mgd_kw)  # type: ignore[assignment]
+    averages: list = []
+
+    class Recorded(adapt.MeanTeacher):  # type: ignore[misc,name-defined]
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            averages.append(self)
+
+    adapt.MeanTeacher = Recorded  # type: ignore[misc]
+    settings = adapt.AdaptSettings(threads=1, steps=steps, **{**kw, "keep": "student"})
+    t0 = time.time()
+    model, meta = load_checkpoint(checkpoint)
+    meta, _ = adapt.adapt_model(model, meta, open_unlabeled(TRAIN), settings, f"bag {TRAIN}",
+                                log=lambda m: print(m, flush=True))
+    scored = RosbagFrames(VAL, "all")
+    OUT.mkdir(parents=True, exist_ok=True)
+    for kept, weights in (("student", model), ("average", averages[0].average.model)):
+        scores = validate(weights, scored, weights.widths, meta)
+        row = {"name": f"{name}_{kept}", "checkpoint": checkpoint, "settings": asdict(settings),
+               "loss": loss_kw, "mgd": mgd_kw, "minutes": round((time.time() - t0) / 60, 1),
+               "miou": {w: round(v["miou"], 4) for w, v in scores.items()}}
+        print(json.dumps(row), flush=True)
+        with open(OUT / "results.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
