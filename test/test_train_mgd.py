@@ -234,6 +234,7 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True
     assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
+    assert adapted["params"] == "all"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--distill"]) == 2  # nothing to distil
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))

@@ -185,6 +185,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                            "pseudo_labelled": round(result.pseudo_labelled, 3),
                            "kept": s.keep, "average_decay": s.average_decay,
                            "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
+                           "params": s.params,
                            "method": "BN recalibration + MGD (frozen input model and the "
                                      "adapting model's weight average as teachers)"}
     return meta.replace(training=training), result
