@@ -20,8 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "self-similarity and image-level predictions (--teacher: a stronger network takes "
         "the input model's place). The result is the adapting weights' moving average, which "
         "starts at the recalibrated model (--keep student: the last weights). Writes a new "
-        "checkpoint whose metadata records what it was adapted on. With --eval-bag (a labelled bag of the same camera) "
-        "it prints mIoU per width before, after recalibration only, and after adaptation.",
+        "checkpoint whose metadata records what it was adapted on. With --eval-bag (a "
+        "labelled bag of the same camera) it prints mIoU per width before, after recalibration only, and after adaptation.",
         epilog="example: slimseg adapt --bag robot_run --out models/slimseg_robot.safetensors "
         "--minutes 15 --eval-bag robot_labelled",
     )
@@ -90,8 +90,7 @@ def run(args: argparse.Namespace) -> int:
     settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
                              lr=args.lr, confidence=args.confidence, seed=args.seed,
                              class_fraction=args.class_fraction, teacher=args.teacher,
-                             distill=args.distill,
-                             threads=args.threads, keep=args.keep,
+                             distill=args.distill, threads=args.threads, keep=args.keep,
                              freeze_bn_statistics=args.bn_statistics == "frozen")
     evaluation = None
     if args.eval_bag:

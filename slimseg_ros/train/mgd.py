@@ -109,6 +109,7 @@ class MGD:
             # signs) still get labels and are not trained away by the confident large ones.
             for c in labels.unique().tolist():
                 scores = confidence[labels == c].float()
+                # torch.quantile refuses inputs above 2**24 elements
                 top = torch.quantile(scores[:1 << 24], 1.0 - self.cfg.class_fraction)
                 threshold[c] = torch.minimum(threshold[c], top)
         keep = confidence >= threshold[labels]
