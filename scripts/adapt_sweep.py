@@ -5,7 +5,9 @@ Usage:
   python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}).
-Appends one line per kept weights ({NAME}_student, {NAME}_average) to runs/adapt/results.jsonl.
+Appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
+statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
+runs/adapt/results.jsonl.
 The shifted bags come from scripts/bn_recalibration.py's shifted_bag (runs/shift/...).
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
@@ -14,6 +16,7 @@ replacing names in slimseg_ros.train.adapt for this process only.
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 import time
@@ -25,6 +28,7 @@ from slimseg_ros.data.rosbag import RosbagFrames
 from slimseg_ros.data.unlabeled import open_unlabeled
 from slimseg_ros.model.checkpoint import load_checkpoint
 from slimseg_ros.train.config import LossConfig, MGDConfig
+from slimseg_ros.train.recalibrate import recalibrate_model
 from slimseg_ros.train.validate import validate
 
 TRAIN, VAL, OUT = "runs/shift/shifted_train", "runs/shift/shifted_val", Path("runs/adapt")
@@ -51,7 +55,13 @@ def main() -> None:
                                 log=lambda m: print(m, flush=True))
     scored = RosbagFrames(VAL, "all")
     OUT.mkdir(parents=True, exist_ok=True)
-    for kept, weights in (("student", model), ("average", averages[0].average.model)):
+    frames = open_unlabeled(TRAIN)
+    kept_weights = [("student", model), ("average", averages[0].average.model)]
+    for kept, weights in list(kept_weights):  # the same weights, BN re-estimated afterwards
+        again = copy.deepcopy(weights)
+        recalibrate_model(again, meta, frames, frames=settings.recalibrate_frames)
+        kept_weights.append((f"{kept}_recal", again))
+    for kept, weights in kept_weights:
         scores = validate(weights, scored, weights.widths, meta)
         row = {"name": f"{name}_{kept}", "checkpoint": checkpoint, "settings": asdict(settings),
                "loss": loss_kw, "mgd": mgd_kw, "minutes": round((time.time() - t0) / 60, 1),

@@ -234,7 +234,7 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True
     assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
-    assert adapted["params"] == "all"
+    assert adapted["params"] == "all" and adapted["optimizer"] == "adamw"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--distill"]) == 2  # nothing to distil
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))
@@ -278,6 +278,16 @@ def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: 
     affine = [k for k in start if k.endswith(".weight") and k.replace("weight", "running_mean")
               in start]
     assert affine and any(not torch.equal(norm_only[k], start[k]) for k in affine)
+    # AdamW's first step moves every weight by about the same amount (its size is the learning
+    # rate, whatever the gradient); SGD's in proportion to each weight's gradient
+    moved = {name: (adapted(keep="student", freeze_bn_statistics=True, optimizer=name)[key]
+                    - start[key]).abs().flatten() for name in ("adamw", "sgd")}
+    for name, delta in moved.items():
+        delta = delta[delta > 1e-9]
+        moved[name] = float(delta.std() / delta.mean())
+    assert moved["adamw"] < 0.1 < moved["sgd"]
+    with pytest.raises(ValueError, match="optimizer must be"):
+        AdaptSettings(optimizer="adam")
     with pytest.raises(ValueError, match="keep must be"):
         AdaptSettings(keep="best")
     with pytest.raises(ValueError, match="params must be"):

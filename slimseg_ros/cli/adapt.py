@@ -43,7 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=None,
                    help="a stronger checkpoint (e.g. models/teacher_camvid.safetensors) as the "
                    "external teacher, recalibrated on the same frames (default: the input model)")
-    p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate (default: 2e-4)")
+    p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default: 2e-4)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw",
+                   help="AdamW (default) or SGD with momentum 0.9, which moves each weight in "
+                   "proportion to its gradient (give it a larger --lr, e.g. 1e-3)")
     p.add_argument("--batch-size", type=int, default=4,
                    help="pairs of frames per step (default: 4)")
     p.add_argument("--distill", action="store_true",
@@ -91,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
                              lr=args.lr, confidence=args.confidence, seed=args.seed,
                              class_fraction=args.class_fraction, teacher=args.teacher,
                              distill=args.distill, threads=args.threads, keep=args.keep,
+                             optimizer=args.optimizer,
                              freeze_bn_statistics=args.bn_statistics == "frozen")
     evaluation = None
     if args.eval_bag:

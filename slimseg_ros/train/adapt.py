@@ -69,8 +69,13 @@ class AdaptSettings:
     # What learns: "all" weights, or "norm" = only the BN scales and shifts (each width owns its
     # BN, so the widths cannot disturb each other, and the shared convolutions stay as trained).
     params: str = "all"
+    # "adamw" moves every weight by about ``lr`` per step whatever its gradient; "sgd" (momentum
+    # 0.9) moves each in proportion to its gradient, so weights the frames say little about stay.
+    optimizer: str = "adamw"
 
     def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if self.keep not in ("average", "student"):
             raise ValueError(f"keep must be 'average' or 'student', got {self.keep!r}")
         if self.params not in ("all", "norm"):
@@ -140,7 +145,8 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
             p.requires_grad_(id(p) in chosen)
     else:
         learning = list(model.parameters())
-    opt = torch.optim.AdamW(learning, lr=s.lr, weight_decay=1e-4)
+    opt = (torch.optim.AdamW(learning, lr=s.lr, weight_decay=1e-4) if s.optimizer == "adamw"
+           else torch.optim.SGD(learning, lr=s.lr, momentum=0.9, weight_decay=1e-4))
     batches = _frame_batches(frames, meta, s.batch_size, s.seed)
     rng = torch.Generator().manual_seed(s.seed)
     loss_cfg = LossConfig()  # SlimSeg: stepwise KD, boundary-guided term
@@ -185,7 +191,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                            "pseudo_labelled": round(result.pseudo_labelled, 3),
                            "kept": s.keep, "average_decay": s.average_decay,
                            "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
-                           "params": s.params,
+                           "params": s.params, "optimizer": s.optimizer,
                            "method": "BN recalibration + MGD (frozen input model and the "
                                      "adapting model's weight average as teachers)"}
     return meta.replace(training=training), result
