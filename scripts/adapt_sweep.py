@@ -4,7 +4,8 @@ average from the same run (docs/data.md, "What adapt's settings do on the curren
 Usage:
   python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
-of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}).
+of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}) and
+"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera).
 Appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
 statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
 runs/adapt/results.jsonl.
@@ -31,13 +32,15 @@ from slimseg_ros.train.config import LossConfig, MGDConfig
 from slimseg_ros.train.recalibrate import recalibrate_model
 from slimseg_ros.train.validate import validate
 
-TRAIN, VAL, OUT = "runs/shift/shifted_train", "runs/shift/shifted_val", Path("runs/adapt")
+OUT = Path("runs/adapt")
 
 
 def main() -> None:
     name, checkpoint = sys.argv[1], sys.argv[2]
     kw = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     loss_kw, mgd_kw, steps = kw.pop("loss", {}), kw.pop("mgd", {}), kw.pop("steps", 33)
+    bags = kw.pop("bags", "runs/shift")
+    train_bag, val_bag = f"{bags}/shifted_train", f"{bags}/shifted_val"
     adapt.LossConfig = lambda: replace(LossConfig(), **loss_kw)  # type: ignore[assignment]
     adapt.MGDConfig = lambda: replace(MGDConfig(), **mgd_kw)  # type: ignore[assignment]
     averages: list = []
@@ -51,11 +54,11 @@ def main() -> None:
     settings = adapt.AdaptSettings(threads=1, steps=steps, **{**kw, "keep": "student"})
     t0 = time.time()
     model, meta = load_checkpoint(checkpoint)
-    meta, _ = adapt.adapt_model(model, meta, open_unlabeled(TRAIN), settings, f"bag {TRAIN}",
-                                log=lambda m: print(m, flush=True))
-    scored = RosbagFrames(VAL, "all")
+    meta, _ = adapt.adapt_model(model, meta, open_unlabeled(train_bag), settings,
+                                f"bag {train_bag}", log=lambda m: print(m, flush=True))
+    scored = RosbagFrames(val_bag, "all")
     OUT.mkdir(parents=True, exist_ok=True)
-    frames = open_unlabeled(TRAIN)
+    frames = open_unlabeled(train_bag)
     kept_weights = [("student", model), ("average", averages[0].average.model)]
     for kept, weights in list(kept_weights):  # the same weights, BN re-estimated afterwards
         again = copy.deepcopy(weights)
@@ -64,7 +67,8 @@ def main() -> None:
     for kept, weights in kept_weights:
         scores = validate(weights, scored, weights.widths, meta)
         row = {"name": f"{name}_{kept}", "checkpoint": checkpoint, "settings": asdict(settings),
-               "loss": loss_kw, "mgd": mgd_kw, "minutes": round((time.time() - t0) / 60, 1),
+               "loss": loss_kw, "mgd": mgd_kw, "bags": bags,
+               "minutes": round((time.time() - t0) / 60, 1),
                "miou": {w: round(v["miou"], 4) for w, v in scores.items()}}
         print(json.dumps(row), flush=True)
         with open(OUT / "results.jsonl", "a") as f:

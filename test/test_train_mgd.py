@@ -234,7 +234,7 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True
     assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
-    assert adapted["params"] == "all" and adapted["optimizer"] == "adamw"
+    assert adapted["params"] == "all" and adapted["optimizer"] == "sgd"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--distill"]) == 2  # nothing to distil
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))
@@ -292,6 +292,21 @@ def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: 
         AdaptSettings(keep="best")
     with pytest.raises(ValueError, match="params must be"):
         AdaptSettings(params="head")
+
+
+def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path: Path,
+                                                                        make_checkpoint) -> None:
+    frames = open_unlabeled(_image_folder(tmp_path / "frames"))
+    checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1)
+    for budget, expected in ((dict(steps=2), 2), (dict(steps=2, minutes=1e-9), 0)):
+        model, meta = load_checkpoint(checkpoint)
+        meta, result = adapt_model(model, meta, frames, AdaptSettings(**common, **budget),
+                                   "test", log=lambda m: None)
+        assert result.steps == expected == meta.training["adapted"]["steps"]
+    for budget in (dict(steps=0, minutes=0.0), dict(steps=-1), dict(minutes=-1.0)):
+        with pytest.raises(ValueError, match="positive number of steps or minutes"):
+            AdaptSettings(**budget)
 
 
 def test_weight_average_without_ramp_moves_by_its_decay_from_the_first_step() -> None:
