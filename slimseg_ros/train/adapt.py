@@ -76,7 +76,7 @@ class AdaptSettings:
     params: str = "all"
     # "sgd" (momentum 0.9) moves each weight in proportion to its gradient, so weights the frames
     # say little about stay; "adamw" moves every weight by about ``lr`` per step whatever its
-    # gradient: its last weights lost up to 0.023 mIoU where SGD's were level (docs/data.md).
+    # gradient: its last weights lost up to 0.022 mIoU where SGD's were level (docs/data.md).
     optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
