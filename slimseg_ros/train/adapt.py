@@ -46,7 +46,7 @@ class AdaptSettings:
     """How long and how hard to adapt (the defaults are the recipe measured in docs/data.md)."""
 
     # A budget in steps, not minutes, so a GPU does the same adaptation as a CPU: self-training
-    # drifts (100 steps ended below recalibration where 33 beat it, docs/data.md).
+    # drifts (100 steps ended below recalibration where 33 were level with it, docs/data.md).
     steps: int = 33  # 0 = as many as ``minutes`` allow
     minutes: float = 0.0  # also stop after this much wall clock (0 = no limit)
     batch_size: int = 4  # pairs of frames per step (CutMix partners)
