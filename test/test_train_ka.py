@@ -138,6 +138,29 @@ def test_without_ka_the_teacher_only_adds_logit_kd_at_the_widest_width(tmp_path:
     assert not any("ka_adapt" in parts for parts in report.values())
 
 
+def test_precomputed_teacher_outputs_are_used_instead_of_running_the_teacher_again(
+        tmp_path: Path) -> None:
+    teacher = _teacher(tmp_path)
+    images, labels = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    cfg = LossConfig(kd="stepwise", boundary_weight=0.0)
+
+    def step(external: ExternalTeacher) -> dict:
+        torch.manual_seed(0)
+        student = SlimSegNet(STUDENT).train()
+        return slimseg_step(student, images, labels, student.widths, cfg, external=external)
+
+    ran = step(ExternalTeacher(teacher))
+    outputs = teacher(images)
+    calls = []
+    teacher.model.register_forward_hook(lambda *_: calls.append(1))
+    reused = step(ExternalTeacher(teacher, outputs=outputs))
+    assert not calls  # the teacher did not run again
+    assert reused[1.0]["kd"] == pytest.approx(ran[1.0]["kd"])
+    assert all(reused[w] == pytest.approx(ran[w]) for w in ran)
+    wrong = step(ExternalTeacher(teacher, outputs=teacher(torch.randn(2, 3, 32, 32))))
+    assert wrong[1.0]["kd"] != pytest.approx(ran[1.0]["kd"])  # the outputs given are the ones used
+
+
 def _synthetic(tmp_path: Path, *extra: str):
     return load_train_config(None, [
         "model.num_classes=4", "model.head_channels=32", "data.dataset=synthetic",

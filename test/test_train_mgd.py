@@ -76,6 +76,9 @@ def test_pseudo_labels_mix_the_teachers_predictions_with_the_boxes() -> None:
     assert batch.confident == 1.0
     assert batch.region_target.shape[1] == 32  # the mean teacher's decoder (head_channels)
     assert batch.image_target.shape[:2] == (2, 4)
+    # the external teacher's outputs on the mixed images come along for its KD to reuse
+    assert torch.allclose(batch.external_outputs.logits, external(batch.images).logits)
+    assert MGD(MGDConfig(), None, mean).mixed_batch(u0, u1).external_outputs is None
     strict = MGD(replace(MGDConfig(), confidence=0.999), external, None)
     sure = strict.mixed_batch(u0, u1, torch.Generator().manual_seed(1))
     assert sure.confident < 0.5 and bool((sure.labels[sure.labels != 255] < 4).all())

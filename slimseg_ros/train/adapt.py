@@ -175,7 +175,8 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         report = slimseg_step(model, mixed.images, mixed.labels, model.widths, loss_cfg,
                               ignore_index=meta.ignore_index,
                               extra_terms=mgd.unlabeled_terms(mixed),
-                              external=ExternalTeacher(teacher) if s.distill else None)
+                              external=ExternalTeacher(teacher, outputs=mixed.external_outputs)
+                              if s.distill else None)
         total = sum(r["total"] for r in report.values())
         if not math.isfinite(total):
             raise FloatingPointError(f"non-finite loss at adaptation step {step}; lower --lr")

@@ -29,7 +29,7 @@ from .config import MGDConfig
 from .ema import WeightAverage
 from .losses import ce_loss, image_kd_loss, region_similarity_loss
 from .step import ExtraTerms
-from .teacher import Teacher
+from .teacher import Teacher, TeacherOutputs
 
 __all__ = ["cutmix_masks", "MeanTeacher", "MGD", "MixedBatch"]
 
@@ -75,6 +75,8 @@ class MixedBatch:
     region_target: torch.Tensor | None  # teacher decoder features on ``images``
     image_target: torch.Tensor | None  # teacher logits on ``images``
     confident: float  # fraction of pixels that got a pseudo label
+    # the external teacher's outputs on ``images`` when they were computed (for its KD, reused)
+    external_outputs: TeacherOutputs | None = None
 
 
 class MGD:
@@ -126,11 +128,13 @@ class MGD:
         # predictions of the unmixed images, mixed: no teacher sees a box edge
         labels, confident = self._pseudo(self._probs(u0) * (1 - m) + self._probs(u1) * m)
         region = image = None
+        outputs: dict[int, TeacherOutputs] = {}
         if self.cfg.region_weight > 0 or self.cfg.image_weight > 0:
             outputs = {id(t): t(mixed) for t in {id(t): t for t in self.teachers}.values()}
             region = outputs[id(self.region_teacher)].decoded
             image = outputs[id(self.image_teacher)].logits
-        return MixedBatch(mixed, labels, region, image, confident)
+        return MixedBatch(mixed, labels, region, image, confident,
+                          outputs.get(id(self.external)) if self.external is not None else None)
 
     @torch.no_grad()
     def labeled_targets(self, images: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from .losses import (
     boundary_guided_loss, boundary_mask, ce_loss, kd_loss, ohem_ce_loss,
 )
 
-from .teacher import Teacher
+from .teacher import Teacher, TeacherOutputs
 
 __all__ = ["slimseg_step", "width_loss", "ExternalTeacher", "ExtraTerms"]
 
@@ -31,10 +31,15 @@ ExtraTerms = Callable[[float, torch.Tensor, torch.Tensor], "dict[str, torch.Tens
 
 @dataclass
 class ExternalTeacher:
-    """A frozen teacher for the widest width, and optionally Knowledge Adaptation's modules."""
+    """A frozen teacher for the widest width, and optionally Knowledge Adaptation's modules.
+
+    ``outputs``: the teacher's outputs on this step's images when the caller already has them
+    (MGD runs the teacher on the mixed frames for its image term), so it does not run twice.
+    """
 
     teacher: Teacher
     ka: KnowledgeAdaptation | None = None
+    outputs: TeacherOutputs | None = None
 
 
 def width_loss(logits: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None,
@@ -103,7 +108,7 @@ def slimseg_step(
     external_logits = teacher_latent = wider_latent = None
     ka = external.ka if external is not None else None
     if external is not None:
-        out = external.teacher(images)
+        out = external.outputs if external.outputs is not None else external.teacher(images)
         external_logits = out.logits_at(labels.shape[-2:])
         if ka is not None:
             teacher_latent = ka.teacher_latent(out.features)
