@@ -9,7 +9,7 @@ of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_we
 Appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
 statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
 runs/adapt/results.jsonl.
-The shifted bags come from scripts/bn_recalibration.py's shifted_bag (runs/shift/...).
+The bags come from `python scripts/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
 replacing names in slimseg_ros.train.adapt for this process only.
