@@ -54,11 +54,11 @@ def main() -> None:
     settings = adapt.AdaptSettings(threads=1, steps=steps, **{**kw, "keep": "student"})
     t0 = time.time()
     model, meta = load_checkpoint(checkpoint)
-    meta, _ = adapt.adapt_model(model, meta, open_unlabeled(train_bag), settings,
-                                f"bag {train_bag}", log=lambda m: print(m, flush=True))
+    frames = open_unlabeled(train_bag)
+    meta, _ = adapt.adapt_model(model, meta, frames, settings, f"bag {train_bag}",
+                                log=lambda m: print(m, flush=True))
     scored = RosbagFrames(val_bag, "all")
     OUT.mkdir(parents=True, exist_ok=True)
-    frames = open_unlabeled(train_bag)
     kept_weights = [("student", model), ("average", averages[0].average.model)]
     for kept, weights in list(kept_weights):  # the same weights, BN re-estimated afterwards
         again = copy.deepcopy(weights)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -44,10 +45,13 @@ def shift(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def shifted_bag(root: str, split: str, out: Path, labels: bool) -> Path:
+def shifted_bag(root: str, split: str, out: Path, labels: bool,
+                camera: Callable[[np.ndarray, int], np.ndarray] = lambda rgb, _i: shift(rgb)
+                ) -> Path:
+    """CamVid ``split`` through ``camera(rgb, frame_index)`` (default: this script's shift)."""
     data = build_dataset("camvid", root, split)
-    frames = ((shift(rgb), lab if labels else None) for rgb, lab in
-              (data.load(i) for i in range(len(data))))
+    frames = ((camera(rgb, i), lab if labels else None) for i, (rgb, lab) in
+              ((i, data.load(i)) for i in range(len(data))))
     bagio.write_frames_bag(out, frames, rate_hz=10, compressed="png", overwrite=True)
     return out
 

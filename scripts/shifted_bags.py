@@ -16,23 +16,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bn_recalibration import shift as shift_a
+from bn_recalibration import shift, shifted_bag
 from distill_comparison import shift_b
 
-from slimseg_ros.data import build_dataset
-from slimseg_ros.eval import bagio
-
-
-def write(root: str, split: str, camera: str, out: Path, labels: bool) -> None:
-    data = build_dataset("camvid", root, split)
-
-    def frames():
-        for i in range(len(data)):
-            rgb, lab = data.load(i)
-            shifted = shift_a(rgb) if camera == "a" else shift_b(rgb, i)
-            yield shifted, lab if labels else None
-
-    bagio.write_frames_bag(out, frames(), rate_hz=10, compressed="png", overwrite=True)
+# camera(rgb, frame index): b draws its sensor noise afresh for every frame
+CAMERAS = {"a": lambda rgb, _i: shift(rgb), "b": shift_b}
 
 
 def main() -> None:
@@ -42,8 +30,9 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
-    write(args.data_root, "train", args.camera, out / "shifted_train", labels=False)
-    write(args.data_root, "val", args.camera, out / "shifted_val", labels=True)
+    camera = CAMERAS[args.camera]
+    shifted_bag(args.data_root, "train", out / "shifted_train", labels=False, camera=camera)
+    shifted_bag(args.data_root, "val", out / "shifted_val", labels=True, camera=camera)
     print(f"wrote {out / 'shifted_train'} and {out / 'shifted_val'}")
 
 

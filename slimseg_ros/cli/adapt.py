@@ -85,8 +85,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--distill needs --teacher (the network to distil)")
     if not 0.0 <= args.class_fraction <= 1.0:
         raise ValueError("--class-fraction must be in [0, 1]")
-    if args.steps < 0 or args.minutes < 0 or not (args.steps or args.minutes):
-        raise ValueError("give a positive --steps or --minutes (or both)")
+    # checks its own values (the steps/minutes budget among them) before any frame is read
+    settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
+                             lr=args.lr, confidence=args.confidence, seed=args.seed,
+                             class_fraction=args.class_fraction, teacher=args.teacher,
+                             distill=args.distill, threads=args.threads, keep=args.keep,
+                             optimizer=args.optimizer,
+                             freeze_bn_statistics=args.bn_statistics == "frozen")
     checkpoint = args.checkpoint or default_model_path()
     if checkpoint is None:
         raise ValueError("no --checkpoint and no shipped model installed")
@@ -94,12 +99,6 @@ def run(args: argparse.Namespace) -> int:
     frames = open_unlabeled(source_path, image_topic=args.image_topic)
     source = f"{'bag' if args.bag else 'images'} {source_path}"
     say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
-                             lr=args.lr, confidence=args.confidence, seed=args.seed,
-                             class_fraction=args.class_fraction, teacher=args.teacher,
-                             distill=args.distill, threads=args.threads, keep=args.keep,
-                             optimizer=args.optimizer,
-                             freeze_bn_statistics=args.bn_statistics == "frozen")
     evaluation = None
     if args.eval_bag:
         from ..data.rosbag import RosbagFrames

@@ -146,13 +146,12 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     if s.freeze_bn_statistics:
         for module in norms:
             module.eval()
-    if s.params == "norm":
-        learning = [p for m in norms for p in m.parameters()]
-        chosen = {id(p) for p in learning}
-        for p in model.parameters():
-            p.requires_grad_(id(p) in chosen)
-    else:
-        learning = list(model.parameters())
+    learning = [p for m in norms for p in m.parameters()] if s.params == "norm" else list(
+        model.parameters())
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in learning:
+        p.requires_grad_(True)
     opt = (torch.optim.AdamW(learning, lr=s.lr, weight_decay=1e-4) if s.optimizer == "adamw"
            else torch.optim.SGD(learning, lr=s.lr, momentum=0.9, weight_decay=1e-4))
     batches = _frame_batches(frames, meta, s.batch_size, s.seed)

@@ -133,8 +133,7 @@ class MGD:
             outputs = {id(t): t(mixed) for t in {id(t): t for t in self.teachers}.values()}
             region = outputs[id(self.region_teacher)].decoded
             image = outputs[id(self.image_teacher)].logits
-        return MixedBatch(mixed, labels, region, image, confident,
-                          outputs.get(id(self.external)) if self.external is not None else None)
+        return MixedBatch(mixed, labels, region, image, confident, outputs.get(id(self.external)))
 
     @torch.no_grad()
     def labeled_targets(self, images: torch.Tensor) -> torch.Tensor:
