@@ -5,7 +5,8 @@ Usage:
   python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}) and
-"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera).
+"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera)
+and "recal_after" (default true: also score each result with BN re-estimated afterwards).
 Appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
 statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
 runs/adapt/results.jsonl.
@@ -40,6 +41,7 @@ def main() -> None:
     kw = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     loss_kw, mgd_kw, steps = kw.pop("loss", {}), kw.pop("mgd", {}), kw.pop("steps", 33)
     bags = kw.pop("bags", "runs/shift")
+    recal_after = kw.pop("recal_after", True)
     train_bag, val_bag = f"{bags}/shifted_train", f"{bags}/shifted_val"
     adapt.LossConfig = lambda: replace(LossConfig(), **loss_kw)  # type: ignore[assignment]
     adapt.MGDConfig = lambda: replace(MGDConfig(), **mgd_kw)  # type: ignore[assignment]
@@ -60,7 +62,7 @@ def main() -> None:
     scored = RosbagFrames(val_bag, "all")
     OUT.mkdir(parents=True, exist_ok=True)
     kept_weights = [("student", model), ("average", averages[0].average.model)]
-    for kept, weights in list(kept_weights):  # the same weights, BN re-estimated afterwards
+    for kept, weights in list(kept_weights) if recal_after else []:  # BN re-estimated afterwards
         again = copy.deepcopy(weights)
         recalibrate_model(again, meta, frames, frames=settings.recalibrate_frames)
         kept_weights.append((f"{kept}_recal", again))

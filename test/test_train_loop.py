@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -143,24 +144,32 @@ def test_training_can_start_from_a_checkpoint_and_refuses_another_network(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize(("sig", "workers", "group"), [
+    (signal.SIGINT, 0, False), (signal.SIGTERM, 0, False),
+    # Ctrl-C in a terminal and systemd's stop signal the whole process group: the DataLoader
+    # worker gets the signal too, and must not die of it (torch would then end the run at once)
+    (signal.SIGINT, 1, True), (signal.SIGTERM, 1, True)])
 def test_a_signal_stops_training_after_the_step_with_its_state_saved(
-        tmp_path: Path, sig: signal.Signals) -> None:
+        tmp_path: Path, sig: signal.Signals, workers: int, group: bool) -> None:
     run = tmp_path / "run"
     args = [sys.executable, "-m", "slimseg_ros.cli.main", "train", "--config",
             str(REPO / "config" / "train_camvid.yaml"), "--no-progress",
             "model.num_classes=4", "model.head_channels=32", "data.dataset=synthetic",
-            "data.crop_size=[64,64]", "data.batch_size=2", "data.workers=0",
+            "data.crop_size=[64,64]", "data.batch_size=2", f"data.workers={workers}",
             "data.val_size=[64,64]", "data.options={n: 8, size: 64}", "val_every=2",
             "val_images=2", "checkpoint_every=1000", "threads=1", f"out={run}"]
     proc = subprocess.Popen(args + ["steps=100000"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, cwd=REPO)
+                            stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                            start_new_session=group)
     lines = []
     for line in proc.stdout:  # the first validation proves the loop is running
         lines.append(line)
         if line.startswith("step 2:"):
             break
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     rest, _ = proc.communicate(timeout=120)
     output = "".join(lines) + rest
     assert proc.returncode == 128 + sig, output

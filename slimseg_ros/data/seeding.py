@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 
 import numpy as np
 import torch
@@ -45,7 +46,15 @@ def worker_init_fn(worker_id: int) -> None:
     OpenCV's thread count is deliberately left alone: ``cv2.setNumThreads`` in a forked worker
     can block forever on the parent's thread pool (seen here once torch.set_num_threads ran in
     the parent). To limit OpenCV threads, call it in the main process before the loader starts.
+
+    Workers ignore SIGINT and SIGTERM: Ctrl-C and systemd's stop signal the whole process group,
+    and a worker killed by one makes torch end the main process at once, before the training
+    loop can save its state (:mod:`slimseg_ros.train.stop`). The main process owns stopping;
+    workers leave when the loader shuts them down or torch's watchdog sees their parent gone.
     """
+    if torch.utils.data.get_worker_info() is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     info = torch.utils.data.get_worker_info()
     seed = torch.initial_seed() % 2**32 if info is None else info.seed % 2**32
     random.seed(seed)
