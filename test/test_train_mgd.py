@@ -87,6 +87,24 @@ def test_pseudo_labels_mix_the_teachers_predictions_with_the_boxes() -> None:
         MGD(MGDConfig(), None, None)
 
 
+def test_flipped_teachers_average_each_frame_and_its_mirror_image() -> None:
+    external, student = _teacher(0), SlimSegNet(SMALL)
+    with torch.no_grad():  # confident, input-dependent predictions (a fresh head is ~uniform)
+        for p in external.model.parameters():
+            p.mul_(8.0)
+    mean = MeanTeacher(student, 0.99)
+    u = torch.randn(2, 3, 32, 48)
+    plain = MGD(MGDConfig(), external, mean)
+    flipped = MGD(replace(MGDConfig(), teacher_flip=True), external, mean)
+    # the mirror image's prediction, mirrored back, is the second view
+    expected = (plain._probs(u) + plain._probs(u.flip(-1)).flip(-1)) / 2
+    assert torch.allclose(flipped._probs(u), expected, atol=1e-6)
+    assert not torch.allclose(flipped._probs(u), plain._probs(u), atol=1e-3)
+    # the ensemble, unlike one strided network, predicts a mirrored frame as the mirror image
+    assert torch.allclose(flipped._probs(u.flip(-1)), flipped._probs(u).flip(-1), atol=1e-6)
+    assert not torch.allclose(plain._probs(u.flip(-1)), plain._probs(u).flip(-1), atol=1e-3)
+
+
 def test_class_balanced_pseudo_labels_keep_each_classs_most_confident_pixels() -> None:
     # 1 x 3 classes x 2 x 4 pixels: class 0 sure everywhere it wins, class 2 never above 0.6
     probs = torch.zeros(1, 3, 2, 4)

@@ -59,6 +59,9 @@ class AdaptSettings:
     # The widest width also distils the external teacher's soft predictions on every pixel (KD),
     # which keeps the classes a confidence threshold drops (poles, signs) in the targets.
     distill: bool = False
+    # Teachers also predict each frame mirrored (MGDConfig.teacher_flip): better pseudo labels
+    # for one more teacher forward per frame.
+    teacher_flip: bool = False
     recalibrate_frames: int = 200
     seed: int = 0
     threads: int = 0
@@ -137,7 +140,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     else:
         teacher = Teacher(copy.deepcopy(model))
     mgd_cfg = replace(MGDConfig(), confidence=s.confidence, class_fraction=s.class_fraction,
-                      pixel_labeled_weight=0.0)
+                      teacher_flip=s.teacher_flip, pixel_labeled_weight=0.0)
     # No ramp: the average starts at the recalibrated model, which is already good.
     mean = MeanTeacher(model, s.average_decay, ramp=False)
     mgd = MGD(mgd_cfg, teacher, mean, meta.ignore_index)
@@ -199,6 +202,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                            "minutes": round(seconds / 60, 1), "confidence": s.confidence,
                            "class_fraction": s.class_fraction,
                            "teacher": s.teacher or "the input model", "distill": s.distill,
+                           "teacher_flip": s.teacher_flip,
                            "lr": s.lr, "batch_pairs": s.batch_size,
                            "pseudo_labelled": round(result.pseudo_labelled, 3),
                            "kept": s.keep, "average_decay": s.average_decay,

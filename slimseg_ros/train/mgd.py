@@ -5,7 +5,8 @@ Two structurally different, frozen teachers label unlabelled frames: the externa
 run at its widest width (a mean teacher, same architecture as the student: the "wide" one). Either
 can be turned off. Per step, two unlabelled batches ``u0, u1`` are mixed with CutMix boxes; each
 teacher predicts ``u0`` and ``u1`` separately, the predictions are mixed with the same boxes and
-averaged over the teachers, and the argmax (where confident enough) is the pseudo label of the
+averaged over the teachers (and, with ``teacher_flip``, over each frame and its mirror image),
+and the argmax (where confident enough) is the pseudo label of the
 mixed image. The student learns from it at three granularities:
 
 - pixel: the SlimSeg loss (CE, stepwise KD, boundary term) on the mixed images with the pseudo
@@ -95,12 +96,16 @@ class MGD:
     def _probs(self, images: torch.Tensor) -> torch.Tensor:
         """Mean of the teachers' class probabilities at image resolution."""
         size = images.shape[-2:]
+        views = [False, True] if self.cfg.teacher_flip else [False]
         total = 0.0
         for teacher in self.teachers:
-            logits = F.interpolate(teacher(images).logits, size=size, mode="bilinear",
-                                   align_corners=False)
-            total = total + logits.softmax(1)
-        return total / len(self.teachers)
+            for flipped in views:
+                x = images.flip(-1) if flipped else images
+                logits = F.interpolate(teacher(x).logits, size=size, mode="bilinear",
+                                       align_corners=False)
+                probs = logits.softmax(1)
+                total = total + (probs.flip(-1) if flipped else probs)
+        return total / (len(self.teachers) * len(views))
 
     def _pseudo(self, probs: torch.Tensor) -> tuple[torch.Tensor, float]:
         confidence, labels = probs.max(1)
