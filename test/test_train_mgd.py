@@ -248,12 +248,12 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.5",
                  "--class-fraction", "0.5", "--teacher", str(teacher), "--distill",
-                 "--eval-bag", str(tmp_path / "labelled")]) == 0
+                 "--teacher-flip", "--eval-bag", str(tmp_path / "labelled")]) == 0
     model, meta = load_checkpoint(out)
     adapted = meta.training["adapted"]
     assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
-    assert adapted["distill"] is True
+    assert adapted["distill"] is True and adapted["teacher_flip"] is True
     assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
     assert adapted["params"] == "all" and adapted["optimizer"] == "sgd"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",

@@ -54,6 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pairs of frames per step (default: 4)")
     p.add_argument("--distill", action="store_true",
                    help="width 1.0 also distils --teacher's soft predictions on every pixel")
+    p.add_argument("--teacher-flip", action="store_true",
+                   help="teachers also predict each frame mirrored; pseudo labels from the "
+                   "two views' mean (one more teacher forward per frame)")
     p.add_argument("--keep", choices=("average", "student"), default="average",
                    help="write the adapting weights' moving average (default; starts at the "
                    "recalibrated model and moves slowly) or the adapting weights themselves "
@@ -89,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
     settings = AdaptSettings(minutes=args.minutes, steps=args.steps, batch_size=args.batch_size,
                              lr=args.lr, confidence=args.confidence, seed=args.seed,
                              class_fraction=args.class_fraction, teacher=args.teacher,
-                             distill=args.distill, threads=args.threads, keep=args.keep,
+                             distill=args.distill, teacher_flip=args.teacher_flip,
+                             threads=args.threads, keep=args.keep,
                              optimizer=args.optimizer,
                              freeze_bn_statistics=args.bn_statistics == "frozen")
     checkpoint = args.checkpoint or default_model_path()
