@@ -13,7 +13,7 @@ Arms (same data order per seed, crops, optimiser, schedule and steps):
 
 Compute: a slimmable step runs every width forward and backward once, so four independent
 networks at N steps each cost the same FLOPs as one slimmable run of N steps: equal steps is also
-equal total compute (KD adds no forward pass). Wall-clock minutes per run are recorded too.
+equal total compute (KD adds no forward pass). Minutes of training per run (over all its sessions) are recorded too.
 
 Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style aggregates:
   {"arms": {ARM: {"seeds": [..], "steps": N, "widths": {"0.25": {"miou_mean", "miou_std",
@@ -39,6 +39,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import torch
 
 ARMS: dict[str, list[str]] = {
     "slimseg": ["loss.kd=stepwise", "loss.boundary_weight=1.0"],
@@ -87,7 +89,11 @@ def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
     if code != 0:
         raise RuntimeError(f"{name} failed (exit {code}); see {log}")
     history = json.loads((run_dir / "history.json").read_text())
-    return {"minutes": round((time.monotonic() - t0) / 60, 1), "val": history[-1]["widths"]}
+    # the run's own training time over all its sessions (resumes, pauses between them excluded);
+    # this call's wall clock for runs trained before the loop kept it
+    spent = torch.load(run_dir / "train_state.pt", weights_only=True).get("elapsed_s")
+    seconds = spent if spent is not None else time.monotonic() - t0
+    return {"minutes": round(seconds / 60, 1), "val": history[-1]["widths"]}
 
 
 def run_name(arm: str, seed: int, width: float) -> str:

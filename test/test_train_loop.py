@@ -59,6 +59,23 @@ def test_resume_continues_from_the_saved_step(tmp_path: Path) -> None:
     assert again.steps == 6 and len(again.losses) == 2  # only the two missing steps ran
 
 
+@pytest.mark.slow
+def test_a_resumed_run_keeps_the_time_it_already_spent(tmp_path: Path) -> None:
+    first = train(_synthetic_config(tmp_path, "steps=2"), progress=False)
+    state_path = first.out_dir / "train_state.pt"
+    state = torch.load(state_path, weights_only=True)
+    assert state["elapsed_s"] > 0
+    state["elapsed_s"] = 3600.0  # as if the first session had trained for an hour
+    torch.save(state, state_path)
+    # 30 minutes in all are long spent: the resumed run stops at once instead of starting a
+    # fresh budget (and, with it, a fresh learning-rate schedule)
+    again = train(_synthetic_config(tmp_path, "steps=6", "time_limit_min=30"), progress=False)
+    assert again.steps == 2 and again.losses == []
+    assert torch.load(state_path, weights_only=True)["elapsed_s"] >= 3600.0
+    _, meta = load_checkpoint(again.last_checkpoint)
+    assert meta.training["wall_clock_min"] >= 60.0
+
+
 def test_single_width_training_leaves_other_widths_untouched(tmp_path: Path) -> None:
     cfg = _synthetic_config(tmp_path, "train_widths=[0.5]", "steps=2")
     result = train(cfg, progress=False)

@@ -212,7 +212,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         input_size=d.val_size, mean=transform.mean, std=transform.std,
         ignore_index=spec.ignore_index,
     )
-    start, best_score, history = 0, -1.0, []
+    start, best_score, history, spent = 0, -1.0, [], 0.0
     if state_path.is_file():
         state = torch.load(state_path, map_location=device, weights_only=True)
         for name, module in resumable.items():
@@ -223,6 +223,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         start, best_score = int(state["step"]), float(state["best_score"])
+        # the run's time so far: a resumed time-limited run keeps its budget and its schedule
+        spent = float(state.get("elapsed_s", 0.0))  # absent in states saved before it was kept
         history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
         if rank == 0:
             print(f"resuming from step {start} in {out}")
@@ -237,7 +239,8 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     ignore = spec.ignore_index
     autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else None
     batches = _batches(loader, sampler)
-    t0 = time.monotonic()
+    t0 = time.monotonic() - spent  # elapsed() counts the earlier sessions of a resumed run
+    elapsed = lambda: time.monotonic() - t0  # noqa: E731
     bar = None
     if progress and rank == 0:
         from ..progress import progress_bar
@@ -263,7 +266,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 writer.add_scalar(f"val/miou_w{w}", r["miou"], step)
                 if r["boundary_f1"] is not None:  # None when no image had a boundary
                     writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
-        summary = _summary(cfg, step, res, time.monotonic() - t0)
+        summary = _summary(cfg, step, res, elapsed())
         dtype = torch.float16 if cfg.save_fp16 else None
         save_checkpoint(out / "last.safetensors", scored, meta.replace(training=summary), dtype)
         if score > best_score:
@@ -282,14 +285,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     try:
         stop.__enter__()
         while step < cfg.steps:
-            if cfg.time_limit_min and time.monotonic() - t0 > cfg.time_limit_min * 60:
+            if cfg.time_limit_min and elapsed() > cfg.time_limit_min * 60:
                 print(f"time limit of {cfg.time_limit_min} min reached at step {step}")
                 break
             images, labels = next(batches)
             images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
             labels = labels.to(device, non_blocking=True)
             lr = poly_lr(step, cfg.steps, o.lr, o.poly_power, o.warmup_steps,
-                         time_fraction=_time_fraction(cfg, time.monotonic() - t0))
+                         time_fraction=_time_fraction(cfg, elapsed()))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
@@ -343,13 +346,14 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                 if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
                     evaluate_and_save(step)
                 if step % cfg.checkpoint_every == 0:
-                    _save_state(state_path, resumable, optimizer, scaler, step, best_score)
+                    _save_state(state_path, resumable, optimizer, scaler, step, best_score,
+                                elapsed())
             if stop.requested(world, device):
                 break
         if rank == 0:
             if stop.signum is None:
                 evaluate_and_save(step)
-            _save_state(state_path, resumable, optimizer, scaler, step, best_score)
+            _save_state(state_path, resumable, optimizer, scaler, step, best_score, elapsed())
             if stop.signum is not None:
                 print(f"stopped by {stop.name} at step {step} of {cfg.steps}; state saved in "
                       f"{state_path}: the same command resumes", flush=True)
@@ -493,12 +497,12 @@ def _summary(cfg: TrainConfig, step: int, res: dict[str, dict[str, Any]],
 
 def _save_state(path: Path, modules: dict[str, torch.nn.Module],
                 optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, step: int,
-                best_score: float) -> None:
+                best_score: float, elapsed_s: float) -> None:
     # Our own resumable state, loaded back with weights_only=True (no arbitrary unpickling).
     tmp = path.with_suffix(".tmp")
     state = {name: module.state_dict() for name, module in modules.items()}
     state.update(optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), step=step,
-                 best_score=best_score)
+                 best_score=best_score, elapsed_s=elapsed_s)
     torch.save(state, tmp)
     os.replace(tmp, path)
 
