@@ -13,7 +13,8 @@ Arms (same data order per seed, crops, optimiser, schedule and steps):
 
 Compute: a slimmable step runs every width forward and backward once, so four independent
 networks at N steps each cost the same FLOPs as one slimmable run of N steps: equal steps is also
-equal total compute (KD adds no forward pass). Minutes of training per run (over all its sessions) are recorded too.
+equal total compute (KD adds no forward pass). Minutes of training per run (over all its
+sessions) are recorded too.
 
 Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style aggregates:
   {"arms": {ARM: {"seeds": [..], "steps": N, "widths": {"0.25": {"miou_mean", "miou_std",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -248,12 +249,13 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.5",
                  "--class-fraction", "0.5", "--teacher", str(teacher), "--distill",
-                 "--teacher-flip", "--eval-bag", str(tmp_path / "labelled")]) == 0
+                 "--teacher-flip", "--runs", "2", "--eval-bag", str(tmp_path / "labelled")]) == 0
     model, meta = load_checkpoint(out)
     adapted = meta.training["adapted"]
     assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True and adapted["teacher_flip"] is True
+    assert adapted["runs"] == 2 and adapted["seeds"] == [0, 1]
     assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
     assert adapted["params"] == "all" and adapted["optimizer"] == "sgd"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
@@ -328,6 +330,40 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
     for budget in (dict(steps=0, minutes=0.0), dict(steps=-1), dict(minutes=-1.0)):
         with pytest.raises(ValueError, match="positive number of steps or minutes"):
             AdaptSettings(**budget)
+
+
+def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,
+                                                                 make_checkpoint) -> None:
+    frames = open_unlabeled(_image_folder(tmp_path / "frames"))
+    checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1, steps=2, keep="student")
+
+    def adapted(**kw: object) -> tuple[SlimSegNet, dict]:
+        model, meta = load_checkpoint(checkpoint)
+        meta, result = adapt_model(model, meta, frames, AdaptSettings(**common, **kw), "test",
+                                   log=lambda m: None)
+        assert result.runs == meta.training["adapted"]["runs"]
+        return model, meta.training["adapted"]
+
+    first, _ = adapted(seed=3)
+    second, _ = adapted(seed=4)
+    soup, record = adapted(seed=3, runs=2)
+    assert record["runs"] == 2 and record["seeds"] == [3, 4] and record["steps"] == 2
+    a, b, c = first.state_dict(), second.state_dict(), soup.state_dict()
+    key = "net.stem.weight"
+    assert not torch.allclose(a[key], b[key])  # the seeds' runs differ
+    assert torch.allclose(c[key], (a[key] + b[key]) / 2, atol=1e-6)  # the soup is their mean
+    # ... with its own BN statistics: those of the averaged weights, not the averaged ones
+    _, meta = load_checkpoint(checkpoint)
+    expected = copy.deepcopy(soup)
+    expected.load_state_dict({k: (a[k] + b[k]) / 2 if a[k].is_floating_point() else a[k]
+                              for k in a})
+    recalibrate_model(expected, meta, frames, frames=8)
+    stats = [k for k in c if k.endswith("running_var")]
+    assert all(torch.allclose(c[k], expected.state_dict()[k], atol=1e-5) for k in stats)
+    assert any(not torch.allclose(c[k], (a[k] + b[k]) / 2, atol=1e-4) for k in stats)
+    with pytest.raises(ValueError, match="runs must be at least 1"):
+        AdaptSettings(runs=0)
 
 
 def test_weight_average_without_ramp_moves_by_its_decay_from_the_first_step() -> None:

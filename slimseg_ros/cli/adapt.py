@@ -54,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pairs of frames per step (default: 4)")
     p.add_argument("--distill", action="store_true",
                    help="width 1.0 also distils --teacher's soft predictions on every pixel")
+    p.add_argument("--runs", type=int, default=1,
+                   help="independent runs (seeds --seed, --seed + 1, ...) whose weights are "
+                   "averaged, BN statistics then re-estimated: steadier than one run, whose "
+                   "result moves with its seed (default: 1)")
     p.add_argument("--teacher-flip", action="store_true",
                    help="teachers also predict each frame mirrored; pseudo labels from the "
                    "two views' mean (one more teacher forward per frame)")
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                              class_fraction=args.class_fraction, teacher=args.teacher,
                              distill=args.distill, teacher_flip=args.teacher_flip,
                              threads=args.threads, keep=args.keep,
-                             optimizer=args.optimizer,
+                             optimizer=args.optimizer, runs=args.runs,
                              freeze_bn_statistics=args.bn_statistics == "frozen")
     checkpoint = args.checkpoint or default_model_path()
     if checkpoint is None:
@@ -110,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
         evaluation = RosbagFrames(args.eval_bag, "all", image_topic=args.eval_topic,
                                   labels_topic=args.label_topic)
     result = adapt_checkpoint(checkpoint, frames, args.out, settings, source, log=say)
-    print(f"adapted on {len(frames)} frames of {source}: {result.steps} steps in "
+    runs = f"{result.runs} runs of " if result.runs > 1 else ""
+    print(f"adapted on {len(frames)} frames of {source}: {runs}{result.steps} steps in "
           f"{result.seconds / 60:.1f} min, {result.pseudo_labelled:.0%} of pixels pseudo-labelled; "
           f"wrote {result.out}")
     if evaluation is not None:

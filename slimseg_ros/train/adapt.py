@@ -48,7 +48,7 @@ class AdaptSettings:
     # A budget in steps, not minutes, so a GPU does the same adaptation as a CPU: self-training
     # drifts (100 steps ended below recalibration where 33 were level with it, docs/data.md).
     steps: int = 33  # 0 = as many as ``minutes`` allow
-    minutes: float = 0.0  # also stop after this much wall clock (0 = no limit)
+    minutes: float = 0.0  # also stop after this much wall clock, all runs (0 = no limit)
     batch_size: int = 4  # pairs of frames per step (CutMix partners)
     lr: float = 1e-3
     confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
@@ -81,8 +81,15 @@ class AdaptSettings:
     # say little about stay; "adamw" moves every weight by about ``lr`` per step whatever its
     # gradient: its last weights lost up to 0.022 mIoU where SGD's were level (docs/data.md).
     optimizer: str = "sgd"
+    # Independent runs (seeds seed, seed + 1, ...) from the recalibrated model, their kept
+    # weights averaged and BN statistics re-estimated (a model soup). One run's result
+    # scatters by about +-0.01 mIoU with its seed (the order of frames and crops); the
+    # average keeps what the runs agree on.
+    runs: int = 1
 
     def __post_init__(self) -> None:
+        if self.runs < 1:
+            raise ValueError(f"runs must be at least 1, got {self.runs}")
         if self.steps < 0 or self.minutes < 0 or not (self.steps or self.minutes):
             raise ValueError("give a positive number of steps or minutes (or both)")
         if self.optimizer not in ("adamw", "sgd"):
@@ -101,6 +108,7 @@ class AdaptResult:
     steps: int
     seconds: float
     pseudo_labelled: float  # mean fraction of pixels that got a pseudo label
+    runs: int = 1  # independent runs averaged (``steps`` is each run's)
 
 
 def _frame_batches(frames: Any, meta: CheckpointMeta, batch: int, seed: int
@@ -139,6 +147,49 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         log(f"teacher {s.teacher}: recalibrated BN statistics on the same frames")
     else:
         teacher = Teacher(copy.deepcopy(model))
+    t0 = time.monotonic()
+    recalibrated = copy.deepcopy(model.state_dict())
+    seeds = [s.seed + r for r in range(s.runs)]
+    kept, steps, confident = [], 0, 0.0
+    for seed in seeds:
+        if len(seeds) > 1:
+            log(f"run {seed - s.seed + 1} of {len(seeds)} (seed {seed})")
+        model.load_state_dict(recalibrated)
+        steps, run_confident = _adapt_once(model, meta, frames, teacher, s, seed, log)
+        confident += run_confident / len(seeds)
+        kept.append(copy.deepcopy(model.state_dict()))
+    if len(kept) > 1:
+        model.load_state_dict(_uniform_average(kept))
+        # the averaged convolutions need their own statistics (as after stochastic weight
+        # averaging); the averaged running statistics belong to none of the runs' weights
+        recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
+        log(f"averaged the {len(kept)} runs' weights and re-estimated BN statistics")
+    model.eval()
+    seconds = time.monotonic() - t0
+    result = AdaptResult(Path(), steps, seconds, confident, len(seeds))
+    training = dict(meta.training)
+    training["adapted"] = {"source": source, "frames": len(frames), "steps": steps,
+                           "runs": len(seeds), "seeds": seeds,
+                           "minutes": round(seconds / 60, 1), "confidence": s.confidence,
+                           "class_fraction": s.class_fraction,
+                           "teacher": s.teacher or "the input model", "distill": s.distill,
+                           "teacher_flip": s.teacher_flip,
+                           "lr": s.lr, "batch_pairs": s.batch_size,
+                           "pseudo_labelled": round(result.pseudo_labelled, 3),
+                           "kept": s.keep, "average_decay": s.average_decay,
+                           "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
+                           "params": s.params, "optimizer": s.optimizer,
+                           "method": "BN recalibration + MGD (frozen input model and the "
+                                     "adapting model's weight average as teachers)"
+                                     + (f", the average of {len(seeds)} runs' weights with BN "
+                                        "re-estimated" if len(seeds) > 1 else "")}
+    return meta.replace(training=training), result
+
+
+def _adapt_once(model: SlimSegNet, meta: CheckpointMeta, frames: Any, teacher: Teacher,
+                s: AdaptSettings, seed: int, log: Callable[[str], None]) -> tuple[int, float]:
+    """One run of MGD steps on ``model`` (in place); (steps, mean pseudo-labelled fraction)."""
+    torch.manual_seed(seed)
     mgd_cfg = replace(MGDConfig(), confidence=s.confidence, class_fraction=s.class_fraction,
                       teacher_flip=s.teacher_flip, pixel_labeled_weight=0.0)
     # No ramp: the average starts at the recalibrated model, which is already good.
@@ -157,10 +208,10 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         p.requires_grad_(True)
     opt = (torch.optim.AdamW(learning, lr=s.lr, weight_decay=1e-4) if s.optimizer == "adamw"
            else torch.optim.SGD(learning, lr=s.lr, momentum=0.9, weight_decay=1e-4))
-    batches = _frame_batches(frames, meta, s.batch_size, s.seed)
-    rng = torch.Generator().manual_seed(s.seed)
+    batches = _frame_batches(frames, meta, s.batch_size, seed)
+    rng = torch.Generator().manual_seed(seed)
     loss_cfg = LossConfig()  # SlimSeg: stepwise KD, boundary-guided term
-    budget = s.minutes * 60
+    budget = s.minutes * 60 / s.runs  # the runs share the wall-clock budget
     t0 = time.monotonic()
     step, confident, total = 0, 0.0, float("nan")
     while True:
@@ -194,23 +245,13 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         p.requires_grad_(True)
     if s.keep == "average":
         model.load_state_dict(mean.average.model.state_dict())
-    model.eval()
-    seconds = time.monotonic() - t0
-    result = AdaptResult(Path(), step, seconds, confident / max(1, step))
-    training = dict(meta.training)
-    training["adapted"] = {"source": source, "frames": len(frames), "steps": step,
-                           "minutes": round(seconds / 60, 1), "confidence": s.confidence,
-                           "class_fraction": s.class_fraction,
-                           "teacher": s.teacher or "the input model", "distill": s.distill,
-                           "teacher_flip": s.teacher_flip,
-                           "lr": s.lr, "batch_pairs": s.batch_size,
-                           "pseudo_labelled": round(result.pseudo_labelled, 3),
-                           "kept": s.keep, "average_decay": s.average_decay,
-                           "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
-                           "params": s.params, "optimizer": s.optimizer,
-                           "method": "BN recalibration + MGD (frozen input model and the "
-                                     "adapting model's weight average as teachers)"}
-    return meta.replace(training=training), result
+    return step, confident / max(1, step)
+
+
+def _uniform_average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of each floating-point tensor; integer buffers (BN's counters) from the first."""
+    return {k: torch.stack([st[k] for st in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}
 
 
 def adapt_checkpoint(checkpoint: str | Path, frames: Any, out: str | Path,
