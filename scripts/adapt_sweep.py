@@ -7,7 +7,8 @@ The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" 
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}) and
 "bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera)
 and "recal_after" (default true: also score each result with BN re-estimated afterwards).
-Appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
+With "runs" > 1 (default 3, as `slimseg adapt`) the one result is {NAME}_soup; with "runs": 1,
+appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
 statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
 runs/adapt/results.jsonl.
 The bags come from `python scripts/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
@@ -61,7 +62,9 @@ def main() -> None:
                                 log=lambda m: print(m, flush=True))
     scored = RosbagFrames(val_bag, "all")
     OUT.mkdir(parents=True, exist_ok=True)
-    kept_weights = [("student", model), ("average", averages[0].average.model)]
+    # one run: its last weights and their moving average; several: their average (the result)
+    kept_weights = ([("student", model), ("average", averages[0].average.model)]
+                    if settings.runs == 1 else [("soup", model)])
     for kept, weights in list(kept_weights) if recal_after else []:  # BN re-estimated afterwards
         again = copy.deepcopy(weights)
         recalibrate_model(again, meta, frames, frames=settings.recalibrate_frames)

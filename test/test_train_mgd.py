@@ -256,7 +256,7 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True and adapted["teacher_flip"] is True
     assert adapted["runs"] == 2 and adapted["seeds"] == [0, 1]
-    assert adapted["kept"] == "average" and adapted["bn_statistics"] == "batch"
+    assert adapted["kept"] == "student" and adapted["bn_statistics"] == "batch"
     assert adapted["params"] == "all" and adapted["optimizer"] == "sgd"
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--distill"]) == 2  # nothing to distil
@@ -275,7 +275,7 @@ def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: 
                                                                       make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
-    common = dict(steps=1, batch_size=2, confidence=0.0, lr=1e-2, recalibrate_frames=8,
+    common = dict(runs=1, steps=1, batch_size=2, confidence=0.0, lr=1e-2, recalibrate_frames=8,
                   threads=1)
 
     def adapted(**kw: object) -> dict[str, torch.Tensor]:
@@ -321,7 +321,7 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
                                                                         make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
-    common = dict(batch_size=2, recalibrate_frames=8, threads=1)
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1, runs=1)
     for budget, expected in ((dict(steps=2), 2), (dict(steps=2, minutes=1e-9), 0)):
         model, meta = load_checkpoint(checkpoint)
         meta, result = adapt_model(model, meta, frames, AdaptSettings(**common, **budget),
@@ -336,7 +336,7 @@ def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,
                                                                  make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
-    common = dict(batch_size=2, recalibrate_frames=8, threads=1, steps=2, keep="student")
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1, steps=2)  # keep: last weights
 
     def adapted(**kw: object) -> tuple[SlimSegNet, dict]:
         model, meta = load_checkpoint(checkpoint)
@@ -345,9 +345,10 @@ def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,
         assert result.runs == meta.training["adapted"]["runs"]
         return model, meta.training["adapted"]
 
-    first, _ = adapted(seed=3)
-    second, _ = adapted(seed=4)
+    first, _ = adapted(seed=3, runs=1)
+    second, _ = adapted(seed=4, runs=1)
     soup, record = adapted(seed=3, runs=2)
+    assert AdaptSettings().runs == 3 and AdaptSettings().keep == "student"  # the defaults
     assert record["runs"] == 2 and record["seeds"] == [3, 4] and record["steps"] == 2
     a, b, c = first.state_dict(), second.state_dict(), soup.state_dict()
     key = "net.stem.weight"

@@ -18,8 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "adapting model label CutMix-mixed frames where they are confident, and every width "
         "learns from those pseudo labels (SlimSeg loss) and from the teachers' region "
         "self-similarity and image-level predictions (--teacher: a stronger network takes "
-        "the input model's place). 33 steps of SGD by default (longer drifts); the result is the "
-        "adapting weights' moving average, which starts at the recalibrated model. Writes a new "
+        "the input model's place). Three runs of 33 steps of SGD by default (longer drifts), "
+        "each from the recalibrated model with its own seed; the result is their weights "
+        "averaged, BN statistics re-estimated for the average. Writes a new "
         "checkpoint whose metadata records what it was adapted on. With --eval-bag (a "
         "labelled bag of the same camera) it prints mIoU per width before, after "
         "recalibration only, and after adaptation.",
@@ -54,17 +55,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="pairs of frames per step (default: 4)")
     p.add_argument("--distill", action="store_true",
                    help="width 1.0 also distils --teacher's soft predictions on every pixel")
-    p.add_argument("--runs", type=int, default=1,
+    p.add_argument("--runs", type=int, default=3,
                    help="independent runs (seeds --seed, --seed + 1, ...) whose weights are "
                    "averaged, BN statistics then re-estimated: steadier than one run, whose "
-                   "result moves with its seed (default: 1)")
+                   "result moves with its seed (default: 3)")
     p.add_argument("--teacher-flip", action="store_true",
                    help="teachers also predict each frame mirrored; pseudo labels from the "
                    "two views' mean (one more teacher forward per frame)")
-    p.add_argument("--keep", choices=("average", "student"), default="average",
-                   help="write the adapting weights' moving average (default; starts at the "
-                   "recalibrated model and moves slowly) or the adapting weights themselves "
-                   "(larger gains and losses)")
+    p.add_argument("--keep", choices=("average", "student"), default="student",
+                   help="each run keeps the adapting weights after its last step (default) or "
+                   "their moving average (starts at the recalibrated model and moves slowly: "
+                   "smaller gains and losses)")
     p.add_argument("--bn-statistics", choices=("batch", "frozen"), default="batch",
                    help="while adapting, normalise with each batch's statistics (default) or "
                    "keep the recalibrated ones")
