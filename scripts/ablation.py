@@ -37,11 +37,10 @@ import statistics
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import torch
+from slimseg_ros.model.checkpoint import read_metadata
 
 ARMS: dict[str, list[str]] = {
     "slimseg": ["loss.kd=stepwise", "loss.boundary_weight=1.0"],
@@ -82,7 +81,6 @@ def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
     """One `slimseg train` in its own process; its final per-width validation."""
     run_dir = out / name
     log = out / f"{name}.log"
-    t0 = time.monotonic()
     cmd = [sys.executable, "-m", "slimseg_ros.cli.main", "train", "--config", config,
            *overrides, f"out={run_dir}"]
     with open(log, "a") as fh:
@@ -90,11 +88,10 @@ def train_run(name: str, overrides: list[str], out: Path, config: str) -> dict:
     if code != 0:
         raise RuntimeError(f"{name} failed (exit {code}); see {log}")
     history = json.loads((run_dir / "history.json").read_text())
-    # the run's own training time over all its sessions (resumes, pauses between them excluded);
-    # this call's wall clock for runs trained before the loop kept it
-    spent = torch.load(run_dir / "train_state.pt", weights_only=True).get("elapsed_s")
-    seconds = spent if spent is not None else time.monotonic() - t0
-    return {"minutes": round(seconds / 60, 1), "val": history[-1]["widths"]}
+    # the run's own training time over all its sessions (resumes, pauses between them excluded),
+    # as its last checkpoint's metadata records it
+    minutes = read_metadata(run_dir / "last.safetensors").training["wall_clock_min"]
+    return {"minutes": minutes, "val": history[-1]["widths"]}
 
 
 def run_name(arm: str, seed: int, width: float) -> str:

@@ -52,10 +52,10 @@ def worker_init_fn(worker_id: int) -> None:
     loop can save its state (:mod:`slimseg_ros.train.stop`). The main process owns stopping;
     workers leave when the loader shuts them down or torch's watchdog sees their parent gone.
     """
-    if torch.utils.data.get_worker_info() is not None:
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    info = torch.utils.data.get_worker_info()
     seed = torch.initial_seed() % 2**32 if info is None else info.seed % 2**32
     random.seed(seed)
     np.random.seed(seed)

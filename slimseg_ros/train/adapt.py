@@ -86,7 +86,7 @@ class AdaptSettings:
     # Independent runs (seeds seed, seed + 1, ...) from the recalibrated model, their kept
     # weights averaged and BN statistics re-estimated (a model soup). One run's result moves
     # with its seed (the order of frames and crops); the average keeps what the runs agree on:
-    # +0.002 to +0.005 at width 1.0 in three soups where single runs gave -0.011 to +0.008.
+    # +0.002 to +0.005 at width 1.0 in four soups where single runs gave -0.011 to +0.008.
     runs: int = 3
 
     def __post_init__(self) -> None:
