@@ -6,8 +6,11 @@ Usage:
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}) and
 "bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera)
-and "recal_after" (default true: also score each result with BN re-estimated afterwards).
-With "runs" > 1 (default 3, as `slimseg adapt`) the one result is {NAME}_soup; with "runs": 1,
+and "recal_after" (default true: also score each result with BN re-estimated afterwards) and "save"
+(default false: also write each scored model to runs/adapt/{NAME}_{kept}.safetensors).
+With "runs" > 1 (default 3, as `slimseg adapt`) the results are {NAME}_soup and
+{NAME}_soup_runs_statistics (the same weights with the runs' BN statistics averaged instead of
+re-estimated); with "runs": 1,
 appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
 statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
 runs/adapt/results.jsonl.
@@ -29,7 +32,7 @@ from pathlib import Path
 import slimseg_ros.train.adapt as adapt
 from slimseg_ros.data.rosbag import RosbagFrames
 from slimseg_ros.data.unlabeled import open_unlabeled
-from slimseg_ros.model.checkpoint import load_checkpoint
+from slimseg_ros.model.checkpoint import load_checkpoint, save_checkpoint
 from slimseg_ros.train.config import LossConfig, MGDConfig
 from slimseg_ros.train.recalibrate import recalibrate_model
 from slimseg_ros.train.validate import validate
@@ -43,6 +46,7 @@ def main() -> None:
     loss_kw, mgd_kw, steps = kw.pop("loss", {}), kw.pop("mgd", {}), kw.pop("steps", 33)
     bags = kw.pop("bags", "runs/shift")
     recal_after = kw.pop("recal_after", True)
+    save = kw.pop("save", False)
     train_bag, val_bag = f"{bags}/shifted_train", f"{bags}/shifted_val"
     adapt.LossConfig = lambda: replace(LossConfig(), **loss_kw)  # type: ignore[assignment]
     adapt.MGDConfig = lambda: replace(MGDConfig(), **mgd_kw)  # type: ignore[assignment]
@@ -54,6 +58,14 @@ def main() -> None:
             averages.append(self)
 
     adapt.MeanTeacher = Recorded  # type: ignore[misc]
+    averaged: list = []  # a soup's weights and the runs' averaged BN statistics, before re-estimation
+    uniform_average = adapt._uniform_average
+
+    def recorded_average(states: list) -> dict:
+        averaged.append(uniform_average(states))
+        return averaged[-1]
+
+    adapt._uniform_average = recorded_average  # type: ignore[assignment]
     settings = adapt.AdaptSettings(threads=1, steps=steps, **{**kw, "keep": "student"})
     t0 = time.time()
     model, meta = load_checkpoint(checkpoint)
@@ -65,7 +77,11 @@ def main() -> None:
     # one run: its last weights and their moving average; several: their average (the result)
     kept_weights = ([("student", model), ("average", averages[0].average.model)]
                     if settings.runs == 1 else [("soup", model)])
-    for kept, weights in list(kept_weights) if recal_after else []:  # BN re-estimated afterwards
+    if averaged:  # the soup as it was before its BN statistics were re-estimated
+        runs_statistics = copy.deepcopy(model)
+        runs_statistics.load_state_dict(averaged[0])
+        kept_weights.append(("soup_runs_statistics", runs_statistics))
+    for kept, weights in list(kept_weights) if recal_after and settings.runs == 1 else []:  # BN re-estimated afterwards
         again = copy.deepcopy(weights)
         recalibrate_model(again, meta, frames, frames=settings.recalibrate_frames)
         kept_weights.append((f"{kept}_recal", again))
@@ -76,6 +92,8 @@ def main() -> None:
                "minutes": round((time.time() - t0) / 60, 1),
                "miou": {w: round(v["miou"], 4) for w, v in scores.items()}}
         print(json.dumps(row), flush=True)
+        if save:
+            save_checkpoint(OUT / f"{name}_{kept}.safetensors", weights, meta)
         with open(OUT / "results.jsonl", "a") as f:
             f.write(json.dumps(row) + "\n")
 
