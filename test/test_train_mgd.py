@@ -332,6 +332,21 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
             AdaptSettings(**budget)
 
 
+def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
+    # the CLI declares its own defaults (it must not import torch to build --help); a default
+    # changed in one place and not the other would run a recipe nobody measured
+    from slimseg_ros.cli.main import build_parser
+
+    args = build_parser().parse_args(["adapt", "--bag", "b", "--out", "o.safetensors"])
+    recipe = AdaptSettings()
+    for name in ("steps", "minutes", "batch_size", "lr", "confidence", "class_fraction",
+                 "teacher", "distill", "teacher_flip", "seed", "threads", "keep", "optimizer",
+                 "runs"):
+        assert getattr(args, name) == getattr(recipe, name), name
+    assert (args.bn_statistics == "frozen") == recipe.freeze_bn_statistics
+    assert recipe.class_fraction == 0.5  # class-balanced pseudo labels (docs/data.md)
+
+
 def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,
                                                                  make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))

@@ -41,9 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.7,
                    help="ignore pseudo labels whose mean teacher probability is lower "
                    "(default: 0.7)")
-    p.add_argument("--class-fraction", type=float, default=0.0,
+    p.add_argument("--class-fraction", type=float, default=0.5,
                    help="but keep each predicted class's most confident fraction of pixels "
-                   "whatever --confidence says (class-balanced, CBST; default: 0 = off)")
+                   "whatever --confidence says (class-balanced, CBST, so thin classes keep "
+                   "labels; default: 0.5; 0 = the threshold alone)")
     p.add_argument("--teacher", default=None,
                    help="a stronger checkpoint (e.g. models/teacher_camvid.safetensors) as the "
                    "external teacher, recalibrated on the same frames (default: the input model)")
