@@ -344,7 +344,7 @@ def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
                  "runs"):
         assert getattr(args, name) == getattr(recipe, name), name
     assert (args.bn_statistics == "frozen") == recipe.freeze_bn_statistics
-    assert recipe.class_fraction == 0.5  # class-balanced pseudo labels (docs/data.md)
+    assert recipe.class_fraction == 0.8  # class-balanced pseudo labels (docs/data.md)
 
 
 def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,

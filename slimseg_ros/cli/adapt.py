@@ -15,11 +15,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit a model to the robot's own camera without labels: re-estimate every "
         "width's BN statistics on the frames, then train on them with Multi-Granularity "
         "Distillation: the recalibrated input model (frozen) and a weight average of the "
-        "adapting model label CutMix-mixed frames where they are confident, and every width "
-        "learns from those pseudo labels (SlimSeg loss) and from the teachers' region "
-        "self-similarity and image-level predictions (--teacher: a stronger network takes "
-        "the input model's place). Three runs of 33 steps of SGD by default (longer drifts), "
-        "each from the recalibrated model with its own seed; the result is their weights "
+        "adapting model label CutMix-mixed frames where they are confident (and each class its "
+        "most confident pixels, --class-fraction), and every width learns from those pseudo "
+        "labels (SlimSeg loss) and from the teachers' region self-similarity and image-level "
+        "predictions (--teacher: a stronger network takes the input model's place). Three "
+        "runs of 33 steps of SGD by default (longer drifts), each from the recalibrated "
+        "model with its own seed; the result is their weights "
         "averaged, BN statistics re-estimated for the average. Writes a new "
         "checkpoint whose metadata records what it was adapted on. With --eval-bag (a "
         "labelled bag of the same camera) it prints mIoU per width before, after "
@@ -41,10 +42,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--confidence", type=float, default=0.7,
                    help="ignore pseudo labels whose mean teacher probability is lower "
                    "(default: 0.7)")
-    p.add_argument("--class-fraction", type=float, default=0.5,
+    p.add_argument("--class-fraction", type=float, default=0.8,
                    help="but keep each predicted class's most confident fraction of pixels "
                    "whatever --confidence says (class-balanced, CBST, so thin classes keep "
-                   "labels; default: 0.5; 0 = the threshold alone)")
+                   "labels; default: 0.8; 0 = the threshold alone)")
     p.add_argument("--teacher", default=None,
                    help="a stronger checkpoint (e.g. models/teacher_camvid.safetensors) as the "
                    "external teacher, recalibrated on the same frames (default: the input model)")
