@@ -4,16 +4,16 @@ average from the same run (docs/data.md, "What adapt's settings do on the curren
 Usage:
   python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
-of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}) and
-"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera)
-and "recal_after" (default true: also score each result with BN re-estimated afterwards) and "save"
-(default false: also write each scored model to runs/adapt/{NAME}_{kept}.safetensors).
+of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}),
+"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera),
+"recal_after" (default true: with "runs": 1, also score each result with BN re-estimated
+afterwards) and "save" (default false: also write each scored model to
+runs/adapt/{NAME}_{kept}.safetensors).
 With "runs" > 1 (default 3, as `slimseg adapt`) the results are {NAME}_soup and
 {NAME}_soup_runs_statistics (the same weights with the runs' BN statistics averaged instead of
-re-estimated); with "runs": 1,
-appends one line per kept weights ({NAME}_student, {NAME}_average, and each again with its BN
-statistics re-estimated on the adaptation frames afterwards: _student_recal, _average_recal) to
-runs/adapt/results.jsonl.
+re-estimated); with "runs": 1, {NAME}_student, {NAME}_average and, with "recal_after", each again
+with its BN statistics re-estimated on the adaptation frames (_student_recal, _average_recal).
+One line per result is appended to runs/adapt/results.jsonl.
 The bags come from `python scripts/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
@@ -58,7 +58,7 @@ def main() -> None:
             averages.append(self)
 
     adapt.MeanTeacher = Recorded  # type: ignore[misc]
-    averaged: list = []  # a soup's weights and the runs' averaged BN statistics, before re-estimation
+    averaged: list = []  # a soup's state before its BN statistics are re-estimated
     uniform_average = adapt._uniform_average
 
     def recorded_average(states: list) -> dict:
@@ -81,7 +81,8 @@ def main() -> None:
         runs_statistics = copy.deepcopy(model)
         runs_statistics.load_state_dict(averaged[0])
         kept_weights.append(("soup_runs_statistics", runs_statistics))
-    for kept, weights in list(kept_weights) if recal_after and settings.runs == 1 else []:  # BN re-estimated afterwards
+    # one run's weights again with BN re-estimated afterwards (a soup's already are)
+    for kept, weights in list(kept_weights) if recal_after and settings.runs == 1 else []:
         again = copy.deepcopy(weights)
         recalibrate_model(again, meta, frames, frames=settings.recalibrate_frames)
         kept_weights.append((f"{kept}_recal", again))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from slimseg_ros.cli.main import main
+from slimseg_ros.cli.main import build_parser, main
 from slimseg_ros.data import build_dataset
 from slimseg_ros.data.unlabeled import SubsetFrames, labeled_partition, open_unlabeled
 from slimseg_ros.eval import bagio
@@ -335,8 +335,6 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
 def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
     # the CLI declares its own defaults (it must not import torch to build --help); a default
     # changed in one place and not the other would run a recipe nobody measured
-    from slimseg_ros.cli.main import build_parser
-
     args = build_parser().parse_args(["adapt", "--bag", "b", "--out", "o.safetensors"])
     recipe = AdaptSettings()
     for name in ("steps", "minutes", "batch_size", "lr", "confidence", "class_fraction",
