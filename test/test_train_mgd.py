@@ -333,8 +333,8 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
 
 
 def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
-    # the CLI declares its own defaults (it must not import torch to build --help); a default
-    # changed in one place and not the other would run a recipe nobody measured
+    # the command line takes its defaults from AdaptSettings (torch-free, for --help); a flag
+    # whose default drifted from it would run a recipe nobody measured
     args = build_parser().parse_args(["adapt", "--bag", "b", "--out", "o.safetensors"])
     recipe = AdaptSettings()
     for name in ("steps", "minutes", "batch_size", "lr", "confidence", "class_fraction",

@@ -9,6 +9,8 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..train.adapt_settings import AdaptSettings as recipe  # torch-free: the defaults
+
     p = subparsers.add_parser(
         "adapt",
         help="adapt a model to a robot's camera from unlabelled frames (BN recalibration + MGD)",
@@ -20,11 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "labels (SlimSeg loss) and from the teachers' region self-similarity and image-level "
         "predictions (--teacher: a stronger network takes the input model's place). Three "
         "runs of 33 steps of SGD by default (longer drifts), each from the recalibrated "
-        "model with its own seed; the result is their weights "
-        "averaged, BN statistics re-estimated for the average. Writes a new "
-        "checkpoint whose metadata records what it was adapted on. With --eval-bag (a "
-        "labelled bag of the same camera) it prints mIoU per width before, after "
-        "recalibration only, and after adaptation.",
+        "model with its own seed; the result is their weights averaged, BN statistics "
+        "re-estimated for the average. Writes a new checkpoint whose metadata records what "
+        "it was adapted on. With --eval-bag (a labelled bag of the same camera) it prints "
+        "mIoU per width before, after recalibration only, and after adaptation.",
         epilog="example: slimseg adapt --bag robot_run --out models/slimseg_robot.safetensors "
         "--eval-bag robot_labelled",
     )
@@ -34,49 +35,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-topic", default=None, help="camera topic in --bag (default: found)")
     p.add_argument("--checkpoint", default=None, help="model to adapt (default: shipped model)")
     p.add_argument("--out", required=True, help="the adapted checkpoint to write")
-    p.add_argument("--steps", type=int, default=33,
-                   help="adaptation steps (default: 33; more drift: 100 measured below "
-                   "recalibration, docs/data.md); 0 = until --minutes")
-    p.add_argument("--minutes", type=float, default=0.0,
+    p.add_argument("--steps", type=int, default=recipe.steps,
+                   help=f"adaptation steps (default: {recipe.steps}; more drift: 100 measured "
+                   "below recalibration, docs/data.md); 0 = until --minutes")
+    p.add_argument("--minutes", type=float, default=recipe.minutes,
                    help="also stop after this many minutes of wall clock (default: 0 = no limit)")
-    p.add_argument("--confidence", type=float, default=0.7,
+    p.add_argument("--confidence", type=float, default=recipe.confidence,
                    help="ignore pseudo labels whose mean teacher probability is lower "
-                   "(default: 0.7)")
-    p.add_argument("--class-fraction", type=float, default=0.8,
+                   f"(default: {recipe.confidence})")
+    p.add_argument("--class-fraction", type=float, default=recipe.class_fraction,
                    help="but keep each predicted class's most confident fraction of pixels "
                    "whatever --confidence says (class-balanced, CBST, so thin classes keep "
-                   "labels; default: 0.8; 0 = the threshold alone)")
+                   f"labels; default: {recipe.class_fraction}; 0 = the threshold alone)")
     p.add_argument("--teacher", default=None,
                    help="a stronger checkpoint (e.g. models/teacher_camvid.safetensors) as the "
                    "external teacher, recalibrated on the same frames (default: the input model)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate (default: 1e-3)")
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd",
+    p.add_argument("--lr", type=float, default=recipe.lr,
+                   help=f"learning rate (default: {recipe.lr:g})")
+    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=recipe.optimizer,
                    help="SGD with momentum 0.9 (default), which moves each weight in proportion "
                    "to its gradient, or AdamW (give it a smaller --lr, e.g. 2e-4)")
-    p.add_argument("--batch-size", type=int, default=4,
-                   help="pairs of frames per step (default: 4)")
+    p.add_argument("--batch-size", type=int, default=recipe.batch_size,
+                   help=f"pairs of frames per step (default: {recipe.batch_size})")
     p.add_argument("--distill", action="store_true",
                    help="width 1.0 also distils --teacher's soft predictions on every pixel")
-    p.add_argument("--runs", type=int, default=3,
+    p.add_argument("--runs", type=int, default=recipe.runs,
                    help="independent runs (seeds --seed, --seed + 1, ...) whose weights are "
                    "averaged, BN statistics then re-estimated: steadier than one run, whose "
-                   "result moves with its seed (default: 3)")
+                   f"result moves with its seed (default: {recipe.runs})")
     p.add_argument("--teacher-flip", action="store_true",
                    help="teachers also predict each frame mirrored; pseudo labels from the "
                    "two views' mean (one more teacher forward per frame)")
-    p.add_argument("--keep", choices=("average", "student"), default="student",
+    p.add_argument("--keep", choices=("average", "student"), default=recipe.keep,
                    help="each run keeps the adapting weights after its last step (default) or "
                    "their moving average (starts at the recalibrated model and moves slowly: "
                    "smaller gains and losses)")
-    p.add_argument("--bn-statistics", choices=("batch", "frozen"), default="batch",
+    p.add_argument("--bn-statistics", choices=("batch", "frozen"),
+                   default="frozen" if recipe.freeze_bn_statistics else "batch",
                    help="while adapting, normalise with each batch's statistics (default) or "
                    "keep the recalibrated ones")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
     p.add_argument("--label-topic", default=None, help="label topic in --eval-bag (default: found)")
     p.add_argument("--eval-topic", default=None, help="image topic in --eval-bag (default: found)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=recipe.threads,
+                   help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=recipe.seed)
     p.set_defaults(func=run)
 
 

@@ -35,6 +35,7 @@ from ..data.transforms import TrainTransform
 from ..data.unlabeled import UnlabeledView
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.slimseg import SlimSegNet
+from .adapt_settings import AdaptSettings
 from .config import LossConfig, MGDConfig
 from .mgd import MGD, MeanTeacher
 from .recalibrate import TRAINING_SCALE_RANGE, recalibrate_model
@@ -42,71 +43,6 @@ from .step import ExternalTeacher, slimseg_step
 from .teacher import Teacher, load_teacher
 
 __all__ = ["AdaptSettings", "AdaptResult", "adapt_model", "adapt_checkpoint"]
-
-
-@dataclass(frozen=True)
-class AdaptSettings:
-    """How long and how hard to adapt (the defaults are the recipe measured in docs/data.md)."""
-
-    # A budget in steps, not minutes, so a GPU does the same adaptation as a CPU: self-training
-    # drifts (100 steps ended below recalibration where 33 were level with it, docs/data.md).
-    steps: int = 33  # 0 = as many as ``minutes`` allow
-    minutes: float = 0.0  # also stop after this much wall clock, all runs (0 = no limit)
-    batch_size: int = 4  # pairs of frames per step (CutMix partners)
-    lr: float = 1e-3
-    confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
-    # ... except each predicted class's most confident fraction (class-balanced, CBST): the
-    # threshold alone labels few pixels of thin classes (signs, poles), which adaptation then
-    # trains away. Paired soups (docs/data.md): 0.5 above 0 at every width in 16 of 16 pairs,
-    # 0.8 above 0.5 in 16 of 16
-    class_fraction: float = 0.8
-    # A stronger, structurally different network (the teacher issue's) as MGD's external
-    # teacher, its BN statistics recalibrated on the same frames; None = the input model, frozen.
-    teacher: str | None = None
-    # The widest width also distils the external teacher's soft predictions on every pixel (KD),
-    # which keeps the classes a confidence threshold drops (poles, signs) in the targets.
-    distill: bool = False
-    # Teachers also predict each frame mirrored (MGDConfig.teacher_flip): better pseudo labels
-    # for one more teacher forward per frame.
-    teacher_flip: bool = False
-    recalibrate_frames: int = 200
-    seed: int = 0
-    threads: int = 0
-    # Each run's result: "student" = the adapting weights after the last step; "average" = their
-    # moving average, which starts at the recalibrated model and moves a little each step. On
-    # the shipped model one run's last weights scattered from -0.011 to +0.019 mIoU around
-    # recalibration over seeds and cameras, its average from -0.004 to +0.007 (docs/data.md).
-    keep: str = "student"
-    average_decay: float = 0.99
-    # True keeps the recalibrated BN statistics while adapting; measured worse (docs/data.md):
-    # once the convolutions move, the frozen statistics no longer fit their outputs.
-    freeze_bn_statistics: bool = False
-    # What learns: "all" weights, or "norm" = only the BN scales and shifts (each width owns its
-    # BN, so the widths cannot disturb each other, and the shared convolutions stay as trained).
-    params: str = "all"
-    # "sgd" (momentum 0.9) moves each weight in proportion to its gradient, so weights the frames
-    # say little about stay; "adamw" moves every weight by about ``lr`` per step whatever its
-    # gradient: its last weights lost up to 0.022 mIoU where SGD's were level (docs/data.md).
-    optimizer: str = "sgd"
-    # Independent runs (seeds seed, seed + 1, ...) from the recalibrated model, their kept
-    # weights averaged and BN statistics re-estimated (a model soup). One run's result moves
-    # with its seed (the order of frames and crops); the average keeps what the runs agree on:
-    # +0.002 to +0.005 at width 1.0 in four soups where single runs gave -0.011 to +0.008.
-    runs: int = 3
-
-    def __post_init__(self) -> None:
-        if self.runs < 1:
-            raise ValueError(f"runs must be at least 1, got {self.runs}")
-        if self.steps < 0 or self.minutes < 0 or not (self.steps or self.minutes):
-            raise ValueError("give a positive number of steps or minutes (or both)")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.keep not in ("average", "student"):
-            raise ValueError(f"keep must be 'average' or 'student', got {self.keep!r}")
-        if self.params not in ("all", "norm"):
-            raise ValueError(f"params must be 'all' or 'norm', got {self.params!r}")
-        if not 0.0 <= self.average_decay < 1.0:
-            raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay}")
 
 
 @dataclass
