@@ -8,6 +8,11 @@ set-up of its own, such as a Fast DDS profile (read once per process):
 Before the counted frames it sends a readiness frame until the node answers it (discovery is
 two-way and takes a moment); then each frame goes out once and is waited for. Prints one line:
 ``{"matched_subscriptions": n, "sent": [stamps], "answered": {stamp: [height, width, frame_id]}}``.
+
+With ``--rate HZ`` it streams instead, as a camera driver does: ``--count`` frames at that rate
+once a subscription matched, waiting for nothing (no readiness frame either, so no frame is
+sent before the node listens to the camera only because of it); ``answered`` then holds the
+frames whose labels arrived within a second of the last one.
 """
 
 from __future__ import annotations
@@ -30,6 +35,25 @@ def _frame(size: tuple[int, int], stamp: int, frame_id: str) -> Image:
     return make_image(rgb, "rgb8", make_header(stamp, frame_id))
 
 
+def _stream(probe: Probe, pub, size: tuple[int, int], args: argparse.Namespace
+            ) -> tuple[list[int], dict[int, list]]:
+    frames = [_frame(size, s, args.frame_id) for s in range(4)]  # made up front: a camera is cheap
+    sent = []
+    start = time.monotonic()
+    for i in range(args.count):
+        due = start + i / args.rate
+        if due > time.monotonic():
+            time.sleep(due - time.monotonic())
+        msg = frames[i % len(frames)]
+        stamp = args.first_stamp + i
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        pub.publish(msg)
+        sent.append(stamp)
+    time.sleep(1.0)
+    arrived = probe.labels.arrival_of(sent)
+    return sent, {stamp: [] for stamp in arrived}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
@@ -39,6 +63,7 @@ def main() -> int:
     p.add_argument("--frame-id", default="camera")
     p.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per frame")
+    p.add_argument("--rate", type=float, help="stream COUNT frames at this rate (Hz)")
     args = p.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
@@ -47,6 +72,11 @@ def main() -> int:
         pub = probe.publisher(Image, args.topic, QoSProfile(depth=1, reliability=policy))
         wait_until(lambda: pub.get_subscription_count() > 0, args.timeout)
         matched = pub.get_subscription_count()
+        if args.rate:
+            sent, answered = _stream(probe, pub, size, args)
+            print(json.dumps({"matched_subscriptions": matched, "sent": sent,
+                              "answered": answered}), flush=True)
+            return 0
         ready = args.first_stamp - 1
         deadline = time.monotonic() + args.timeout
         while time.monotonic() < deadline and probe.labels.wait_for_stamp(ready, 0.0) is None:

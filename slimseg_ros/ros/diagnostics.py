@@ -14,6 +14,7 @@ from typing import Any
 
 from ..control import RateMeter
 from ..runtime.timing import percentile_ms
+from .input_loss import InputLoss
 
 __all__ = ["DIAGNOSTIC_KEYS", "DIAGNOSTIC_POINT_KEYS", "LatencyWindow", "NodeStats",
            "DiagnosticsView", "diagnostic_status",
@@ -139,13 +140,27 @@ class DiagnosticsView:
     rejected_recently: int = 0
     """Rejections since the previous status (decides the WARN level)."""
     state: str = "running"
+    """``running``, or what the node is doing instead (``starting: ...``, ``inactive``)."""
     point: dict[str, str] = field(default_factory=dict)
     """The operating point's keys (DIAGNOSTIC_POINT_KEYS) once a controller runs."""
-    """``running``, or what the node is doing instead (``starting: ...``, ``inactive``)."""
+    input_loss: InputLoss | None = None
+    """Frames lost before the node saw them (input_loss.py)."""
+    loss_warning: str | None = None
+    """Set while that loss is large: the WARN message, naming the fix."""
 
 
 def _num(value: float | None, digits: int = 2) -> str:
     return "nan" if value is None else f"{value:.{digits}f}"
+
+
+def _loss_pairs(loss: InputLoss | None) -> list[tuple[str, str]]:
+    if loss is None:
+        return []
+    fraction = loss.recent_fraction
+    return [("lost_frames", str(loss.lost)),
+            ("lost_in_transport_frames", str(loss.lost_in_transport)),
+            ("lost_fraction_recent", _num(fraction, 3)),
+            ("loss_signal", loss.source)]
 
 
 def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, str]]]:
@@ -180,9 +195,12 @@ def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, 
         ("input_size", f"{view.input_size[0]}x{view.input_size[1]}"),
         ("state", view.state),
         *((k, view.point[k]) for k in DIAGNOSTIC_POINT_KEYS if k in view.point),
+        *_loss_pairs(view.input_loss),
     ]
     if view.state != "running":
         level, message = "OK", view.state
+    elif view.loss_warning:
+        level, message = "WARN", view.loss_warning
     elif view.rejected_recently:
         level = "WARN"
         message = f"{view.rejected_recently} messages rejected: {view.last_rejection}"

@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterator
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
@@ -67,6 +68,7 @@ from .diagnostics import DiagnosticsView, NodeStats, diagnostic_status, status_n
 from .operating_points import (
     front_text, make_point_controller, operating_point_json, pinned_words)
 from .frames import Frame, LatestSlot
+from .input_loss import InputLossMeter, loss_warning, profile_hint
 from .qos import (
     InputQosChooser, battery_qos, input_qos, latched_qos, output_qos, reliability_name)
 
@@ -81,6 +83,7 @@ _THROTTLE_S = 5.0
 _QOS_CHECK_PERIOD_S = 1.0
 _DIAGNOSTICS_PERIOD_S = 1.0
 _WORKER_JOIN_S = 1.5
+_LOSS_LOG_S = 10.0
 # Declared by rclpy itself; never reported as unknown.
 _RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service")
 
@@ -194,6 +197,8 @@ class SlimSegCore:
         self._sub_key: tuple[str, bool, Any] | None = None
         self._subscribed_at: float | None = None
         self._heard: dict[bytes, float] = {}
+        self._loss = InputLossMeter()
+        self._profile_hint = profile_hint()
         self._battery_sub: Any = None
         self._qos_timer: Any = None
         self._qos = InputQosChooser()
@@ -698,6 +703,8 @@ class SlimSegCore:
         now = time.monotonic()
         current = self._sub_key[2] if self._sub_key and self._sub_key[0] == topic else None
         publishers = [(bytes(i.endpoint_gid), i.qos_profile.reliability) for i in infos]
+        for gone in set(self._heard) - set(dict(publishers)):
+            self._loss.forget_publisher(gone)
         self._heard = {k: t for k, t in self._heard.items() if k in dict(publishers)}
         reliability, why = self._qos.choose(self._reliability_mode, publishers, now, current,
                                             self._subscribed_at, dict(self._heard))
@@ -709,19 +716,32 @@ class SlimSegCore:
         if self._sub is not None:
             self.destroy_subscription(self._sub)
         msg_type = CompressedImage if compressed else Image
-        self._sub = self.create_subscription(
-            msg_type, topic, self._on_image, input_qos(reliability))
+        self._sub, lost_event = self._subscribe_images(msg_type, topic, input_qos(reliability))
+        self._loss.new_subscription(lost_event)
         self._sub_key = key
         self._subscribed_at = now
         self._input_reason = reason
         self.get_logger().info(
             f"subscribed to {topic} ({msg_type.__name__}), {self._input_reason}")
 
+    def _subscribe_images(self, msg_type: type, topic: str, qos: Any) -> tuple[Any, bool]:
+        """The image subscription, with the DDS message-lost event where the RMW offers it
+        (frames lost in transport never reach the callback: docs/transport.md)."""
+        events = SubscriptionEventCallbacks(
+            message_lost=lambda info: self._loss.on_lost_event(info.total_count_change))
+        try:
+            return self.create_subscription(msg_type, topic, self._on_image, qos,
+                                            event_callbacks=events), True
+        except UnsupportedEventTypeError:
+            return self.create_subscription(msg_type, topic, self._on_image, qos), False
+
     def _on_image(self, msg: Image | CompressedImage, info: Any) -> None:
         now = time.monotonic()
         gid = info.get("publisher_gid") if info else None
-        if gid:  # which camera delivers (input QoS choice)
-            self._heard[bytes(gid["data"])] = now
+        publisher = bytes(gid["data"]) if gid else None
+        if publisher is not None:  # which camera delivers (input QoS choice)
+            self._heard[publisher] = now
+        self._loss.on_message(publisher, info.get("publication_sequence_number") if info else None)
         if not self._serving:
             self.stats.count_not_ready()  # counted, never kept: it would be stale when ready
             return
@@ -879,6 +899,7 @@ class SlimSegCore:
     def diagnostics_view(self) -> DiagnosticsView:
         """A snapshot of everything ``/diagnostics`` shows."""
         now = time.monotonic()
+        loss = self._loss.summary(now)
         s = self.stats
         with s.lock:
             processed, rejected, failed = s.processed, s.rejected, s.failed
@@ -927,13 +948,16 @@ class SlimSegCore:
             input_topic=self.input_topic(), input_reliability=self._input_reason, model=model,
             input_size=size,  # type: ignore[arg-type]
             rejected_recently=rejected - self._rejected_at_last_status,
-            state=self._state_text(), point=point)
+            state=self._state_text(), point=point, input_loss=loss,
+            loss_warning=loss_warning(loss, self._profile_hint))
 
     @_guarded
     def _publish_diagnostics(self) -> None:
         view = self.diagnostics_view()
         self._rejected_at_last_status = view.rejected
         level, message, pairs = diagnostic_status(view)
+        if view.loss_warning and view.state == "running":
+            self.get_logger().warning(view.loss_warning, throttle_duration_sec=_LOSS_LOG_S)
         status = DiagnosticStatus(
             level=_LEVELS[level], name=status_name(self.get_name()), message=message,
             hardware_id=self.get_fully_qualified_name(),
