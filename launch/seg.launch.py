@@ -5,6 +5,8 @@
     ros2 launch slimseg_ros seg.launch.py namespace:=front model_path:=/models/mine.safetensors
     ros2 launch slimseg_ros seg.launch.py managed:=true                         # lifecycle node
     ros2 launch slimseg_ros seg.launch.py managed:=true autostart:=false        # for a manager
+    ros2 launch slimseg_ros seg.launch.py camera_launch:=usb_cam:camera.launch.py \
+        camera_args:="video_device:=/dev/video0" image:=/image_raw   # the camera driver too
 
 Launch arguments left empty keep the value of the parameters file. Giving ``width`` pins that
 width (``adaptive`` false) unless ``adaptive`` is given too. The parameters file is read here and
@@ -18,19 +20,28 @@ The Fast DDS large-data profile (config/fastdds_large_data.xml) is applied to th
 ``FASTDDS_DEFAULT_PROFILES_FILE`` is already set or another RMW is in use
 (``fastdds_profile:=none`` turns it off, a path chooses another).
 
+``camera_launch`` includes the camera driver's own launch file (a path, or ``PACKAGE:FILE`` for
+``share/PACKAGE/launch/FILE``) with ``camera_args`` as its arguments, in a group whose
+processes get the same profile as the node. It is the profile on the *publishing* side that
+carries large best-effort frames; a camera started on Fast DDS defaults loses most of them in
+transport (the node then warns on /diagnostics; docs/transport.md).
+
 A node that exits with a non-zero status (it could not start: an unusable model, a width the
 model lacks...) or that autostart cannot configure ends the launch with a non-zero status, so a
 supervisor (systemd, a fleet manager) sees the failure.
 """
 
 import os
+import shlex
 
 import yaml
 from launch import LaunchDescription
 from launch.actions import (
-    DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler)
+    DeclareLaunchArgument, EmitEvent, GroupAction, IncludeLaunchDescription, OpaqueFunction,
+    RegisterEventHandler, SetEnvironmentVariable)
 from launch.event_handlers import OnProcessExit
 from launch.events import matches_action
+from launch.launch_description_sources import AnyLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
@@ -61,6 +72,9 @@ ARGUMENTS = (
     ("fastdds_profile", "auto", "auto = config/fastdds_large_data.xml unless "
      "FASTDDS_DEFAULT_PROFILES_FILE is set; a path; or 'none'"),
     ("log_level", "info", "debug | info | warn | error"),
+    ("camera_launch", "", "the camera driver's launch file, started with the node under the same "
+     "Fast DDS profile: a path, or PACKAGE:FILE (share/PACKAGE/launch/FILE); empty = none"),
+    ("camera_args", "", "camera_launch's arguments: 'name:=value name:=value'"),
 )
 
 
@@ -89,6 +103,39 @@ def _fail_on_error(event, context):
     if event.returncode != 0:
         raise RuntimeError(f"{event.action.name} exited with status {event.returncode}; "
                            "its ERROR line above says why")
+
+
+def _camera_launch_file(spec, context):
+    """The file ``camera_launch`` names: PACKAGE:FILE in that package's share/launch, or a path."""
+    package, sep, name = spec.partition(":")
+    if sep and package and "/" not in package:
+        path = os.path.join(FindPackageShare(package).perform(context), "launch", name)
+    else:
+        path = os.path.abspath(os.path.expanduser(spec))
+    if not os.path.isfile(path):
+        raise ValueError(f"camera_launch {spec!r}: no launch file {path}")
+    return path
+
+
+def _camera_arguments(text):
+    """'a:=1 b:=two' -> [("a", "1"), ("b", "two")] (shell quoting allowed)."""
+    pairs = []
+    for item in shlex.split(text):
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"camera_args must be 'name:=value ...', got {item!r}")
+        pairs.append((name, value))
+    return pairs
+
+
+def _camera(spec, args_text, env, context):
+    """The camera driver's launch file, in a group whose processes get ``env`` (the node's
+    transport profile) and nothing else of it: the setting ends with the group."""
+    include = IncludeLaunchDescription(
+        AnyLaunchDescriptionSource(_camera_launch_file(spec, context)),
+        launch_arguments=_camera_arguments(args_text))
+    return GroupAction(actions=[*(SetEnvironmentVariable(k, v) for k, v in env.items()),
+                                include], scoped=True)
 
 
 def _transition(node, transition_id):
@@ -142,6 +189,8 @@ def _launch_node(context):
     )
     actions = [node, RegisterEventHandler(OnProcessExit(target_action=node,
                                                         on_exit=_fail_on_error))]
+    if arg["camera_launch"]:
+        actions.append(_camera(arg["camera_launch"], arg["camera_args"], env, context))
     if managed and _as_bool(arg["autostart"], "autostart"):
         actions += [
             RegisterEventHandler(OnStateTransition(

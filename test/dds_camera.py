@@ -10,9 +10,8 @@ two-way and takes a moment); then each frame goes out once and is waited for. Pr
 ``{"matched_subscriptions": n, "sent": [stamps], "answered": {stamp: [height, width, frame_id]}}``.
 
 With ``--rate HZ`` it streams instead, as a camera driver does: ``--count`` frames at that rate
-once a subscription matched, waiting for nothing (no readiness frame either, so no frame is
-sent before the node listens to the camera only because of it); ``answered`` then holds the
-frames whose labels arrived within a second of the last one.
+once a subscription matched and the node announced its width (engines ready), waiting for no
+answer; ``answered`` then holds the frames whose labels arrived within a second of the last.
 """
 
 from __future__ import annotations
@@ -59,6 +58,8 @@ def main() -> int:
     p.add_argument("--size", default="640x480", help="WIDTHxHEIGHT")
     p.add_argument("--count", type=int, default=10)
     p.add_argument("--topic", default="/camera/image_raw")
+    p.add_argument("--node", default="/slimseg", help="the node to wait for")
+    p.add_argument("--labels", default="/labels", help="its labels topic")
     p.add_argument("--first-stamp", type=int, default=3_000_000_000)
     p.add_argument("--frame-id", default="camera")
     p.add_argument("--reliability", choices=("reliable", "best_effort"), default="reliable")
@@ -68,11 +69,12 @@ def main() -> int:
     size = tuple(int(v) for v in args.size.lower().split("x"))
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
               else ReliabilityPolicy.BEST_EFFORT)
-    with Probe("/slimseg", labels_topic="/labels", probe_name="slimseg_test_camera") as probe:
+    with Probe(args.node, labels_topic=args.labels, probe_name="slimseg_test_camera") as probe:
         pub = probe.publisher(Image, args.topic, QoSProfile(depth=1, reliability=policy))
         wait_until(lambda: pub.get_subscription_count() > 0, args.timeout)
         matched = pub.get_subscription_count()
         if args.rate:
+            probe.wait_started(args.timeout * 4)
             sent, answered = _stream(probe, pub, size, args)
             print(json.dumps({"matched_subscriptions": matched, "sent": sent,
                               "answered": answered}), flush=True)

@@ -332,3 +332,29 @@ def test_managed_launch_and_ros2_lifecycle(env, checkpoint, make_checkpoint, tmp
     log = run.text()
     assert code == 0, log[-3000:]
     assert "process has finished cleanly" in log and "Traceback" not in log
+
+
+def test_camera_launch_starts_the_driver_under_the_nodes_profile(env, checkpoint,
+                                                                 tmp_path) -> None:
+    """A best-effort 640x480 camera at 30 Hz, started by seg.launch.py: it gets the node's
+    transport profile, so its frames cross (on Fast DDS defaults most are lost: the camera
+    issue's measurement and test_ros_input_loss.py)."""
+    import json
+
+    camera = ROOT / "test" / "fixtures" / "stream_camera.launch.py"
+    run = Running(env, tmp_path / "launch.log", "launch", "slimseg_ros", "seg.launch.py",
+                  f"model_path:={checkpoint}", "backend:=torch", "namespace:=camtest",
+                  "image:=/camtest/camera", f"camera_launch:={camera}",
+                  "camera_args:=topic:=/camtest/camera node:=/camtest/slimseg "
+                  "labels:=/camtest/labels count:=150")
+    try:
+        assert run.wait_for('"answered"', DEADLINE + 60), run.text()[-3000:]
+    finally:
+        run.ctrl_c()
+        run.wait()
+    line = re.search(r'\{"matched_subscriptions".*\}', run.text())
+    assert line, run.text()[-3000:]
+    report = json.loads(line.group(0))
+    assert len(report["sent"]) == 150
+    assert len(report["answered"]) >= 0.95 * 150, run.text()[-3000:]
+    assert "lost before the node" not in run.text()

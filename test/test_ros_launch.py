@@ -131,7 +131,7 @@ def _load_launch_file(monkeypatch, arguments: dict[str, str]):
     """Run seg.launch.py's OpaqueFunction with ``arguments``: (declared argument names, the
     actions it returns, the launch file's namespace)."""
     names = ("launch", "launch.actions", "launch.event_handlers", "launch.events",
-             "launch.substitutions", "launch_ros", "launch_ros.actions",
+             "launch.launch_description_sources", "launch.substitutions", "launch_ros", "launch_ros.actions",
              "launch_ros.event_handlers", "launch_ros.events", "launch_ros.events.lifecycle",
              "launch_ros.substitutions")
     modules = {name: _StubModule(name) for name in names}
@@ -184,6 +184,39 @@ def test_launch_width_argument_pins_and_user_profile_is_kept(monkeypatch) -> Non
     assert node["additional_env"] == {}  # the user's own profile is left alone
     _, actions, _ = _load_launch_file(monkeypatch, {"width": "0.5", "adaptive": "true"})
     assert _node(actions).kwargs["parameters"][0]["adaptive"] is True
+
+
+def test_camera_launch_is_included_with_the_nodes_profile_and_arguments(
+        monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
+    camera = tmp_path / "camera.launch.py"
+    camera.write_text("")
+    _, actions, _ = _load_launch_file(monkeypatch, {
+        "camera_launch": str(camera), "camera_args": "video_device:=/dev/video0 'name:=a b'"})
+    group, = [a for a in actions if type(a).__name__ == "GroupAction"]
+    assert group.kwargs["scoped"] is True  # the setting ends with the group
+    *settings, include = group.kwargs["actions"]
+    profile = _node(actions).kwargs["additional_env"]["FASTDDS_DEFAULT_PROFILES_FILE"]
+    assert [s.args for s in settings] == [("FASTDDS_DEFAULT_PROFILES_FILE", profile)]
+    assert include.args[0].args == (str(camera),)
+    assert include.kwargs["launch_arguments"] == [("video_device", "/dev/video0"),
+                                                  ("name", "a b")]
+    # PACKAGE:FILE is the package's share/launch (the stand-in share is the source tree)
+    _, actions, _ = _load_launch_file(monkeypatch, {"camera_launch": "slimseg_ros:seg.launch.py"})
+    group, = [a for a in actions if type(a).__name__ == "GroupAction"]
+    assert group.kwargs["actions"][-1].args[0].args == (str(LAUNCH),)
+    # the node's profile off: the camera gets none either; without camera_launch, no group
+    _, actions, _ = _load_launch_file(monkeypatch, {"camera_launch": str(camera),
+                                                    "fastdds_profile": "none"})
+    group, = [a for a in actions if type(a).__name__ == "GroupAction"]
+    assert [type(a).__name__ for a in group.kwargs["actions"]] == ["IncludeLaunchDescription"]
+    _, actions, _ = _load_launch_file(monkeypatch, {})
+    assert "GroupAction" not in [type(a).__name__ for a in actions]
+    with pytest.raises(ValueError, match="no launch file"):
+        _load_launch_file(monkeypatch, {"camera_launch": str(tmp_path / "missing.py")})
+    with pytest.raises(ValueError, match="name:=value"):
+        _load_launch_file(monkeypatch, {"camera_launch": str(camera), "camera_args": "oops"})
 
 
 def test_a_node_that_exits_with_an_error_fails_the_launch(monkeypatch) -> None:
