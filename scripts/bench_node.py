@@ -3,6 +3,8 @@
     python scripts/bench_node.py overhead --frames 200 --camera 640x480
     python scripts/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
         --input-size 360x480 --width 1.0
+    python scripts/bench_node.py camera --rate 30 --camera 640x480 --duration 30 \\
+        --camera-profile none            # a stock camera driver's process
 
 ``overhead``: this process publishes one rgb8 frame at a time (the node is idle when it arrives)
 and times publish -> labels received. The node (run by this script's ``serve`` command) records
@@ -13,6 +15,14 @@ the runtime's inference time of every frame (matched by stamp), so the node's ov
 ``flat``: a camera publishes at ``--rate`` for ``--duration`` seconds while the node runs a
 model slower than the camera (pinned width); latency per 10 s window shows whether frames queue
 up (they must not: latest frame wins) and the counts show how many frames were dropped.
+
+``camera``: the camera is a process of its own, as a camera driver is, with its own transport
+set-up (``--camera-profile``, ``--camera-env``, ``--reliability``, ``--transport``) and the node
+as ``seg.launch.py`` starts it (operating points, adaptive, the package's Fast DDS profile unless
+``--node-profile`` says otherwise). The camera process times publish -> labels received itself
+(one clock) and reads the node's statuses: answered share, latency p50/p95, the operating points
+in use, the frames the node counted lost before it and when it first warned of them
+(docs/transport.md has the table).
 
 Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slimseg bench``).
 The node is started and probed with :mod:`slimseg_ros.ros.drive`; results are measurements
@@ -289,7 +299,169 @@ def _flat(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+_SYSCTLS = ("net.core.rmem_default", "net.core.rmem_max", "net.core.wmem_default",
+            "net.core.wmem_max", "net.ipv4.ipfrag_time", "net.ipv4.ipfrag_high_thresh")
+
+
+def _sysctls() -> dict[str, str]:
+    """The kernel's socket-buffer and IP-fragment settings this run had (they are machine-wide,
+    and the ROS 2 docs recommend raising them for large messages)."""
+    values = {}
+    for name in _SYSCTLS:
+        try:
+            values[name] = Path("/proc/sys", *name.split(".")).read_text().strip()
+        except OSError:
+            values[name] = "unreadable"
+    return values
+
+
+def _profile_path(choice: str) -> str | None:
+    """``package`` -> the package's Fast DDS profile, ``none`` -> None, else the path given."""
+    if choice == "none":
+        return None
+    if choice == "package":
+        return str(Path(__file__).resolve().parents[1] / "config" / "fastdds_large_data.xml")
+    return str(Path(choice).resolve())
+
+
+def _assignments(items: list[str]) -> dict[str, str]:
+    """NAME=VALUE items (``--camera-env``, ``--node-env``) as a dict."""
+    pairs = dict(item.partition("=")[::2] for item in items)
+    if "" in pairs:
+        raise SystemExit("environment items must be NAME=VALUE")
+    return pairs
+
+
+def _camera_bench(args: argparse.Namespace) -> dict[str, Any]:
+    import subprocess
+
+    from slimseg_ros.ros.drive import NodeProcess, node_command
+
+    workdir = Path(tempfile.mkdtemp(prefix="slimseg_camera_bench_"))
+    checkpoint, model = _model(args, workdir)
+    node_env = dict(os.environ)
+    node_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    if (profile := _profile_path(args.node_profile)) is not None:
+        node_env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    if args.threads:
+        node_env["OMP_NUM_THREADS"] = str(args.threads)
+    node_env.update(_assignments(args.node_env))
+    sizes = ",".join(f"{h},{w}" for h, w in args.input_sizes)
+    params = [f"model_path:={checkpoint}", f"backend:={args.backend}",
+              f"input_sizes:=[{sizes}]", f"target_fps:={args.rate:g}", "adaptive:=true",
+              f"input_transport:={args.transport}"]
+    cmd = node_command(params_file=Path(__file__).resolve().parents[1] / "config" /
+                       "slimseg.yaml", remaps=[f"image:={TOPIC}"], params=params)
+    camera_env = dict(os.environ)
+    camera_env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+    if (profile := _profile_path(args.camera_profile)) is not None:
+        camera_env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    camera_env.update(_assignments(args.camera_env))
+    camera = [sys.executable, str(SCRIPT), "camera-process", "--rate", str(args.rate),
+              "--duration", str(args.duration), "--camera", "x".join(map(str, args.camera)),
+              "--encoding", args.encoding, "--reliability", args.reliability,
+              "--transport", args.transport]
+    with NodeProcess(cmd, workdir / "node.log", node_env) as node:
+        done = subprocess.run(camera, env=camera_env, capture_output=True, text=True,
+                              timeout=args.duration + 300)
+        exit_code = node.stop(30.0)
+    if done.returncode != 0:
+        raise SystemExit(f"camera process failed: {done.stderr[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"benchmark": "camera process", "camera": list(args.camera), "rate_hz": args.rate,
+            "encoding": args.encoding, "reliability": args.reliability,
+            "transport": args.transport, "camera_profile": args.camera_profile,
+            "camera_env": list(args.camera_env), "node_profile": args.node_profile,
+            "node_env": list(args.node_env),
+            "input_sizes": [list(s) for s in args.input_sizes], "model": model,
+            "sysctl": _sysctls(), **result, "node_exit_code": exit_code,
+            "node_log": str(workdir / "node.log")}
+
+
+def _camera_process(args: argparse.Namespace) -> int:
+    """The camera side of ``camera``: stream, time the answers, read the node's statuses."""
+    from collections import Counter
+
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from slimseg_ros.data.stamps import split_ns
+    from slimseg_ros.ros.conversions import make_compressed, make_header, make_image
+    from slimseg_ros.ros.drive import Probe, wait_until
+
+    policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
+              else ReliabilityPolicy.BEST_EFFORT)
+    compressed = args.transport == "compressed"
+    rgb = _camvid_frame(args.camera)
+    with Probe("/slimseg", labels_topic="/labels", labels_qos=10, keep_labels=None,
+               probe_name="slimseg_bench_camera") as probe:
+        topic = TOPIC + "/compressed" if compressed else TOPIC
+        pub = probe.publisher(CompressedImage if compressed else Image, topic,
+                              QoSProfile(depth=1, reliability=policy))
+        probe.wait_started(300.0)
+        wait_until(lambda: pub.get_subscription_count() > 0, 30.0)
+        time.sleep(2.0)  # the node's QoS choice settles on this publisher (input_reliability auto)
+        header = make_header(0, "camera")
+        msg = (make_compressed(rgb, "jpeg", header) if compressed
+               else make_image(rgb, args.encoding, header))
+        sent: dict[int, float] = {}
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        wall_start = time.time()
+        i = 0
+        while i * period < args.duration:
+            due = start + i * period
+            if due > time.monotonic():
+                time.sleep(due - time.monotonic())
+            stamp = 9_000_000_000 + i
+            msg.header.stamp.sec, msg.header.stamp.nanosec = split_ns(stamp)
+            sent[stamp] = time.monotonic()
+            pub.publish(msg)
+            i += 1
+        last = probe.fresh_status(time.time() + 1.0, 5.0) or probe.status()
+        arrivals = probe.labels.arrival_of(sent)
+        statuses = [(made, v) for _, made, v in probe.statuses() if made >= wall_start]
+    latencies = [arrivals[s] - t for s, t in sent.items() if s in arrivals]
+    points = Counter(v.get("operating_point", "?") for _, v in statuses)
+    warned = next((made - wall_start for made, v in statuses
+                   if float(v.get("lost_fraction_recent", "nan") or "nan") >= 0.1), None)
+    print(json.dumps({
+        "sent": len(sent), "answered": len(latencies),
+        "answered_share": round(len(latencies) / max(len(sent), 1), 4),
+        "latency": _percentiles(latencies),
+        "operating_points_seconds": dict(points.most_common()),
+        "node_lost_frames": last.get("lost_frames"),
+        "node_lost_in_transport_frames": last.get("lost_in_transport_frames"),
+        "node_dropped_frames": last.get("dropped_frames"),
+        "loss_warning_after_s": None if warned is None else round(warned, 1),
+        "node_input_reliability": last.get("input_reliability"),
+        "message_bytes": len(msg.data)}), flush=True)
+    return 0
+
+
+def _camvid_frame(size: tuple[int, int]) -> Any:
+    """A real street frame (the package's CamVid sample) at the camera's size: JPEG sizes and
+    labels as a camera's, not as noise's."""
+    import cv2
+
+    sample = sorted((Path(__file__).resolve().parents[1] / "slimseg_ros" / "assets" /
+                     "camvid_sample" / "val").glob("*.png"))[0]
+    rgb = cv2.cvtColor(cv2.imread(str(sample)), cv2.COLOR_BGR2RGB)
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_LINEAR)
+
+
 def _table(result: dict[str, Any]) -> str:
+    if result["benchmark"] == "camera process":
+        lat = result["latency"]
+        after = result["loss_warning_after_s"]
+        return ("| camera | answered | latency p50 / p95 ms | lost (node) | loss reported after "
+                "| points |\n| --- | --- | --- | --- | --- | --- |\n"
+                f"| {result['camera'][0]}x{result['camera'][1]} {result['encoding']} "
+                f"{result['reliability']} {result['transport']} @ {result['rate_hz']:g} Hz, "
+                f"camera profile {result['camera_profile']} | {result['answered_share']:.1%} | "
+                f"{lat['p50_ms']} / {lat['p95_ms']} | {result['node_lost_frames']} | "
+                f"{'-' if after is None else f'{after} s'} | "
+                f"{result['operating_points_seconds']} |")
     if result["benchmark"] == "node overhead":
         lines = ["| quantity | p50 ms | p95 ms |", "| --- | --- | --- |"]
         rows = [("end to end (publish -> labels received)", result["end_to_end"]),
@@ -336,6 +508,41 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--rate", type=float, default=30.0)
     q.add_argument("--width", type=float, default=1.0, help="pinned width (default 1.0)")
 
+    def camera_options(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--camera", type=_camera_size, default=(640, 480),
+                       help="camera frame size WIDTHxHEIGHT (default 640x480)")
+        q.add_argument("--rate", type=float, default=30.0)
+        q.add_argument("--duration", type=float, default=30.0)
+        q.add_argument("--encoding", default="rgb8", help="raw encoding (default rgb8)")
+        q.add_argument("--reliability", choices=("best_effort", "reliable"),
+                       default="best_effort")
+        q.add_argument("--transport", choices=("raw", "compressed"), default="raw",
+                       help="compressed: JPEG on image/compressed, the node's "
+                       "input_transport compressed")
+
+    q = sub.add_parser("camera", help="a camera process of its own against the node")
+    camera_options(q)
+    q.add_argument("--camera-profile", default="none",
+                   help="the camera process's Fast DDS profile: none (default, a stock "
+                   "driver), package, or a path")
+    q.add_argument("--camera-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="more environment for the camera process (repeatable)")
+    q.add_argument("--node-profile", default="package",
+                   help="the node's profile: package (default, as seg.launch.py), none, a path")
+    q.add_argument("--node-env", action="append", default=[], metavar="NAME=VALUE",
+                   help="more environment for the node process (repeatable)")
+    q.add_argument("--input-sizes", default="360x480,270x360,180x240",
+                   type=lambda t: [_input_size(v) for v in t.split(",")],
+                   help="the node's operating-point sizes HxW,HxW,...")
+    q.add_argument("--checkpoint", help="model; default: the shipped one")
+    q.add_argument("--backend", default="auto")
+    q.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the node process")
+    q.add_argument("--json", help="also write the result here")
+    q.set_defaults(input_size=None)  # the random stand-in model's size when none is shipped
+
+    q = sub.add_parser("camera-process", help="the camera side of `camera` (internal)")
+    camera_options(q)
+
     q = sub.add_parser("serve", help="run the node, writing per-frame timings (internal)")
     q.add_argument("--timings", required=True)
     return p
@@ -350,7 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args, ros_args)
-    result = _overhead(args) if args.command == "overhead" else _flat(args)
+    if args.command == "camera-process":
+        return _camera_process(args)
+    result = {"overhead": _overhead, "flat": _flat, "camera": _camera_bench}[args.command](args)
     print(_table(result))
     print(json.dumps(result, indent=2))
     if args.json:

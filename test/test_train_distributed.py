@@ -20,9 +20,10 @@ pytestmark = pytest.mark.slow  # two processes each
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+def _worker(rank: int, world: int, out: str) -> None:
+    # a file rendezvous: no port to collide with another run's
+    dist.init_process_group("gloo", init_method=f"file://{out}/rendezvous", rank=rank,
+                            world_size=world)
     layer = torch.nn.Linear(2, 1, bias=False)
     layer.weight.grad = torch.full((1, 2), float(rank + 1))  # rank 0: 1, rank 1: 2
     _average_gradients(list(layer.parameters()), world)
@@ -31,18 +32,16 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_gradients_are_averaged_across_processes(tmp_path: Path) -> None:
-    port = 29000 + os.getpid() % 1000
-    mp.spawn(_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     for rank in (0, 1):
         grad = torch.load(tmp_path / f"grad{rank}.pt", weights_only=True)
         torch.testing.assert_close(grad, torch.full((1, 2), 1.5))
 
 
 def test_torchrun_two_processes_train_and_write_one_checkpoint(tmp_path: Path) -> None:
-    port = 30000 + os.getpid() % 1000
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(port), "-m", "slimseg_ros.cli.main", "train",
+    cmd = [  # --standalone: the rendezvous takes a free port (none derived from a pid)
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "slimseg_ros.cli.main", "train",
         "--config", str(REPO / "config" / "train_camvid.yaml"), "--no-progress",
         "--out", str(tmp_path / "run"), "model.num_classes=4", "model.head_channels=16",
         "data.dataset=synthetic", "data.options={n: 8, size: 48}", "data.crop_size=[48,48]",

@@ -357,6 +357,10 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
             if stop.signum is not None:
                 print(f"stopped by {stop.name} at step {step} of {cfg.steps}; state saved in "
                       f"{state_path}: the same command resumes", flush=True)
+        if world > 1:
+            # every rank leaves together: one that tears its process group down while rank 0
+            # is still writing the checkpoint can abort in gloo's shutdown
+            dist.barrier()
     finally:
         stop.__exit__()
         if bar is not None:
