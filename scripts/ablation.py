@@ -23,7 +23,7 @@ Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style
    "seeds", "verdict"}}}}}   (verdict: better | worse | not separable | one seed)
 --report-only aggregates the finished runs in OUT/runs.json without training anything.
 Usage:
-  python scripts/ablation.py --data-root ../shared/data/camvid --out runs/ablation \\
+  python scripts/ablation.py --data-root data/camvid --out runs/ablation \\
       --seeds 0,1,2 --steps 3000 [--jobs 4] [--json docs/ablation_results.json] [key=value ...]
 Defaults are the CPU protocol (half resolution: 180x240 evaluation, 128x160 crops); on a GPU
 pass e.g. data.crop_size=[360,480] data.val_size=[360,480] data.scale_range=[0.5,1.5].
@@ -191,7 +191,7 @@ def table(doc: dict, metric: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default="config/train_camvid.yaml")
-    ap.add_argument("--data-root", default="../shared/data/camvid")
+    ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--out", default="runs/ablation")
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0,1,2")

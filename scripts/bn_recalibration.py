@@ -16,7 +16,7 @@ train frames *with* their labels (`slimseg train ... data.dataset=rosbag init_ch
 what labelled robot data buys over label-free recalibration.
 
 Usage:
-  python scripts/bn_recalibration.py --data-root ../shared/data/camvid --out runs/bn_recal \
+  python scripts/bn_recalibration.py --data-root data/camvid --out runs/bn_recal \
       [--frames 200]
 Prints a Markdown table and writes OUT/results.json (docs/results.md holds a run).
 """

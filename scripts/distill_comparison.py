@@ -28,7 +28,7 @@ Arms (override lists on config/train_camvid.yaml):
 Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
 from its own train_state. Several processes may share OUT (e.g. one arm each with --threads 1,
 which holds up better than one 2-thread process on a machine shared with other jobs). Usage:
-  python scripts/distill_comparison.py --data-root ../shared/data/camvid --out runs/distill \\
+  python scripts/distill_comparison.py --data-root data/camvid --out runs/distill \\
       --arms ka,recipe,shipped --seeds 0,1 --steps 800
 Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
 """
@@ -131,7 +131,7 @@ def table(results: dict, arms: list[str], metric: str = "miou") -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default="config/train_camvid.yaml")
-    ap.add_argument("--data-root", default="../shared/data/camvid")
+    ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--out", default="runs/distill")
     ap.add_argument("--arms", default="ka,recipe,shipped")
     ap.add_argument("--seeds", default="0,1")

@@ -6,7 +6,7 @@ the 23 MB teacher, is already about 38 MiB of the 64). Compression noise at 85 i
 what the camera augmentation adds. Labels stay lossless PNG. The loader pairs images and labels by file stem, so the packed
 folder is an ordinary CamVid root:
 
-  python scripts/pack_camvid.py --src ../shared/data/camvid --out .gpu/camvid
+  python scripts/pack_camvid.py --src data/camvid --out .gpu/camvid
   slimseg train --config config/train_camvid.yaml --data-root .gpu/camvid ...
 """
 
@@ -48,7 +48,7 @@ def pack(src: Path, out: Path, quality: int) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--src", default="../shared/data/camvid")
+    ap.add_argument("--src", default="data/camvid")
     ap.add_argument("--out", default=".gpu/camvid")
     ap.add_argument("--quality", type=int, default=85)
     args = ap.parse_args()

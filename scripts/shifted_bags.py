@@ -8,7 +8,7 @@ b = lifted shadows, warm cast, sensor noise (scripts/distill_comparison.py's shi
 noise draw per frame).
 
 Usage:
-  python scripts/shifted_bags.py --data-root ../shared/data/camvid --camera b --out runs/shift_b
+  python scripts/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
 """
 
 from __future__ import annotations

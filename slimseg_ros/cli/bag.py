@@ -60,7 +60,7 @@ def _register_make(sub: argparse._SubParsersAction) -> None:
         "/camera/image_raw (sensor_msgs/Image rgb8, or CompressedImage on .../compressed), "
         "/camera/labels (mono8 class ids, 255 = ignore, the same stamps), "
         "/camera/camera_info (uncalibrated) and optionally /battery_state draining linearly.",
-        epilog="example: slimseg bag make --dataset camvid --data-root ../shared/data/camvid "
+        epilog="example: slimseg bag make --dataset camvid --data-root data/camvid "
         "--split val --out camvid_val --rate 10 --battery 1.0:0.1",
     )
     p.add_argument("--dataset", required=True, help="camvid | cityscapes | folder | synthetic")

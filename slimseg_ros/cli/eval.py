@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Segment every image of a split at each width through the chosen runtime "
         "backend (the same path the node uses) and report mIoU, pixel accuracy, boundary F1 and "
         "per-class IoU per width. mIoU values are fractions in [0, 1].",
-        epilog="example: slimseg eval --dataset camvid --data-root ../shared/data/camvid "
+        epilog="example: slimseg eval --dataset camvid --data-root data/camvid "
         "--split val --widths 0.25,1.0 --json out/eval.json",
     )
     p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")

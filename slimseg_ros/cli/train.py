@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "says. Resumes from --out when it holds a previous run's state. For several GPUs start it "
         "with torchrun --nproc_per_node N $(which slimseg) train ...",
         epilog="example: slimseg train --config config/train_camvid.yaml "
-        "--data-root ../shared/data/camvid steps=4000 optim.lr=0.002",
+        "--data-root data/camvid steps=4000 optim.lr=0.002",
     )
     p.add_argument("--config", required=True, help="YAML recipe, e.g. config/train_camvid.yaml")
     p.add_argument("--data-root", default=None, help="dataset root (overrides data.root)")

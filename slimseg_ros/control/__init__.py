@@ -2,7 +2,7 @@
 
 The node feeds it input arrivals, per-frame processing times and battery readings, each with
 the time they happened, and asks ``decide(now)`` for the width of the next frame. See
-DESIGN.md section 9 and ``controller.py``.
+``docs/node.md`` (Width, Operating points) and ``controller.py``.
 """
 
 from slimseg_ros.control.battery import (

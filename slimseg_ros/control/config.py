@@ -1,6 +1,6 @@
 """Settings of the width controller, checked once when they are made.
 
-The fields mirror the node parameters of DESIGN.md section 10 (``target_fps``, ``min_width``,
+The fields mirror the node parameters (``docs/node.md``, ``target_fps``, ``min_width``,
 ``max_width``, ``battery_*``, ``min_dwell_s``, ``overrun_frames``) plus a few tuning values
 that have no parameter yet (``margin``, ``ema_alpha``, ``battery_timeout_s``,
 ``latency_memory_s``). A bad value raises ``ValueError`` whose text says, per field, what is

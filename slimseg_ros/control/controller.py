@@ -1,7 +1,7 @@
 """The run-time width controller: battery state and frame-rate feedback to one width.
 
 Pure Python: time and measurements are passed in, so a test drives it with a simulated clock.
-DESIGN.md section 9 is the contract; in short, every ``decide`` call picks
+``docs/node.md`` (Width) describes it as users see it; in short, every ``decide`` call picks
 
     clamp(min(battery cap, frame-rate choice), min_width, max_width)
 

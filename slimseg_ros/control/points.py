@@ -1,6 +1,6 @@
 """The operating-point controller: battery and frame-rate feedback to one (width, input size).
 
-Pure Python, time passed in (DESIGN.md section 9). The width controller's rules, generalised
+Pure Python, time passed in (``docs/node.md``, Operating points). The width controller's rules, generalised
 from widths to operating points; :class:`~slimseg_ros.control.controller.WidthController` is
 this controller at one input size:
 

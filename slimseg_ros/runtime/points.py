@@ -1,6 +1,6 @@
 """Operating points: (width, network input size) pairs, and an engine that holds one per pair.
 
-FasterSeg's lesson (``../shared/reference/methods.md`` section 5) is that input resolution is as
+FasterSeg's lesson (FasterSeg, Chen et al., ICLR 2020) is that input resolution is as
 strong a cost knob as channel count. A :class:`PointEngine` keeps one
 :class:`~slimseg_ros.runtime.engine.SegmentationEngine` per network input size (each holding a
 runner per width), so switching point between frames is two dictionary lookups. It offers the

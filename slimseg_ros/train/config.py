@@ -29,7 +29,7 @@ OPTIMIZERS = ("sgd", "adamw")
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "camvid"
-    root: str = "../shared/data/camvid"
+    root: str = "data/camvid"  # in the clone (docs/data.md says how to get it)
     train_split: str = "train"
     val_split: str = "val"
     crop_size: tuple[int, int] = (360, 480)
