@@ -166,7 +166,7 @@ def test_agreement_with_the_most_accurate_point_is_published_in_idle_time(env) -
 
     node, probe = env["node"], env["probe"]
     agreement = probe.collect(Float32, "/slimseg_points/agreement", 10)
-    assert node._reference == (1.0, (64, 96))         # GFLOPs stand in for accuracy here
+    assert node._agreement.reference == (1.0, (64, 96))  # GFLOPs stand in for accuracy here
     for ok, reason in _set(env, resolution=[32, 48], agreement_period_s=0.01):
         assert ok, reason
     try:

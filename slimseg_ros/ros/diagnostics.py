@@ -3,6 +3,8 @@
 ``diagnostic_updater`` is not installable everywhere the node runs, so the node fills a
 ``diagnostic_msgs/DiagnosticArray`` itself: one ``DiagnosticStatus`` named ``<node>: segmentation``
 with the keys of DESIGN.md section 10 (:data:`DIAGNOSTIC_KEYS`) plus a few more.
+:func:`gather_view` reads the node's state into a :class:`DiagnosticsView`;
+:func:`diagnostic_status` turns that into the status's level, message and key-value pairs.
 """
 
 from __future__ import annotations
@@ -10,14 +12,26 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from ..control import RateMeter
+from ..runtime.points import format_size
 from ..runtime.timing import percentile_ms
 from .input_loss import InputLoss
+from .operating_points import front_text, pinned_words
+
+if TYPE_CHECKING:  # types only: this module needs none of them at run time
+    from ..control import PointController
+    from ..runtime import PointEngine
+    from .agreement import AgreementCheck
+    from .frames import LatestSlot
+    from .inputs import ImageInput
+    from .settings import Settings
 
 __all__ = ["DIAGNOSTIC_KEYS", "DIAGNOSTIC_POINT_KEYS", "LatencyWindow", "NodeStats",
-           "DiagnosticsView", "diagnostic_status",
+           "DiagnosticsView", "diagnostic_array", "diagnostic_status", "gather_view",
            "status_name", "status_values"]
 
 DIAGNOSTIC_KEYS: tuple[str, ...] = (
@@ -211,3 +225,82 @@ def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, 
         level = "OK"
         message = f"width {view.width:g} ({'adaptive' if view.adaptive else 'pinned'})"
     return level, message, pairs
+
+
+def gather_view(now: float, *, stats: NodeStats, slot: LatestSlot[Any],
+                engine: PointEngine | None, controller: PointController | None,
+                settings: Settings | None, parameter: Callable[[str], Any],
+                inputs: ImageInput, point_sources: tuple[str, str], agreement: AgreementCheck,
+                state: str, rejected_before: int) -> DiagnosticsView:
+    """A snapshot of the node for one status.
+
+    Args:
+        slot: the frame hand-off (frames received and dropped).
+        parameter: a parameter's value, by name (what is shown before a controller or an
+            engine exists).
+        point_sources: where the operating points' latency and accuracy came from.
+        state: ``running`` or what the node does instead.
+        rejected_before: the rejections counted at the previous status.
+    """
+    loss = inputs.loss(now)
+    s = stats
+    with s.lock:
+        processed, rejected, failed = s.processed, s.rejected, s.failed
+        by_kind, last_rejection = dict(s.rejected_by_kind), s.last_rejection
+        not_ready = s.not_ready
+        output_fps = s.output_rate.rate(now)
+    if controller is not None:
+        status = controller.status(now)
+        width, adaptive, input_fps, battery = (status.width, status.adaptive,
+                                               status.input_fps, status.battery)
+        reason, switches, budget_ms = status.reason, status.switches, status.budget_s * 1e3
+        point = {"operating_point": f"{status.width:g}@{format_size(status.size)}",
+                 "pinned": ", ".join(pinned_words(status)) or "none",
+                 "front": front_text(status.front),
+                 "latency_source": point_sources[0],
+                 "accuracy_source": point_sources[1],
+                 "cost_cap_gflops": ("none" if status.cost_cap_gflops is None
+                                     else f"{status.cost_cap_gflops:.3f}"),
+                 **agreement.diagnostic_values()}
+    else:
+        width, adaptive = float(parameter("width")), bool(parameter("adaptive"))
+        input_fps, battery, reason, switches, budget_ms = None, "", "", 0, float("nan")
+        point = {}
+    if engine is not None:
+        backend, device, precision = engine.backend, engine.device, engine.precision
+        size = tuple(status.size) if controller is not None else tuple(engine.input_size)
+    else:
+        backend, device, precision = (parameter("backend"), parameter("device"),
+                                      parameter("precision"))
+        size = tuple(settings.input_size or settings.meta.input_size) if settings else (0, 0)
+    model = str(settings.model_path) if settings and settings.model_path else (
+        str(engine.model_path) if engine is not None else "")
+    return DiagnosticsView(
+        width=width, adaptive=adaptive, backend=backend, device=device, precision=precision,
+        input_fps=input_fps, output_fps=output_fps, latency_ms=s.latency.percentiles_ms(50, 95),
+        inference_ms=s.inference.percentiles_ms(50, 95),
+        received=slot.put_count + not_ready, processed=processed,
+        dropped=slot.dropped + not_ready, rejected=rejected,
+        rejected_by_kind=by_kind, last_rejection=last_rejection, failed=failed,
+        battery=battery, reason=reason, switches=switches, budget_ms=budget_ms,
+        input_topic=inputs.topic(), input_reliability=inputs.reason, model=model,
+        input_size=size,  # type: ignore[arg-type]
+        rejected_recently=rejected - rejected_before,
+        state=state, point=point, input_loss=loss, loss_warning=inputs.loss_warning(loss))
+
+
+_LEVELS = {"OK": DiagnosticStatus.OK, "WARN": DiagnosticStatus.WARN,
+           "ERROR": DiagnosticStatus.ERROR}
+
+
+def diagnostic_array(view: DiagnosticsView, node_name: str, node_fqn: str,
+                     stamp: Any) -> DiagnosticArray:
+    """The ``/diagnostics`` message of one status: named by :func:`status_name`, the node's
+    fully qualified name as hardware id (what :func:`status_values` looks for)."""
+    level, message, pairs = diagnostic_status(view)
+    status = DiagnosticStatus(
+        level=_LEVELS[level], name=status_name(node_name), message=message,
+        hardware_id=node_fqn, values=[KeyValue(key=k, value=v) for k, v in pairs])
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -12,7 +12,9 @@ import time
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Frame", "LatestSlot"]
+from ..data.pixels import compressed_to_rgb, image_to_rgb
+
+__all__ = ["Frame", "FrameTiming", "LatestSlot"]
 
 T = TypeVar("T")
 
@@ -27,6 +29,35 @@ class Frame:
     """True for ``CompressedImage``."""
     received: float
     """``time.monotonic()`` at arrival."""
+
+    def to_rgb(self, max_pixels: int, notes: list[str]) -> Any:
+        """The image as an HxWx3 uint8 array (a zero-copy view where it can be); what a
+        decoder complained of is added to ``notes``.
+
+        Raises:
+            ImageRejected: not a usable image, or larger than ``max_pixels``.
+        """
+        msg = self.msg
+        if self.compressed:
+            return compressed_to_rgb(msg.format, msg.data, max_pixels, notes=notes)
+        return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                            bool(msg.is_bigendian), max_pixels)
+
+
+@dataclass(frozen=True)
+class FrameTiming:
+    """Where one frame's time went (``time.monotonic()`` seconds), for benchmarks."""
+
+    stamp_ns: int
+    """The input header stamp, nanoseconds."""
+    received: float
+    started: float
+    inference_s: float
+    published: float
+    width: float
+    size: tuple[int, int]
+    network_size: tuple[int, int] = (0, 0)
+    """The operating point's network input size (H, W)."""
 
 
 class LatestSlot(Generic[T]):

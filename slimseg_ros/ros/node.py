@@ -29,7 +29,8 @@ from rclpy.node import Node
 
 from ..runtime import SegmentationEngine
 from .process import run_node
-from .segmentation import FrameTiming, Settings, SlimSegCore, StartupError, _Cancelled
+from .segmentation import FrameTiming, SlimSegCore, StartupError, _Cancelled
+from .settings import Settings
 
 __all__ = ["SlimSegNode", "StartupError", "FrameTiming", "main", "run"]
 

@@ -24,8 +24,11 @@ from ..runtime.cache import file_sha256
 from ..runtime.latency_table import (
     LatencyTableError, device_key, read_table, table_latency_s, table_mismatch)
 from ..runtime.points import PointEngine, format_size, point_key
+from ..widths import format_widths
+from .params import check_resolution
 
-__all__ = ["PointSetup", "make_point_controller", "operating_point_json"]
+__all__ = ["PointSetup", "make_point_controller", "operating_point_json", "pin_at_start",
+           "ready_text"]
 
 
 @dataclasses.dataclass
@@ -75,6 +78,33 @@ def make_point_controller(engine: PointEngine, config: ControllerConfig,
     seeds = {(p.width, p.size): latency[p] for p in engine.points}
     return PointSetup(PointController(points, seeds, config), latency_source, accuracy_source,
                       warnings)
+
+
+def pin_at_start(controller: PointController, engine: PointEngine, values: dict[str, Any],
+                 pinned_before_ready: set[str]) -> None:
+    """The pins a node that is not ``adaptive`` starts with: ``width`` (unless an operator
+    pinned only the resolution before the engines existed) and ``resolution`` unless [0, 0].
+
+    Raises:
+        ValueError: the resolution is not one of the engine's sizes, or the width cannot be
+            pinned.
+    """
+    if values["adaptive"]:
+        return
+    size = check_resolution(values["resolution"], list(engine.sizes))
+    if pinned_before_ready != {"resolution"}:
+        controller.pin(values["width"])
+    if size is not None:
+        controller.pin_size(size)
+
+
+def ready_text(engine: PointEngine, controller: PointController) -> str:
+    """The node's ``ready:`` line: backend, device, widths, sizes and the point it starts at."""
+    return (f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
+            f"{format_widths(engine.widths)}, network input "
+            f"{', '.join(format_size(z) for z in engine.sizes)}, width {controller.width:g} "
+            + (f"at {format_size(controller.size)} " if len(engine.sizes) > 1 else "")
+            + f"({'adaptive' if controller.adaptive else 'pinned'})")
 
 
 def operating_point_json(width: float, size: tuple[int, int], adaptive: bool,

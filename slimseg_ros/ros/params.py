@@ -3,8 +3,10 @@
 One table (:data:`NODE_PARAMETERS`) drives the declarations, the YAML in ``config/`` (a test keeps
 them equal) and ``docs/node.md``. Defaults of the controller's parameters come from
 :class:`~slimseg_ros.control.ControllerConfig`, so there is one source of truth. rclpy checks
-types, ranges and read-only flags before the node's callback runs; the callback adds what a
-descriptor cannot say (a width the model has, thresholds that descend, one of a few strings).
+types, ranges and read-only flags before the node's callback runs; what a descriptor cannot say
+is checked by :func:`~slimseg_ros.ros.settings.validate`, at start and on every set alike: the
+rules of one value (one of a few strings, a device name) from this table, the rules that join
+values (a width the model has, thresholds that descend) there.
 
 Every ROS user writes ``30`` for a double: :func:`coerce` turns integers (and lists of them) into
 the doubles a parameter is declared as, for parameter files, ``-p`` and ``ros2 param set``
@@ -20,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType)
@@ -33,7 +35,7 @@ __all__ = [
     "STARTUP_PARAMETERS", "ALL_NAMES",
     "INPUT_TRANSPORTS", "PRECISIONS", "DEFAULT_MAX_IMAGE_PIXELS", "descriptor", "spec",
     "controller_config", "check_choice", "check_device", "check_input_size", "check_input_sizes",
-    "check_resolution", "backend_choices",
+    "check_resolution", "check_value", "choices_of", "backend_choices",
     "coerce", "type_words", "unknown_parameter", "MANAGED_CONSTRAINT",
 ]
 
@@ -54,6 +56,16 @@ def backend_choices() -> tuple[str, ...]:
     return ("auto", *BACKEND_NAMES)
 
 
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> str:
+    """``value`` if it looks like a device the runtime takes; else ValueError."""
+    if not _DEVICE.match(value):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class ParamSpec:
     """One parameter: its default (which fixes its type) and how it is described."""
@@ -65,18 +77,24 @@ class ParamSpec:
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
     constraints: str = ""
-    """Human-readable rules beyond the range (shown by ``ros2 param describe``)."""
+    """Human-readable rules beyond the range (shown by ``ros2 param describe``); for a
+    parameter with ``choices`` and no text of its own, they are listed."""
+    choices: tuple[str, ...] | Callable[[], tuple[str, ...]] = ()
+    """The strings it takes; a callable is asked each time (backends are registered late)."""
+    check: Callable[[Any], Any] | None = None
+    """Raises ValueError (one line) for a value it cannot take, beyond ``choices``."""
 
 
 NODE_PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("model_path", "", "SlimSeg checkpoint (.safetensors); empty = the shipped default "
               "model (share/slimseg_ros/models/slimseg_camvid.safetensors)", read_only=True),
     ParamSpec("backend", "auto", "inference backend; auto picks the fastest available and logs "
-              "why", read_only=True, constraints="auto or a backend of slimseg_ros.runtime"),
+              "why", read_only=True, constraints="auto or a backend of slimseg_ros.runtime",
+              choices=backend_choices),
     ParamSpec("device", "auto", "auto | cpu | cuda | cuda:N", read_only=True,
-              constraints="auto, cpu, cuda or cuda:N"),
+              constraints="auto, cpu, cuda or cuda:N", check=check_device),
     ParamSpec("precision", "fp32", "fp32 | fp16 (fp16 needs a GPU)", read_only=True,
-              constraints="fp32 or fp16"),
+              choices=PRECISIONS),
     ParamSpec("input_size", [0, 0], "[H, W] the network runs at; [0, 0] = the checkpoint's. "
               "Images of any size are accepted; labels always come at the image's size",
               read_only=True, constraints="[0, 0] or two integers >= 32"),
@@ -137,10 +155,10 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               "counted", int_range=(1, 1 << 30)),
     ParamSpec("input_transport", "raw", "raw: subscribe to image (sensor_msgs/Image); "
               "compressed: to image/compressed (sensor_msgs/CompressedImage)",
-              constraints="raw or compressed"),
+              choices=INPUT_TRANSPORTS),
     ParamSpec("input_reliability", "auto", "auto matches the publishers on the input topic "
               "(re-checked every second); best_effort | reliable force one",
-              constraints="auto, best_effort or reliable"),
+              choices=RELIABILITY_MODES),
 )
 """Declared before the model loads (their values choose the model and the engine)."""
 
@@ -180,7 +198,7 @@ def descriptor(s: ParamSpec, managed: bool = False) -> ParameterDescriptor:
         managed: for the lifecycle node: start-up parameters are not read-only there (the node
             itself refuses them unless unconfigured), and the checkpoint's are set by the node.
     """
-    constraints = s.constraints
+    constraints = s.constraints or _in_words(choices_of(s))
     if managed and s.read_only:
         constraints = "; ".join(c for c in (constraints, (
             "from the checkpoint, set by configure" if s in CHECKPOINT_PARAMETERS
@@ -211,20 +229,31 @@ def controller_config(values: Mapping[str, Any], base: ControllerConfig | None =
     return (base or ControllerConfig()).replace(**changes)
 
 
+def _in_words(choices: Sequence[str]) -> str:
+    """``a, b or c`` (empty for no choices)."""
+    return " or ".join(filter(None, (", ".join(choices[:-1]), *choices[-1:])))
+
+
+def choices_of(s: ParamSpec) -> tuple[str, ...]:
+    """The strings parameter ``s`` takes (empty: any)."""
+    return s.choices() if callable(s.choices) else s.choices
+
+
+def check_value(s: ParamSpec, value: Any) -> Any:
+    """``value`` if it keeps the rules of ``s`` alone (``choices``, ``check``); else ValueError
+    in one line. The rules that join values: :func:`~slimseg_ros.ros.settings.validate`."""
+    choices = choices_of(s)
+    if choices:
+        check_choice(s.name, value, choices)
+    if s.check is not None:
+        s.check(value)
+    return value
+
+
 def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     """``value`` if it is one of ``choices``; else ValueError naming them."""
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def check_device(value: str) -> str:
-    """``value`` if it looks like a device the runtime takes; else ValueError."""
-    if not _DEVICE.match(value):
-        raise ValueError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}")
     return value
 
 
