@@ -2,7 +2,7 @@
 
 The callback only puts the newest message here; a frame that was still waiting when a newer one
 came is dropped and counted, so the worker never works through a queue of stale frames.
-Pure Python (no ROS), thread-safe.
+:class:`FrameWorker` is that one worker thread. Pure Python (no ROS), thread-safe.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from ..data.pixels import compressed_to_rgb, image_to_rgb
 
-__all__ = ["Frame", "FrameTiming", "LatestSlot"]
+__all__ = ["Frame", "FrameOptions", "FrameTiming", "FrameWorker", "LatestSlot"]
 
 T = TypeVar("T")
 
@@ -42,6 +42,30 @@ class Frame:
             return compressed_to_rgb(msg.format, msg.data, max_pixels, notes=notes)
         return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
                             bool(msg.is_bigendian), max_pixels)
+
+
+@dataclass(frozen=True)
+class FrameOptions:
+    """What the worker reads of the parameters for every frame (replaced whole on a change, so
+    a frame never sees half of a parameter set)."""
+
+    max_pixels: int
+    publish_color: bool
+    publish_overlay: bool
+    overlay_alpha: float
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> FrameOptions:
+        """From the parameters' values (``max_image_pixels``, ``publish_color``, ...)."""
+        return cls(int(values["max_image_pixels"]), bool(values["publish_color"]),
+                   bool(values["publish_overlay"]), float(values["overlay_alpha"]))
+
+    def updated(self, values: Mapping[str, Any]) -> FrameOptions:
+        """These options with those of ``values`` (a parameter set) applied."""
+        return FrameOptions.of({"max_image_pixels": self.max_pixels,
+                                "publish_color": self.publish_color,
+                                "publish_overlay": self.publish_overlay,
+                                "overlay_alpha": self.overlay_alpha, **values})
 
 
 @dataclass(frozen=True)
@@ -117,3 +141,45 @@ class LatestSlot(Generic[T]):
     def closed(self) -> bool:
         with self._cond:
             return self._closed
+
+
+class FrameWorker:
+    """One thread answering the newest frame of ``slot`` until the slot is closed.
+
+    Args:
+        answer: called with each frame taken.
+        failed: called with what ``answer`` raised (the thread goes on: a frame must never
+            end it).
+    """
+
+    def __init__(self, slot: LatestSlot[Frame], answer: Callable[[Frame], None],
+                 failed: Callable[[Exception], None]) -> None:
+        self._slot = slot
+        self._answer = answer
+        self._failed = failed
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Reopen the slot (empty) and start the thread."""
+        self._slot.reopen()
+        self._thread = threading.Thread(target=self._run, name="slimseg-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, join_s: float) -> None:
+        """Close the slot; wait up to ``join_s`` for the frame in hand (not from the thread)."""
+        self._slot.close()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            thread.join(join_s)
+
+    def _run(self) -> None:
+        while True:
+            frame = self._slot.take(timeout=0.5)
+            if frame is None:
+                if self._slot.closed:
+                    return
+                continue
+            try:
+                self._answer(frame)
+            except Exception as exc:  # noqa: BLE001 - the node must never die of a frame
+                self._failed(exc)

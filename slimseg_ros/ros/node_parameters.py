@@ -10,6 +10,7 @@ on-set-parameters callback taking that for an operator's change.
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from typing import Any, Callable, Iterator
 
@@ -115,6 +116,14 @@ class NodeParameters:
         with self.as_node():
             self._node.set_parameters([Parameter(k, value=v) for k, v in values.items()])
 
+    def mirror(self, values: dict[str, Any]) -> None:
+        """Set, as the node, those of ``values`` the parameters do not show yet (doubles
+        compared with a tolerance: no update for a rounding)."""
+        updates = {name: value for name, value in values.items()
+                   if not _same(self.value(name), value)}
+        if updates:
+            self.set_internal(updates)
+
     def show(self, values: dict[str, Any]) -> None:
         """Declare or update :data:`~.params.CHECKPOINT_PARAMETERS` (``widths``,
         ``class_names``) to the model's ``values`` (start-up values for them are ignored)."""
@@ -126,3 +135,9 @@ class NodeParameters:
                                                  ignore_override=True)
             elif self.value(name) != value:
                 self.set_internal({name: value})
+
+
+def _same(current: Any, value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isclose(current, value)
+    return bool(current == value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -16,7 +17,10 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
+from ..control import PointController
+from ..runtime.points import format_size
 from .conversions import blend, fill_image
+from .operating_points import operating_point_json, pinned_words
 from .qos import latched_qos, output_qos
 
 __all__ = ["Outputs"]
@@ -94,17 +98,18 @@ class Outputs:
                     pubs["overlay"].publish(fill_image(_image(header), mixed, "rgb8"))
         return True
 
-    def announce(self, width: float, size: tuple[int, int] | None,
-                 describe: Callable[[], str] | None) -> tuple[bool, bool]:
-        """Publish ``~/width`` and ``~/operating_point`` where they changed; (width changed,
-        point changed). ``describe`` gives the operating point's JSON (None: no controller
-        yet, the point is not published)."""
+    def announce(self, width: float, reason: str, size: tuple[int, int] | None,
+                 ctrl: PointController | None, log: Callable[[str], None] | None) -> None:
+        """Publish ``~/width`` and ``~/operating_point`` where they changed, and ``log`` the
+        change with its reason (None: say nothing, the node is closing). ``size`` None: the
+        controller's; the point is published only once a controller exists."""
+        size = tuple(size) if size is not None else (ctrl.size if ctrl is not None else None)
         with self._announce_lock:
             width_changed = self._announced is None or not math.isclose(self._announced, width)
             point = (float(width), size) if size is not None else None
             point_changed = point is not None and point != self._announced_point
             if not width_changed and not point_changed:
-                return False, False
+                return
             self._announced = width
             if point is not None:
                 self._announced_point = point
@@ -112,9 +117,17 @@ class Outputs:
                 if self._open:
                     if width_changed:
                         self._publishers["width"].publish(Float32(data=float(width)))
-                    if point_changed and describe is not None:
-                        self._publishers["operating_point"].publish(String(data=describe()))
-        return width_changed, point_changed
+                    if point_changed and ctrl is not None:
+                        status = ctrl.status(time.monotonic())
+                        self._publishers["operating_point"].publish(String(
+                            data=operating_point_json(width, size, status.adaptive,
+                                                      pinned_words(status), reason)))
+        if log is None:
+            return
+        if width_changed and (ctrl is None or len(ctrl.sizes) == 1):
+            log(f"width {width:g}: {reason}")
+        else:
+            log(f"operating point {width:g}@{format_size(size)}: {reason}")
 
 
 def _image(header: Any) -> Image:

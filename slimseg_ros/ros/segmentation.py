@@ -32,9 +32,11 @@ step                        plain node                           managed node
 - Integers are taken for doubles everywhere (parameter files, ``-p``, ``ros2 param set``).
 - Stopping never races a publish: the worker publishes under a lock that closing takes first.
 
-The parts, one concern each: :mod:`.params` (the parameter table) and :mod:`.settings` (the one
-check of values, at start and on set), :mod:`.inputs` (the camera subscription and its QoS),
-:mod:`.outputs` (the publishers), :mod:`.agreement` (agreement with the most accurate point),
+This module says what the node does and when; the parts it owns do one thing each:
+:mod:`.params` (the parameter table), :mod:`.settings` (the one check of values, at start and on
+set), :mod:`.node_parameters` (the table on the rclpy node), :mod:`.inputs` (the camera
+subscription and its QoS), :mod:`.frames` (the hand-off to the worker thread), :mod:`.outputs`
+(the publishers), :mod:`.agreement` (agreement with the most accurate point),
 :mod:`.diagnostics` (the status), :mod:`.operating_points` (the controller's set-up).
 """
 
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import threading
 import time
@@ -58,20 +59,18 @@ from std_msgs.msg import Float32
 from ..control import PointController
 from ..data.pixels import ImageRejected
 from ..data.stamps import stamp_ns
-from ..runtime import (
-    PointEngine, SegmentationEngine, format_size, load_point_engine, model_metadata)
+from ..runtime import PointEngine, SegmentationEngine, format_size, load_point_engine
 from . import params as P
 from .agreement import AgreementCheck
 from .conversions import palette_lut
 from .diagnostics import DiagnosticsView, NodeStats, diagnostic_array, gather_view
-from .frames import Frame, FrameTiming, LatestSlot
+from .frames import Frame, FrameOptions, FrameTiming, FrameWorker, LatestSlot
 from .inputs import ImageInput
 from .node_parameters import NodeParameters
-from .operating_points import (
-    make_point_controller, operating_point_json, pin_at_start, pinned_words, ready_text)
+from .operating_points import make_point_controller, pin_at_start, ready_text
 from .outputs import Outputs
 from .qos import battery_qos
-from .settings import Settings, validate
+from .settings import Settings, settle, start_up_refusal, validate
 
 __all__ = ["FrameTiming", "Settings", "SlimSegCore", "StartupError"]
 
@@ -131,18 +130,16 @@ class SlimSegCore:
         self._state_lock = threading.RLock()
         self._params = NodeParameters(self, self.managed)  # type: ignore[arg-type]
         self._slot: LatestSlot[Frame] = LatestSlot()
-        self._worker: threading.Thread | None = None
+        self._worker = FrameWorker(self._slot, self._process, self._frame_failed)
         self._busy = 0  # engine builds in progress (cannot be interrupted)
         self._outputs = Outputs()
         self._diag_timer: Any = None
-        self._input = ImageInput(self, self._on_frame, self._report_failure)  # type: ignore[arg-type]
+        self._input = ImageInput(self, self._on_frame,  # type: ignore[arg-type]
+                                 self._report_failure)
         self._battery_sub: Any = None
         self._rejected_at_last_status = 0
-        # What the worker reads of the parameters (set on adoption and by parameter sets).
+        self._options = FrameOptions.of({s.name: s.default for s in P.NODE_PARAMETERS})
         self._palette = palette_lut([])
-        self._publish_color = self._publish_overlay = True
-        self._overlay_alpha = 0.5
-        self._max_pixels = P.DEFAULT_MAX_IMAGE_PIXELS
         self._pin_pending = False
         self._pins_before_ready: set[str] = set()
         """What an operator pinned before the engines existed (applied when they are)."""
@@ -211,26 +208,9 @@ class SlimSegCore:
         Raises:
             StartupError: one line: what is wrong and what is allowed.
         """
-        v = self._params.values()
+        given = self.engine if self.settings is None else None  # given ready (tests, benches)
         try:
-            checked = validate(v, None)  # what needs no model: before reading one
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-        input_sizes = checked.input_sizes
-        if self.engine is not None and self.settings is None:  # given ready (tests, benches)
-            path, meta = None, self.engine.meta
-            if isinstance(self.engine, PointEngine):  # its sizes are the points' sizes
-                input_sizes = list(self.engine.sizes)
-        else:
-            try:
-                path, meta = model_metadata(v["model_path"] or None)
-            except (OSError, ValueError) as exc:
-                raise StartupError(f"cannot load the model: {exc}") from None
-        settings = Settings(path, meta, v["backend"], v["device"], v["precision"],
-                            checked.input_size, v["engine_cache_dir"] or None, input_sizes,
-                            v["latency_table"] or None)
-        try:
-            validate(v, settings)  # and against the model's widths
+            settings = settle(self._params.values(), given)
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         with self._state_lock:
@@ -251,19 +231,9 @@ class SlimSegCore:
             return SetParametersResult(successful=False,
                                        reason=f"internal error: {type(exc).__name__}: {exc}")
 
-    def _refuse_start_up_change(self, names: list[str]) -> str | None:
-        """Why start-up or checkpoint parameters cannot change now (None: they can)."""
-        fixed = [n for n in names if P.spec(n) in P.CHECKPOINT_PARAMETERS]
-        if fixed:
-            return (f"{fixed[0]} comes from the checkpoint (model_path) and cannot be set")
-        if names and self._phase != "unconfigured":
-            return (f"{names[0]} can change only while the node is unconfigured: "
-                    f"`ros2 lifecycle set {self.get_fully_qualified_name()} cleanup` first; "
-                    f"the next configure loads it")
-        return None
-
     def _apply_parameters(self, values: dict[str, Any]) -> SetParametersResult:
-        refusal = self._refuse_start_up_change([n for n in values if n in P.STARTUP_PARAMETERS])
+        refusal = start_up_refusal(values, self._phase == "unconfigured",
+                                   self.get_fully_qualified_name())
         if refusal:
             return SetParametersResult(successful=False, reason=refusal)
         # Unconfigured, the next configure checks everything against the model it loads.
@@ -273,10 +243,7 @@ class SlimSegCore:
         except ValueError as exc:
             return SetParametersResult(successful=False, reason=str(exc))
 
-        self._publish_color = bool(values.get("publish_color", self._publish_color))
-        self._publish_overlay = bool(values.get("publish_overlay", self._publish_overlay))
-        self._overlay_alpha = float(values.get("overlay_alpha", self._overlay_alpha))
-        self._max_pixels = int(values.get("max_image_pixels", self._max_pixels))
+        self._options = self._options.updated(values)
         if "agreement_period_s" in values:
             self._agreement.set_period(float(values["agreement_period_s"]))
         self._input.set_mode(values.get("input_transport", self._input.transport),
@@ -310,7 +277,8 @@ class SlimSegCore:
 
     @_guarded
     def _sync_parameters(self) -> None:
-        """Make the ``width``/``adaptive`` parameters show the controller's state."""
+        """Make the ``width``/``resolution``/``adaptive`` parameters show the controller's
+        state."""
         ctrl = self.controller
         if ctrl is None:
             if self._pin_pending:
@@ -318,15 +286,8 @@ class SlimSegCore:
                 self._params.set_internal({"adaptive": False})
             return
         (width, size), adaptive = ctrl.point, ctrl.adaptive
-        updates: dict[str, Any] = {}
-        if not math.isclose(self._params.value("width"), width):
-            updates["width"] = float(width)
-        if [int(v) for v in self._params.value("resolution")] != list(size):
-            updates["resolution"] = [int(size[0]), int(size[1])]
-        if self._params.value("adaptive") != adaptive:
-            updates["adaptive"] = adaptive
-        if updates:
-            self._params.set_internal(updates)
+        self._params.mirror({"width": float(width), "resolution": [int(size[0]), int(size[1])],
+                             "adaptive": adaptive})
 
     # -- engines ---------------------------------------------------------------------------
 
@@ -405,10 +366,7 @@ class SlimSegCore:
             self._agreement.reset(controller, float(self._params.value("agreement_period_s")))
             self.engine, self.controller = engine, controller
             self._palette = palette_lut(engine.meta.palette)
-            self._publish_color = bool(self._params.value("publish_color"))
-            self._publish_overlay = bool(self._params.value("publish_overlay"))
-            self._overlay_alpha = float(self._params.value("overlay_alpha"))
-            self._max_pixels = int(self._params.value("max_image_pixels"))
+            self._options = FrameOptions.of(self._params.values())
             self.get_logger().info(ready_text(engine, controller))
 
     def _release_engine(self) -> None:
@@ -439,21 +397,8 @@ class SlimSegCore:
     def _announce(self, width: float, reason: str, size: tuple[int, int] | None = None) -> None:
         """Publish ``~/width`` and ``~/operating_point`` and log, once per change (callbacks
         and the worker both call it)."""
-        ctrl = self.controller
-        size = tuple(size) if size is not None else (ctrl.size if ctrl is not None else None)
-
-        def describe() -> str:
-            status = ctrl.status(time.monotonic())  # type: ignore[union-attr]
-            return operating_point_json(width, size, status.adaptive, pinned_words(status),
-                                        reason)
-        width_changed, point_changed = self._outputs.announce(
-            width, size, describe if ctrl is not None else None)
-        if not (width_changed or point_changed) or self._closing:
-            return
-        if width_changed and (ctrl is None or len(ctrl.sizes) == 1):
-            self.get_logger().info(f"width {width:g}: {reason}")
-        else:
-            self.get_logger().info(f"operating point {width:g}@{format_size(size)}: {reason}")
+        self._outputs.announce(width, reason, size, self.controller,
+                               None if self._closing else self.get_logger().info)
 
     # -- input -----------------------------------------------------------------------------
 
@@ -462,7 +407,8 @@ class SlimSegCore:
         return self._input.topic()
 
     def _open_inputs(self) -> None:
-        self._input.open(self._params.value("input_transport"), self._params.value("input_reliability"))
+        self._input.open(self._params.value("input_transport"),
+                         self._params.value("input_reliability"))
         self._battery_sub = self.create_subscription(BatteryState, "battery_state",
                                                      self._on_battery, battery_qos())
 
@@ -501,44 +447,31 @@ class SlimSegCore:
         """Start answering frames with the adopted engine; announce the width in use."""
         ctrl = self.controller
         assert ctrl is not None and self.engine is not None
-        self._slot.reopen()
-        self._worker = threading.Thread(target=self._work, name="slimseg-worker", daemon=True)
-        self._serving = True
         self._worker.start()
+        self._serving = True
         self._announce(ctrl.width, ctrl.status(time.monotonic()).reason, ctrl.size)
         self._sync_guard.trigger()
 
     def _stop_worker(self) -> None:
         self._serving = False
-        self._slot.close()
-        worker = self._worker
-        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
-            worker.join(_WORKER_JOIN_S)
+        self._worker.stop(_WORKER_JOIN_S)
 
-    def _work(self) -> None:
-        while True:
-            frame = self._slot.take(timeout=0.5)
-            if frame is None:
-                if self._slot.closed:
-                    return
-                continue
-            try:
-                self._process(frame)
-            except Exception as exc:  # noqa: BLE001 - the node must never die of a frame
-                with self.stats.lock:
-                    self.stats.failed += 1
-                if not self._closing:
-                    self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
-                                            throttle_duration_sec=_THROTTLE_S)
+    def _frame_failed(self, exc: Exception) -> None:
+        with self.stats.lock:
+            self.stats.failed += 1
+        if not self._closing:
+            self.get_logger().error(f"frame failed: {type(exc).__name__}: {exc}",
+                                    throttle_duration_sec=_THROTTLE_S)
 
     def _process(self, frame: Frame) -> None:
         started = time.monotonic()
         engine, ctrl = self.engine, self.controller
         if engine is None or ctrl is None:
             return
+        options = self._options
         notes: list[str] = []
         try:
-            rgb = frame.to_rgb(self._max_pixels, notes)
+            rgb = frame.to_rgb(options.max_pixels, notes)
         except ImageRejected as exc:
             said = f" (decoder: {'; '.join(notes)})" if notes else ""
             self.stats.reject(exc.kind, f"{exc}{said}")
@@ -558,8 +491,8 @@ class SlimSegCore:
 
         header = frame.msg.header
         if not self._outputs.publish_labels(header, labels, rgb, self._palette,
-                                            self._publish_color, self._publish_overlay,
-                                            self._overlay_alpha):
+                                            options.publish_color, options.publish_overlay,
+                                            options.overlay_alpha):
             return  # closed meanwhile
         done = time.monotonic()
         ctrl.observe_frame(done, decision.width, done - started, decision.size)

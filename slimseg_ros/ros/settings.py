@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ..control import ControllerConfig, check_config, check_pin
+from ..runtime import PointEngine, model_metadata
 from . import params as P
 
-__all__ = ["Checked", "Settings", "validate"]
+__all__ = ["Checked", "Settings", "settle", "start_up_refusal", "validate"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,3 +100,47 @@ def validate(values: Mapping[str, Any], settings: Settings | None,
         size_pin = P.check_resolution(values["resolution"],
                                       settings.sizes if settings is not None else None)
     return Checked(config, input_size, input_sizes, width_pin, size_pin)
+
+
+def settle(values: Mapping[str, Any], given: Any = None) -> Settings:
+    """The start-up values, checked, with the checkpoint's header (read in milliseconds: no
+    engine is built).
+
+    Args:
+        values: every node parameter's value.
+        given: an engine handed to the node (tests, benchmarks): its metadata and sizes stand
+            for the checkpoint's.
+
+    Raises:
+        ValueError: one line: what is wrong and what is allowed, or why the model is unreadable.
+    """
+    checked = validate(values, None)  # what needs no model: before reading one
+    input_sizes = checked.input_sizes
+    if given is not None:
+        path, meta = None, given.meta
+        if isinstance(given, PointEngine):  # its sizes are the points' sizes
+            input_sizes = list(given.sizes)
+    else:
+        try:
+            path, meta = model_metadata(values["model_path"] or None)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot load the model: {exc}") from None
+    settings = Settings(path, meta, values["backend"], values["device"], values["precision"],
+                        checked.input_size, values["engine_cache_dir"] or None, input_sizes,
+                        values["latency_table"] or None)
+    validate(values, settings)  # and against the model's widths
+    return settings
+
+
+def start_up_refusal(names: Iterable[str], unconfigured: bool, node_fqn: str) -> str | None:
+    """Why a set of these parameters is refused for being chosen at start or read from the
+    checkpoint (None: it is not). Start-up parameters change only while the managed node is
+    unconfigured (the plain node's are read-only, rclpy refuses them first)."""
+    names = [n for n in names if n in P.STARTUP_PARAMETERS]
+    fixed = [n for n in names if P.spec(n) in P.CHECKPOINT_PARAMETERS]
+    if fixed:
+        return f"{fixed[0]} comes from the checkpoint (model_path) and cannot be set"
+    if names and not unconfigured:
+        return (f"{names[0]} can change only while the node is unconfigured: "
+                f"`ros2 lifecycle set {node_fqn} cleanup` first; the next configure loads it")
+    return None
