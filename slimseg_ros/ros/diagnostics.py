@@ -2,7 +2,7 @@
 
 ``diagnostic_updater`` is not installable everywhere the node runs, so the node fills a
 ``diagnostic_msgs/DiagnosticArray`` itself: one ``DiagnosticStatus`` named ``<node>: segmentation``
-with the keys of DESIGN.md section 10 (:data:`DIAGNOSTIC_KEYS`) plus a few more.
+with the keys docs/node.md lists (:data:`DIAGNOSTIC_KEYS`) plus a few more.
 :func:`gather_view` reads the node's state into a :class:`DiagnosticsView`;
 :func:`diagnostic_status` turns that into the status's level, message and key-value pairs.
 """
@@ -39,7 +39,7 @@ DIAGNOSTIC_KEYS: tuple[str, ...] = (
     "latency_p50_ms", "latency_p95_ms", "dropped_frames", "rejected_frames", "battery",
     "last_switch_reason",
 )
-"""Keys every status carries (DESIGN.md section 10); more follow them."""
+"""Keys every status carries (docs/node.md); more follow them."""
 
 DIAGNOSTIC_POINT_KEYS: tuple[str, ...] = (
     "operating_point", "pinned", "front", "latency_source", "accuracy_source",

@@ -1,7 +1,7 @@
 """The ``slimseg`` node (executable ``slimseg_node``): camera images in, label images out, width
 chosen at run time.
 
-DESIGN.md section 10 is the contract. In short:
+docs/node.md is the contract. In short:
 
 - ``image`` (``sensor_msgs/Image``) or ``image/compressed`` in; ``labels`` (mono8, the input's
   size and header), ``labels_color`` and ``overlay`` (rgb8, only while subscribed), ``~/width``

@@ -2,7 +2,7 @@
 
 :class:`SlimSegCore` is a mixin for an rclpy ``Node`` (``SlimSegNode``) or a lifecycle node
 (``SlimSegLifecycleNode``); it holds every code path of the node, in steps the two call in their
-own order (DESIGN.md section 10):
+own order (docs/node.md, "The managed node"):
 
 ==========================  ===================================  =============================
 step                        plain node                           managed node
