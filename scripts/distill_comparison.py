@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import time
 from pathlib import Path
@@ -140,6 +141,7 @@ def main() -> None:
     ap.add_argument("--teacher", default=TEACHER, help=f"teacher checkpoint (default {TEACHER})")
     ap.add_argument("overrides", nargs="*", help="extra key=value overrides for every arm")
     args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # training's progress
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     arms = args.arms.split(",")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
+import sys
 
 __all__ = ["register", "run"]
 
@@ -38,8 +40,16 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"out={args.out}")
     cfg = load_train_config(args.config, overrides)
+    # the library logs its progress; the command shows it as plain lines on stdout
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    train_logger = logging.getLogger("slimseg_ros.train")
+    train_logger.addHandler(handler)
+    train_logger.setLevel(logging.INFO)
     result = train(cfg, progress=not args.no_progress)
     if result.stopped_by:
+        print(f"stopped by {result.stopped_by} at step {result.steps} of {cfg.steps}; state "
+              f"saved in {result.state_path}: the same command resumes", flush=True)
         # the shell convention for a process ended by a signal, so scripts see it was not done
         return 128 + int(getattr(signal, result.stopped_by))
     print(f"trained {result.steps} steps; best: {result.best_checkpoint}; last: "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -39,6 +40,8 @@ from .validate import validate
 
 __all__ = ["train", "TrainResult", "resolve_device", "poly_lr"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainResult:
@@ -49,6 +52,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     losses: list[float]  # summed loss over widths of every step run in this call
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when a signal ended the run early
+    state_path: Path | None = None  # train_state.pt: the same command resumes from it
 
 
 def resolve_device(name: str) -> torch.device:
@@ -129,11 +133,59 @@ def _load_initial_weights(model: SlimSegNet, cfg: TrainConfig, transform: TrainT
                          f"{transform.mean} / {transform.std}")
     model.load_state_dict(init.state_dict())
     if announce:
-        print(f"starting from the weights of {cfg.init_checkpoint}")
+        logger.info("starting from the weights of %s", cfg.init_checkpoint)
 
 
-def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
-    """Run ``cfg`` to completion (or its time limit); resumes from ``cfg.out`` when state exists."""
+@dataclass
+class _Run:
+    """Everything a run builds before its first step; the loop only reads it."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    loader: DataLoader
+    sampler: DistributedSampler | None
+    val_set: Any
+    meta: CheckpointMeta
+    model: SlimSegNet
+    external: ExternalTeacher | None
+    params: list[torch.nn.Parameter]  # the student's, plus KA's training-only adapters
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: WeightAverage | None
+    mgd: MGD | None
+    unlabeled_batches: Iterator[torch.Tensor] | None
+    resumable: dict[str, torch.nn.Module]  # restored by name from train_state.pt
+    cutmix_rng: torch.Generator
+
+    @property
+    def state_path(self) -> Path:
+        return self.out / "train_state.pt"
+
+
+@dataclass
+class _Progress:
+    """What a resume restores and each step advances."""
+
+    step: int = 0
+    best_score: float = -1.0
+    best_path: Path | None = None
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    spent_s: float = 0.0  # the run's time in earlier sessions: a resumed run keeps its budget
+    losses: list[float] = dataclasses.field(default_factory=list)
+    terms: "LossTerms" = dataclasses.field(default_factory=lambda: LossTerms())
+
+
+def _optimizer(o: Any, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if o.optimizer == "adamw":
+        return torch.optim.AdamW(_param_groups(params, o.weight_decay), lr=o.lr)
+    return torch.optim.SGD(_param_groups(params, o.weight_decay), lr=o.lr,
+                           momentum=o.momentum, nesterov=True)
+
+
+def _build(cfg: TrainConfig) -> _Run:
     rank, world = _distributed()
     seed_everything(cfg.seed + rank)
     if cfg.threads:
@@ -144,7 +196,6 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         torch.cuda.set_device(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-
     d = cfg.data
     transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank,
                                **cfg.augment.transform_kwargs())
@@ -160,217 +211,225 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
         generator=make_generator(cfg.seed), persistent_workers=d.workers > 0,
         pin_memory=device.type == "cuda",
     )
-    # channels-last runs the depthwise/pointwise convs noticeably faster on CPUs (and on GPUs
-    # with tensor cores); measured in docs/benchmarks.md
     model = SlimSegNet(cfg.model)
-    state_path = out / "train_state.pt"
-    if cfg.init_checkpoint and not state_path.is_file():
+    fresh = not (out / "train_state.pt").is_file()
+    if cfg.init_checkpoint and fresh:
         _load_initial_weights(model, cfg, transform, announce=rank == 0)
-    if cfg.encoder_init and not state_path.is_file():
+    if cfg.encoder_init and fresh:
         units = load_imagenet_encoder(model, cfg.encoder_init)
         if rank == 0:
-            print(f"encoder: {units} layers from the ImageNet weights in {cfg.encoder_init}")
+            logger.info("encoder: %d layers from the ImageNet weights in %s", units,
+                        cfg.encoder_init)
+    # channels-last runs the depthwise/pointwise convs noticeably faster on CPUs (and on GPUs
+    # with tensor cores); measured in docs/benchmarks.md
     model = model.to(device, memory_format=torch.channels_last).train()
-    if world > 1:  # identical starting weights everywhere
-        for tensor in model.state_dict().values():
-            dist.broadcast(tensor, 0)
     external = _external_teacher(cfg, model, transform, device, out, rank == 0)
-    if world > 1 and external is not None and external.ka is not None:
-        for tensor in external.ka.state_dict().values():  # one autoencoder, same adapters
-            dist.broadcast(tensor, 0)
-    # the student's weights plus, with Knowledge Adaptation, its training-only adapters
+    ka = external.ka if external is not None else None
+    if world > 1:  # identical starting weights (and one autoencoder, same adapters) everywhere
+        for module in (model, ka):
+            for tensor in (module.state_dict().values() if module is not None else ()):
+                dist.broadcast(tensor, 0)
     params = list(model.parameters())
-    if external is not None and external.ka is not None:
-        params += [p for p in external.ka.parameters() if p.requires_grad]
-    o = cfg.optim
-    if o.optimizer == "adamw":
-        optimizer: torch.optim.Optimizer = torch.optim.AdamW(
-            _param_groups(params, o.weight_decay), lr=o.lr)
-    else:
-        optimizer = torch.optim.SGD(_param_groups(params, o.weight_decay), lr=o.lr,
-                                    momentum=o.momentum, nesterov=True)
+    if ka is not None:
+        params += [p for p in ka.parameters() if p.requires_grad]
     ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     mgd, unlabeled_batches = None, None
     if unlabeled_set is not None:
         mgd = _mgd(cfg, model, external, train_set.ignore_index)
         unlabeled_batches = _unlabeled_batches(cfg, unlabeled_set, rank, world)
-    cutmix_rng = torch.Generator().manual_seed(cfg.seed + rank)
-    # everything a resume must restore besides the optimiser, by name in train_state.pt
     resumable: dict[str, torch.nn.Module] = {"model": model}
-    if ema is not None:
-        resumable["ema"] = ema.model
-    if external is not None and external.ka is not None:
-        resumable["ka"] = external.ka
-    if mgd is not None and mgd.mean is not None:
-        resumable["mgd_mean_teacher"] = mgd.mean.model
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
+    for name, module in (("ema", ema.model if ema else None), ("ka", ka),
+                         ("mgd_mean_teacher", mgd.mean.model if mgd and mgd.mean else None)):
+        if module is not None:
+            resumable[name] = module
     spec = train_set.class_spec
-    meta = CheckpointMeta(
-        config=cfg.model, class_names=spec.names, palette=spec.palette,
-        input_size=d.val_size, mean=transform.mean, std=transform.std,
-        ignore_index=spec.ignore_index,
-    )
-    start, best_score, history, spent = 0, -1.0, [], 0.0
-    if state_path.is_file():
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        for name, module in resumable.items():
-            if name not in state:
-                raise ValueError(f"{state_path} has no {name!r} state: it was written by a run "
-                                 f"with other settings; use another out directory")
-            module.load_state_dict(state[name])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        start, best_score = int(state["step"]), float(state["best_score"])
-        # the run's time so far: a resumed time-limited run keeps its budget and its schedule
-        spent = float(state.get("elapsed_s", 0.0))  # absent in states saved before it was kept
-        history = json.loads((out / "history.json").read_text()) if (out / "history.json").is_file() else []
-        if rank == 0:
-            print(f"resuming from step {start} in {out}")
+    meta = CheckpointMeta(config=cfg.model, class_names=spec.names, palette=spec.palette,
+                          input_size=d.val_size, mean=transform.mean, std=transform.std,
+                          ignore_index=spec.ignore_index)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and device.type == "cuda")
+    return _Run(cfg, rank, world, device, out, loader, sampler, val_set, meta, model, external,
+                params, _optimizer(cfg.optim, params), scaler, ema, mgd, unlabeled_batches,
+                resumable, torch.Generator().manual_seed(cfg.seed + rank))
 
-    writer = None
-    if rank == 0:
+
+def _resume(run: _Run) -> _Progress:
+    """The progress saved in ``train_state.pt`` (with the modules' and optimiser's state)."""
+    progress = _Progress()
+    if (run.out / "best.safetensors").is_file():
+        progress.best_path = run.out / "best.safetensors"
+    path = run.state_path
+    if not path.is_file():
+        return progress
+    state = torch.load(path, map_location=run.device, weights_only=True)
+    for name, module in run.resumable.items():
+        if name not in state:
+            raise ValueError(f"{path} has no {name!r} state: it was written by a run "
+                             f"with other settings; use another out directory")
+        module.load_state_dict(state[name])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scaler.load_state_dict(state["scaler"])
+    progress.step, progress.best_score = int(state["step"]), float(state["best_score"])
+    progress.spent_s = float(state.get("elapsed_s", 0.0))  # absent in states saved before
+    history = run.out / "history.json"
+    progress.history = json.loads(history.read_text()) if history.is_file() else []
+    if run.rank == 0:
+        logger.info("resuming from step %d in %s", progress.step, run.out)
+    return progress
+
+
+def _train_step(run: _Run, step: int, images: torch.Tensor, labels: torch.Tensor,
+                lr: float) -> dict[float, dict[str, float]]:
+    """One optimiser step over every width (and, with MGD, the unlabelled batch); its losses."""
+    cfg, device = run.cfg, run.device
+    images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
+    labels = labels.to(device, non_blocking=True)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    run.optimizer.zero_grad(set_to_none=True)
+    step_args = {"widths": cfg.widths_to_train, "cfg": cfg.loss,
+                 "ignore_index": run.meta.ignore_index,
+                 "backward": lambda loss: run.scaler.scale(loss).backward(),
+                 "autocast": ((lambda: torch.autocast("cuda", dtype=torch.float16))
+                              if run.scaler.is_enabled() else None)}
+    mgd = run.mgd if run.mgd is not None and step >= cfg.mgd.start_step else None
+    labeled_terms = None
+    if mgd is not None and cfg.mgd.pixel_labeled_weight > 0:
+        labeled_terms = mgd.labeled_terms(mgd.labeled_targets(images))
+    report = slimseg_step(run.model, images, labels, external=run.external,
+                          extra_terms=labeled_terms, **step_args)
+    if mgd is not None:
+        u0, u1 = next(run.unlabeled_batches).to(device, memory_format=torch.channels_last
+                                                ).chunk(2)
+        mixed = mgd.mixed_batch(u0, u1, run.cutmix_rng)
+        unlabeled = slimseg_step(run.model, mixed.images, mixed.labels,
+                                 extra_terms=mgd.unlabeled_terms(mixed),
+                                 loss_scale=cfg.mgd.pixel_weight, **step_args)
+        for w, parts in unlabeled.items():
+            report[w].update({f"u_{k}": v for k, v in parts.items() if k != "total"})
+            report[w]["total"] += parts["total"]
+        report[max(report)]["u_pseudo_labelled"] = mixed.confident
+    run.scaler.unscale_(run.optimizer)
+    _average_gradients(run.params, run.world)
+    if cfg.optim.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.params, cfg.optim.grad_clip)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    for average in (run.ema, run.mgd.mean if run.mgd is not None else None):
+        if average is not None:
+            average.update(run.model, step)
+    return report
+
+
+def _evaluate_and_save(run: _Run, progress: _Progress, writer: Any, elapsed_s: float) -> None:
+    cfg, step = run.cfg, progress.step
+    scored = run.model if run.ema is None else run.ema.model  # the weights validated and saved
+    run.model.eval()
+    res = validate(scored, run.val_set, cfg.widths_to_train, run.meta,
+                   max_images=cfg.val_images, device=str(run.device))
+    run.model.train()
+    score = sum(r["miou"] for r in res.values()) / len(res)
+    entry = {"step": step, "mean_miou": score, "train_loss": progress.terms.means(),
+             "widths": {w: {k: v for k, v in r.items() if k != "per_class_iou"}
+                        for w, r in res.items()}}
+    progress.history.append(entry)
+    if writer is not None:
+        for w, r in res.items():
+            writer.add_scalar(f"val/miou_w{w}", r["miou"], step)
+            if r["boundary_f1"] is not None:  # None when no image had a boundary
+                writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
+    meta = run.meta.replace(training=_summary(cfg, step, res, elapsed_s))
+    dtype = torch.float16 if cfg.save_fp16 else None
+    save_checkpoint(run.out / "last.safetensors", scored, meta, dtype)
+    if score > progress.best_score:
+        progress.best_score = score
+        progress.best_path = save_checkpoint(run.out / "best.safetensors", scored, meta, dtype)
+    (run.out / "history.json").write_text(json.dumps(progress.history, indent=2))
+    if entry["train_loss"]:
+        logger.info("step %d train loss terms: %s", step, progress.terms.describe())
+    progress.terms.reset()
+    logger.info("step %d: %s", step, ", ".join(
+        f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1'] or float('nan'):.3f}"
+        for w, r in res.items()))
+
+
+def _log_step(writer: Any, bar: Any, step: int, report: dict[float, dict[str, float]],
+              lr: float, log_every: int) -> None:
+    total = sum(r["total"] for r in report.values())
+    if bar is not None:
+        # postfix first and without its own redraw, so the bar's redraw interval holds (a
+        # redraw per step floods a log file)
+        bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}", refresh=False)
+        bar.update(1)
+    if writer is not None and step % log_every == 0:
+        writer.add_scalar("train/lr", lr, step)
+        for w, parts in report.items():
+            for name, value in parts.items():
+                writer.add_scalar(f"train/{name}_w{w:g}", value, step)
+
+
+def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
+    """Run ``cfg`` to completion (or its time limit); resumes from ``cfg.out`` when state exists.
+
+    Progress goes to the ``slimseg_ros.train`` logger (``slimseg train`` prints it).
+    """
+    run = _build(cfg)
+    p = _resume(run)
+    writer = bar = None
+    if run.rank == 0:
         from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(out / "tensorboard"))
-        (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-
-    widths = cfg.widths_to_train
-    ignore = spec.ignore_index
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.float16)) if use_amp else None
-    batches = _batches(loader, sampler)
-    t0 = time.monotonic() - spent  # elapsed() counts the earlier sessions of a resumed run
+        writer = SummaryWriter(str(run.out / "tensorboard"))
+        (run.out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        if progress:
+            from ..progress import progress_bar
+            bar = progress_bar(total=cfg.steps, initial=p.step, desc="train", unit="step",
+                               dynamic_ncols=True)
+    t0 = time.monotonic() - p.spent_s  # elapsed() counts the earlier sessions of a resume
     elapsed = lambda: time.monotonic() - t0  # noqa: E731
-    bar = None
-    if progress and rank == 0:
-        from ..progress import progress_bar
-        bar = progress_bar(total=cfg.steps, initial=start, desc="train", unit="step", dynamic_ncols=True)
-    best_path: Path | None = out / "best.safetensors" if (out / "best.safetensors").is_file() else None
-    step = start
-    losses: list[float] = []
-    terms = LossTerms()  # each loss term per width, averaged between validations
-
-    def evaluate_and_save(step: int) -> None:
-        nonlocal best_score, best_path
-        scored = model if ema is None else ema.model  # the weights that are validated and saved
-        model.eval()
-        res = validate(scored, val_set, widths, meta, max_images=cfg.val_images, device=str(device))
-        model.train()
-        score = sum(r["miou"] for r in res.values()) / len(res)
-        entry = {"step": step, "mean_miou": score, "train_loss": terms.means(),
-                 "widths": {w: {k: v for k, v in r.items() if k != "per_class_iou"}
-                            for w, r in res.items()}}
-        history.append(entry)
-        if writer is not None:
-            for w, r in res.items():
-                writer.add_scalar(f"val/miou_w{w}", r["miou"], step)
-                if r["boundary_f1"] is not None:  # None when no image had a boundary
-                    writer.add_scalar(f"val/boundary_f1_w{w}", r["boundary_f1"], step)
-        summary = _summary(cfg, step, res, elapsed())
-        dtype = torch.float16 if cfg.save_fp16 else None
-        save_checkpoint(out / "last.safetensors", scored, meta.replace(training=summary), dtype)
-        if score > best_score:
-            best_score = score
-            best_path = save_checkpoint(out / "best.safetensors", scored,
-                                        meta.replace(training=summary), dtype)
-        (out / "history.json").write_text(json.dumps(history, indent=2))
-        if entry["train_loss"]:
-            print(f"step {step} train loss terms: {terms.describe()}", flush=True)
-        terms.reset()
-        print(f"step {step}: " + ", ".join(
-            f"w{w} mIoU {r['miou']:.3f} bF1 {r['boundary_f1'] or float('nan'):.3f}"
-            for w, r in res.items()), flush=True)
-
-    stop = StopSignals()
+    save = lambda: _save_state(run.state_path, run.resumable, run.optimizer,  # noqa: E731
+                               run.scaler, p.step, p.best_score, elapsed())
+    batches = _batches(run.loader, run.sampler)
     try:
-        stop.__enter__()
-        while step < cfg.steps:
-            if cfg.time_limit_min and elapsed() > cfg.time_limit_min * 60:
-                print(f"time limit of {cfg.time_limit_min} min reached at step {step}")
-                break
-            images, labels = next(batches)
-            images = images.to(device, non_blocking=True, memory_format=torch.channels_last)
-            labels = labels.to(device, non_blocking=True)
-            lr = poly_lr(step, cfg.steps, o.lr, o.poly_power, o.warmup_steps,
-                         time_fraction=_time_fraction(cfg, elapsed()))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            backward = lambda loss: scaler.scale(loss).backward()  # noqa: E731
-            labeled_terms = None
-            distill = mgd is not None and step >= cfg.mgd.start_step
-            if distill and cfg.mgd.pixel_labeled_weight > 0:
-                labeled_terms = mgd.labeled_terms(mgd.labeled_targets(images))
-            report = slimseg_step(model, images, labels, widths, cfg.loss, ignore_index=ignore,
-                                  backward=backward, autocast=autocast, external=external,
-                                  extra_terms=labeled_terms)
-            if distill:
-                u0, u1 = next(unlabeled_batches).to(device, memory_format=torch.channels_last
-                                                    ).chunk(2)
-                mixed = mgd.mixed_batch(u0, u1, cutmix_rng)
-                unlabeled_report = slimseg_step(
-                    model, mixed.images, mixed.labels, widths, cfg.loss, ignore_index=ignore,
-                    backward=backward, autocast=autocast, extra_terms=mgd.unlabeled_terms(mixed),
-                    loss_scale=cfg.mgd.pixel_weight)
-                for w, parts in unlabeled_report.items():
-                    report[w].update({f"u_{k}": v for k, v in parts.items() if k != "total"})
-                    report[w]["total"] += parts["total"]
-                report[max(report)]["u_pseudo_labelled"] = mixed.confident
-            scaler.unscale_(optimizer)
-            _average_gradients(params, world)
-            if o.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update(model, step)
-            if mgd is not None and mgd.mean is not None:
-                mgd.mean.update(model, step)
-            step += 1
-            total = sum(r["total"] for r in report.values())
-            losses.append(total)
-            terms.add(report)
-            if not math.isfinite(total):
-                raise FloatingPointError(f"non-finite loss {total} at step {step}; lower optim.lr")
-            if rank == 0:
-                if bar is not None:
-                    # postfix first and without its own redraw, so the bar's redraw interval
-                    # holds (a redraw per step floods a log file)
-                    bar.set_postfix(loss=f"{total:.3f}", lr=f"{lr:.2e}", refresh=False)
-                    bar.update(1)
-                if writer is not None and step % cfg.log_every == 0:
-                    writer.add_scalar("train/lr", lr, step)
-                    for w, parts in report.items():
-                        for name, value in parts.items():
-                            writer.add_scalar(f"train/{name}_w{w:g}", value, step)
-                if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps:
-                    evaluate_and_save(step)
-                if step % cfg.checkpoint_every == 0:
-                    _save_state(state_path, resumable, optimizer, scaler, step, best_score,
-                                elapsed())
-            if stop.requested(world, device):
-                break
-        if rank == 0:
-            if stop.signum is None:
-                evaluate_and_save(step)
-            _save_state(state_path, resumable, optimizer, scaler, step, best_score, elapsed())
-            if stop.signum is not None:
-                print(f"stopped by {stop.name} at step {step} of {cfg.steps}; state saved in "
-                      f"{state_path}: the same command resumes", flush=True)
-        if world > 1:
-            # every rank leaves together: one that tears its process group down while rank 0
-            # is still writing the checkpoint can abort in gloo's shutdown
-            dist.barrier()
+        with StopSignals() as stop:
+            while p.step < cfg.steps:
+                if cfg.time_limit_min and elapsed() > cfg.time_limit_min * 60:
+                    logger.info("time limit of %s min reached at step %d", cfg.time_limit_min,
+                                p.step)
+                    break
+                o = cfg.optim
+                lr = poly_lr(p.step, cfg.steps, o.lr, o.poly_power, o.warmup_steps,
+                             time_fraction=_time_fraction(cfg, elapsed()))
+                report = _train_step(run, p.step, *next(batches), lr)
+                p.step += 1
+                total = sum(r["total"] for r in report.values())
+                p.losses.append(total)
+                p.terms.add(report)
+                if not math.isfinite(total):
+                    raise FloatingPointError(f"non-finite loss {total} at step {p.step}; "
+                                             "lower optim.lr")
+                if run.rank == 0:
+                    _log_step(writer, bar, p.step, report, lr, cfg.log_every)
+                    if cfg.val_every and p.step % cfg.val_every == 0 and p.step < cfg.steps:
+                        _evaluate_and_save(run, p, writer, elapsed())
+                    if p.step % cfg.checkpoint_every == 0:
+                        save()
+                if stop.requested(run.world, run.device):
+                    break
+            if run.rank == 0:
+                if stop.signum is None:
+                    _evaluate_and_save(run, p, writer, elapsed())
+                save()
+            if run.world > 1:
+                # every rank leaves together: one that tears its process group down while
+                # rank 0 is still writing the checkpoint can abort in gloo's shutdown
+                dist.barrier()
     finally:
-        stop.__exit__()
-        if bar is not None:
-            bar.close()
-        if writer is not None:
-            writer.close()
-        if world > 1:
+        for closing in (bar, writer):
+            if closing is not None:
+                closing.close()
+        if run.world > 1:
             dist.destroy_process_group()
-    return TrainResult(out, best_path, out / "last.safetensors", step, history, losses,
-                       stop.name or None)
+    return TrainResult(run.out, p.best_path, run.out / "last.safetensors", p.step, p.history,
+                       p.losses, stop.name or None, run.state_path)
 
 
 def _training_sets(cfg: TrainConfig, transform: TrainTransform, out: Path, rank: int
@@ -395,7 +454,8 @@ def _training_sets(cfg: TrainConfig, transform: TrainTransform, out: Path, rank:
                       "options": d.options})
         train_set = SubsetFrames(full, labeled_idx, transform=transform)
         if rank == 0:
-            print(f"labelled: {len(labeled_idx)} of {len(full)} frames ({partition})")
+            logger.info("labelled: %d of %d frames (%s)", len(labeled_idx), len(full),
+                        partition)
     if not d.unlabeled:
         return train_set, None
     u_transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + rank + 20_011,
@@ -407,7 +467,7 @@ def _training_sets(cfg: TrainConfig, transform: TrainTransform, out: Path, rank:
         unlabeled = open_unlabeled(d.unlabeled, image_topic=d.unlabeled_topic or None,
                                    classes=train_set.class_spec, transform=u_transform)
     if rank == 0:
-        print(f"unlabelled: {len(unlabeled)} frames ({d.unlabeled})")
+        logger.info("unlabelled: %d frames (%s)", len(unlabeled), d.unlabeled)
     return train_set, unlabeled
 
 
@@ -453,8 +513,8 @@ def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTrans
         autoencoder = load_autoencoder(ae_path, teacher).to(device)
     else:
         if announce:
-            print(f"Knowledge Adaptation stage 1: an autoencoder on {lc.teacher}'s features "
-                  f"({lc.ka_ae_steps} steps) -> {ae_path}", flush=True)
+            logger.info("Knowledge Adaptation stage 1: an autoencoder on %s's features "
+                        "(%d steps) -> %s", lc.teacher, lc.ka_ae_steps, ae_path)
         d = cfg.data
         ae_transform = TrainTransform(d.crop_size, d.scale_range, seed=cfg.seed + 10_007,
                                       **cfg.augment.transform_kwargs())
@@ -466,7 +526,7 @@ def _external_teacher(cfg: TrainConfig, model: SlimSegNet, transform: TrainTrans
         images = (batch[0] for batch in _batches(loader, None))
         autoencoder, summary = train_autoencoder(
             teacher, images, latent=lc.ka_latent, steps=lc.ka_ae_steps, lr=lc.ka_ae_lr,
-            device=device, log=print if announce else (lambda _: None))
+            device=device, log=logger.info if announce else (lambda _: None))
         if announce:
             save_autoencoder(ae_path, autoencoder, teacher, summary)
     ka = KnowledgeAdaptation(autoencoder, model, lc.ka_target).to(device).train()

@@ -8,8 +8,8 @@ same command resumes exactly there. A second signal stops at once (``KeyboardInt
 
 from __future__ import annotations
 
+import os
 import signal
-import sys
 import threading
 from types import FrameType
 from typing import Any
@@ -48,9 +48,9 @@ class StopSignals:
         if self.signum is not None:
             raise KeyboardInterrupt  # asked twice: stop now, without saving
         self.signum = signum
-        print(f"\n{self.name}: stopping after this step and saving the state (run the same "
-              "command again to resume); send it again to stop at once", file=sys.stderr,
-              flush=True)
+        # os.write, not print or logging: both take locks the interrupted code may hold
+        os.write(2, f"\n{self.name}: stopping after this step and saving the state (run the "
+                 "same command again to resume); send it again to stop at once\n".encode())
 
     @property
     def name(self) -> str:
