@@ -189,7 +189,8 @@ def table(doc: dict, metric: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default="config/train_camvid.yaml")
     ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--out", default="runs/ablation")

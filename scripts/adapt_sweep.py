@@ -2,7 +2,8 @@
 average from the same run (docs/data.md, "What adapt's settings do on the current model").
 
 Usage:
-  python scripts/adapt_sweep.py NAME CHECKPOINT '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
+  python scripts/adapt_sweep.py NAME CHECKPOINT \
+    '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}),
 "bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera),

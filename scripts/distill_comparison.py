@@ -130,7 +130,8 @@ def table(results: dict, arms: list[str], metric: str = "miou") -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--config", default="config/train_camvid.yaml")
     ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--out", default="runs/distill")

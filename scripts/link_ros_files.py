@@ -53,7 +53,8 @@ def link(prefix: Path) -> list[Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--prefix", default=sys.prefix, help="install prefix (default: %(default)s)")
+    parser.add_argument("--prefix", default=sys.prefix,
+                        help="install prefix (default: %(default)s)")
     args = parser.parse_args()
     made = link(Path(args.prefix).resolve())
     print(f"linked {len(made)} ROS files of slimseg_ros into {Path(args.prefix).resolve()}")

@@ -3,8 +3,8 @@
 The SegNet layout's PNG frames are 122 MB. As JPEG, train + val + labels take 34 MiB at quality
 95, 25 MiB at 90 and 20 MiB at 85 (the default: the tracked tree, with the shipped model and
 the 23 MB teacher, is already about 38 MiB of the 64). Compression noise at 85 is well below
-what the camera augmentation adds. Labels stay lossless PNG. The loader pairs images and labels by file stem, so the packed
-folder is an ordinary CamVid root:
+what the camera augmentation adds. Labels stay lossless PNG. The loader pairs images and labels
+by file stem, so the packed folder is an ordinary CamVid root:
 
   python scripts/pack_camvid.py --src data/camvid --out .gpu/camvid
   slimseg train --config config/train_camvid.yaml --data-root .gpu/camvid ...

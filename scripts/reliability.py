@@ -29,7 +29,6 @@ import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -145,7 +144,7 @@ def _every(period: float, until: float) -> Iterator[float]:
         t += period
 
 
-# -- soak -------------------------------------------------------------------------------------------
+# -- soak -----------------------------------------------------------------------------------------
 
 SOAK_MODES = (((640, 480), "rgb8"), ((320, 240), "bgr8"), ((1280, 720), "rgb8"),
               ((640, 480), "mono8"), ((640, 480), "yuv422"), ((640, 480), "bgra8"))
@@ -221,7 +220,7 @@ def _minute(s: Session, sent: dict[int, float], index: int, begin: float, end: f
     return row
 
 
-# -- burst ------------------------------------------------------------------------------------------
+# -- burst ----------------------------------------------------------------------------------------
 
 def burst(args: argparse.Namespace) -> dict[str, Any]:
     """``--frames`` 640x480 frames as fast as this process can publish them (a reliable
@@ -249,7 +248,7 @@ def burst(args: argparse.Namespace) -> dict[str, Any]:
             "resources_after": after, "exit_code": code}
 
 
-# -- a camera killed and restarted ------------------------------------------------------------------
+# -- a camera killed and restarted ----------------------------------------------------------------
 
 def camera(args: argparse.Namespace) -> dict[str, Any]:
     """(internal) A camera process: ``--rate`` frames of ``--size`` with ``--reliability``."""
@@ -320,7 +319,7 @@ def restart(args: argparse.Namespace) -> dict[str, Any]:
             "last_input_reliability": reliabilities[-1][1] if reliabilities else None}
 
 
-# -- parameter storm --------------------------------------------------------------------------------
+# -- parameter storm ------------------------------------------------------------------------------
 
 def _random_set(rng: random.Random) -> dict[str, Any]:
     name = rng.choice(["width", "adaptive", "target_fps", "min_width", "max_width",
@@ -382,7 +381,7 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
             "good_frame_answered_after": alive, "exit_code": code}
 
 
-# -- fuzzed images ----------------------------------------------------------------------------------
+# -- fuzzed images --------------------------------------------------------------------------------
 
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1", "8UC3", "yuv422",
              "yuv422_yuy2", "RGB8", "", "rgb9", "bayer_rggb8", "32FC1", "jpeg", "\u00e9\u00e9"]
@@ -477,7 +476,7 @@ def fuzz(args: argparse.Namespace) -> dict[str, Any]:
         "resources_after": after, "exit_code": code}
 
 
-# -- model files ------------------------------------------------------------------------------------
+# -- model files ----------------------------------------------------------------------------------
 
 def _bad_models(work: Path, good: Path) -> dict[str, Path]:
     from safetensors.numpy import save_file
@@ -526,7 +525,7 @@ def models(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-# -- SIGTERM during a cold start --------------------------------------------------------------------
+# -- SIGTERM during a cold start ------------------------------------------------------------------
 
 def sigterm(args: argparse.Namespace) -> dict[str, Any]:
     """SIGTERM at moments of a cold start (empty engine cache, ``--backend``): during imports,
@@ -559,7 +558,7 @@ def sigterm(args: argparse.Namespace) -> dict[str, Any]:
     return {"backend": args.backend, "runs": rows}
 
 
-# -- answers after appearing ------------------------------------------------------------------------
+# -- answers after appearing ----------------------------------------------------------------------
 
 def startup(args: argparse.Namespace) -> dict[str, Any]:
     """``--runs`` cold starts (empty engine cache, defaults: the shipped model, backend auto):
@@ -631,7 +630,7 @@ def _startup_cli(ros2: Path, env: dict[str, str], t0: float) -> dict[str, Any]:
             "same_call_again_s": round(again, 3), "printed": out.strip()}
 
 
-# -- command line -----------------------------------------------------------------------------------
+# -- command line ---------------------------------------------------------------------------------
 
 def _size(text: str) -> tuple[int, int]:
     w, h = (int(v) for v in text.lower().split("x"))

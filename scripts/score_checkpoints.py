@@ -36,7 +36,8 @@ def table(scores: dict[str, dict], sets: list[str], metric: str) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("checkpoints", nargs="+", metavar="NAME=PATH")
     ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--sets", default="val,shift_a,shift_b")

@@ -25,7 +25,8 @@ import torch  # noqa: E402
 torch.set_num_threads(1)
 
 CAMVID_ROOT = os.environ.get(
-    "SLIMSEG_CAMVID", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid")
+    "SLIMSEG_CAMVID",
+    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid"),
 )
 
 

@@ -54,7 +54,8 @@ def test_one_seed_has_zero_spread_and_the_table_marks_missing_widths() -> None:
 
 def test_pending_runs_are_seed_major_and_skip_finished_ones() -> None:
     ab = _ablation()
-    todo = ab.pending_runs(["slimseg", "independent"], [0, 1], {"slimseg_s0", "independent_w0.5_s0"})
+    todo = ab.pending_runs(["slimseg", "independent"], [0, 1],
+                           {"slimseg_s0", "independent_w0.5_s0"})
     assert [r[0] for r in todo] == [
         "independent_w0.25_s0", "independent_w0.75_s0", "independent_w1.0_s0",
         "slimseg_s1", "independent_w0.25_s1", "independent_w0.5_s1", "independent_w0.75_s1",
@@ -69,7 +70,8 @@ def _runs(values: dict[str, list[float]], metric: str = "miou") -> dict:
     for arm, per_seed in values.items():
         for seed, v in enumerate(per_seed):
             for w in ab.WIDTHS:
-                runs.setdefault(ab.run_name(arm, seed, w), {"val": {}})["val"][str(w)] = {metric: v}
+                run = runs.setdefault(ab.run_name(arm, seed, w), {"val": {}})
+                run["val"][str(w)] = {metric: v}
     return runs
 
 
@@ -102,5 +104,6 @@ def test_verdict_table_covers_both_claims_and_marks_missing_comparisons() -> Non
     assert found["2: boundary loss, near borders"]["widths"]["1.0"]["verdict"] == "better"
     assert found["1: slimmable vs independent"]["widths"] == {}  # no independent runs
     rows = ab.verdict_table(found).splitlines()
-    assert rows[2] == "| 1: slimmable vs independent | slimseg - independent | miou | - | - | - | - |"
+    assert rows[2] == ("| 1: slimmable vs independent | slimseg - independent "
+                       "| miou | - | - | - | - |")
     assert rows[4].endswith("| +0.055 better | +0.055 better | +0.055 better | +0.055 better |")

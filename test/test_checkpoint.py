@@ -21,7 +21,8 @@ CONFIG = ModelConfig(num_classes=4, widths=(0.5, 1.0), head_channels=32)
 def saved(tmp_path: Path) -> tuple[Path, SlimSegNet]:
     torch.manual_seed(1)
     model = SlimSegNet(CONFIG)
-    meta = random_meta(CONFIG, input_size=(48, 64)).replace(training={"steps": 3, "val": {"1": 0.5}})
+    meta = random_meta(CONFIG, input_size=(48, 64)).replace(
+        training={"steps": 3, "val": {"1": 0.5}})
     return save_checkpoint(tmp_path / "m.safetensors", model, meta), model
 
 
@@ -97,7 +98,8 @@ def test_unknown_architecture(saved: tuple[Path, SlimSegNet], tmp_path: Path) ->
         load_checkpoint(bad)
 
 
-def test_safetensors_without_slimseg_metadata(saved: tuple[Path, SlimSegNet], tmp_path: Path) -> None:
+def test_safetensors_without_slimseg_metadata(saved: tuple[Path, SlimSegNet],
+                                              tmp_path: Path) -> None:
     path, _ = saved
     bad = _rewrite(path, tmp_path / "b.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="without slimseg metadata"):

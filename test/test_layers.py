@@ -121,7 +121,8 @@ def test_nothing_below_ros_loads_rclpy() -> None:
     code = ("import importlib, sys\n"
             f"for name in {below!r}:\n"
             "    importlib.import_module(name)\n"
-            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(ROS_PACKAGES)!r}))")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            f"{sorted(ROS_PACKAGES)!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, cwd=PACKAGE.parent)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -83,7 +83,8 @@ def test_independent_static_network_has_the_frozen_shapes(model: SlimSegNet, wid
     static = build_static(model.config, width)
     frozen = model.freeze(width)
     assert [p.shape for p in static.parameters()] == [p.shape for p in frozen.parameters()]
-    assert all(isinstance(m, ConvAct) for m in static.modules() if isinstance(m, (ConvAct, SlimConv)))
+    assert all(isinstance(m, ConvAct)
+               for m in static.modules() if isinstance(m, (ConvAct, SlimConv)))
 
 
 def test_flops_and_params_grow_with_width(model: SlimSegNet) -> None:

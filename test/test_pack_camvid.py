@@ -14,7 +14,8 @@ from slimseg_ros.data import build_dataset
 def test_packed_frames_load_with_identical_labels_and_close_images(tmp_path: Path) -> None:
     src, out = tmp_path / "src", tmp_path / "packed"
     rng = np.random.default_rng(0)
-    for split, names in (("train", ["0001TP_000030", "0006R0_000060"]), ("val", ["0016E5_000090"])):
+    for split, names in (("train", ["0001TP_000030", "0006R0_000060"]),
+                         ("val", ["0016E5_000090"])):
         (src / split).mkdir(parents=True)
         (src / f"{split}annot").mkdir()
         for name in names:

@@ -131,7 +131,8 @@ def _load_launch_file(monkeypatch, arguments: dict[str, str]):
     """Run seg.launch.py's OpaqueFunction with ``arguments``: (declared argument names, the
     actions it returns, the launch file's namespace)."""
     names = ("launch", "launch.actions", "launch.event_handlers", "launch.events",
-             "launch.launch_description_sources", "launch.substitutions", "launch_ros", "launch_ros.actions",
+             "launch.launch_description_sources", "launch.substitutions", "launch_ros",
+             "launch_ros.actions",
              "launch_ros.event_handlers", "launch_ros.events", "launch_ros.events.lifecycle",
              "launch_ros.substitutions")
     modules = {name: _StubModule(name) for name in names}

@@ -281,7 +281,8 @@ def test_latest_frame_wins_and_every_frame_is_accounted_for(env: Env) -> None:
 
 def test_colour_and_overlay_only_while_subscribed(env: Env, monkeypatch) -> None:
     published = {"labels_color": 0, "overlay": 0}
-    for name, pub in (("labels_color", env.node._outputs["labels_color"]), ("overlay", env.node._outputs["overlay"])):
+    for name, pub in (("labels_color", env.node._outputs["labels_color"]),
+                      ("overlay", env.node._outputs["overlay"])):
         original = pub.publish
 
         def counting(msg, name=name, original=original):

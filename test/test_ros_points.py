@@ -18,7 +18,6 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from slimseg_ros.data.pixels import image_to_rgb  # noqa: E402
-from slimseg_ros.data.stamps import stamp_ns  # noqa: E402
 from slimseg_ros.ros.conversions import make_header, make_image  # noqa: E402
 from slimseg_ros.ros.diagnostics import DIAGNOSTIC_POINT_KEYS  # noqa: E402
 from slimseg_ros.ros.drive import Probe, wait_until  # noqa: E402

@@ -101,7 +101,8 @@ def test_step_reports_every_width_and_kd_only_below_the_widest(kd: str) -> None:
 
 
 def test_recipe_loads_and_overrides_apply() -> None:
-    cfg = load_train_config(REPO / "config" / "train_camvid.yaml", ["optim.lr=0.01", "loss.kd=inplace"])
+    cfg = load_train_config(REPO / "config" / "train_camvid.yaml",
+                            ["optim.lr=0.01", "loss.kd=inplace"])
     assert cfg.optim.lr == 0.01 and cfg.loss.kd == "inplace"
     assert cfg.model.widths == (0.25, 0.5, 0.75, 1.0)
 

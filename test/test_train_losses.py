@@ -7,7 +7,7 @@ import torch
 
 from slimseg_ros.train.losses import boundary_guided_loss, boundary_mask, ce_loss, kd_loss
 
-I = 255  # ignore
+IGNORE = 255  # ignore
 
 
 def test_kd_is_zero_for_identical_logits_and_positive_otherwise() -> None:
@@ -22,7 +22,8 @@ def test_kd_matches_hand_computed_kl_with_temperature_squared() -> None:
     t = 2.0
     p = torch.softmax(teacher[0, :, 0, 0] / t, 0)
     expected = (p * (p.log() - torch.log(torch.tensor([0.5, 0.5])))).sum() * t * t
-    assert kd_loss(student, teacher, temperature=t).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert (kd_loss(student, teacher, temperature=t).item()
+            == pytest.approx(expected.item(), rel=1e-5))
 
 
 def test_kd_does_not_backpropagate_into_the_teacher() -> None:
@@ -46,10 +47,10 @@ def test_wider_kernel_marks_a_wider_band() -> None:
 
 
 def test_ignore_pixels_make_no_boundary_and_are_never_on_one() -> None:
-    labels = torch.tensor([[[0, 0, I, I, 0, 0],
-                            [0, 0, I, I, 0, 0],
-                            [0, 0, I, I, 2, 2]]])
-    mask = boundary_mask(labels, kernel_size=3, ignore_index=I)
+    labels = torch.tensor([[[0, 0, IGNORE, IGNORE, 0, 0],
+                            [0, 0, IGNORE, IGNORE, 0, 0],
+                            [0, 0, IGNORE, IGNORE, 2, 2]]])
+    mask = boundary_mask(labels, kernel_size=3, ignore_index=IGNORE)
     expected = torch.tensor([[[False, False, False, False, False, False],
                               [False, False, False, False, True, True],
                               [False, False, False, False, True, True]]])
@@ -63,9 +64,9 @@ def test_boundary_kernel_must_be_odd() -> None:
 
 def test_ce_ignores_ignore_pixels_and_is_finite_when_all_ignored() -> None:
     logits = torch.zeros(1, 2, 1, 2)
-    labels = torch.tensor([[[0, I]]])
+    labels = torch.tensor([[[0, IGNORE]]])
     assert ce_loss(logits, labels).item() == pytest.approx(torch.log(torch.tensor(2.0)).item())
-    assert ce_loss(logits, torch.full((1, 1, 2), I)).item() == 0.0
+    assert ce_loss(logits, torch.full((1, 1, 2), IGNORE)).item() == 0.0
 
 
 def test_boundary_guided_loss_only_sees_boundary_pixels() -> None:
@@ -78,7 +79,8 @@ def test_boundary_guided_loss_only_sees_boundary_pixels() -> None:
         boundary_guided_loss(wrong_off_boundary, labels, mask).item())
     wrong_on_boundary = good.clone()
     wrong_on_boundary[0, :, 0, 1] = torch.tensor([-5.0, 5.0])
-    assert boundary_guided_loss(wrong_on_boundary, labels, mask) > boundary_guided_loss(good, labels, mask)
+    assert (boundary_guided_loss(wrong_on_boundary, labels, mask)
+            > boundary_guided_loss(good, labels, mask))
 
 
 def test_image_kd_loss_compares_pooled_logits() -> None:
@@ -105,7 +107,7 @@ def test_ohem_keeps_only_hard_pixels_but_at_least_min_kept() -> None:
     assert ohem_ce_loss(logits, labels, 0.7, 0.75).item() == pytest.approx(
         per_pixel.topk(3).values.mean().item(), rel=1e-6)
     # ignore pixels never count, and an all-ignore batch gives 0, not NaN
-    assert ohem_ce_loss(logits, torch.full_like(labels, I), 0.7, 0.1).item() == 0.0
+    assert ohem_ce_loss(logits, torch.full_like(labels, IGNORE), 0.7, 0.1).item() == 0.0
 
 
 def test_adaptation_loss_is_zero_for_same_direction_and_positive_otherwise() -> None:

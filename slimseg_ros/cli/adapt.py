@@ -76,7 +76,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "keep the recalibrated ones")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
-    p.add_argument("--label-topic", default=None, help="label topic in --eval-bag (default: found)")
+    p.add_argument("--label-topic", default=None,
+                   help="label topic in --eval-bag (default: found)")
     p.add_argument("--eval-topic", default=None, help="image topic in --eval-bag (default: found)")
     p.add_argument("--threads", type=int, default=recipe.threads,
                    help="torch CPU threads (default: torch's)")
@@ -123,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
     result = adapt_checkpoint(checkpoint, frames, args.out, settings, source, log=say)
     runs = f"{result.runs} runs of " if result.runs > 1 else ""
     print(f"adapted on {len(frames)} frames of {source}: {runs}{result.steps} steps in "
-          f"{result.seconds / 60:.1f} min, {result.pseudo_labelled:.0%} of pixels pseudo-labelled; "
+          f"{result.seconds / 60:.1f} min, "
+          f"{result.pseudo_labelled:.0%} of pixels pseudo-labelled; "
           f"wrote {result.out}")
     if evaluation is not None:
         from ..train.validate import validate

@@ -1,4 +1,5 @@
-"""``slimseg bench``: per-width latency, FLOPs and params, and the references they are judged by."""
+"""``slimseg bench``: per-width latency, FLOPs and params, and the references they are judged
+by."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
     p.add_argument("--block", type=int, default=5,
                    help="consecutive runs per turn, the first of each dropped (default: 5); 1 is "
-                   "plain round-robin, which charges ONNX Runtime's spinning threads to the next run")
+                   "plain round-robin, which charges ONNX Runtime's spinning threads to the "
+                   "next run")
     p.add_argument("--compare", default=None, metavar="B1,B2[,..]",
                    help="time these backends against each other per width (e.g. "
                    "torch,onnxruntime; the first is the reference of the speed ratios)")
@@ -95,7 +97,8 @@ def format_table(doc: dict) -> str:
         lines.append(
             f"| {w} | {r['latency_ms_p50']:.1f} | {r['latency_ms_p90']:.1f} | {st:.1f} | {ea:.1f} "
             f"| {s['frozen_over_static'][w]:.3f} | {r['gflops']:.3f} | {r['params']:,} "
-            f"| {r['achieved_gflops_per_s']:.1f} | {s['first_frame_after_switch_over_p50'][w]:.2f} |"
+            f"| {r['achieved_gflops_per_s']:.1f} "
+            f"| {s['first_frame_after_switch_over_p50'][w]:.2f} |"
         )
     lines += [
         "",

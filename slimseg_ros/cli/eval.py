@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: slimseg eval --dataset camvid --data-root data/camvid "
         "--split val --widths 0.25,1.0 --json out/eval.json",
     )
-    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model .safetensors (default: shipped model)")
     p.add_argument("--dataset", required=True, help="camvid | cityscapes | folder | rosbag")
     p.add_argument("--data-root", required=True,
                    help="dataset root directory (rosbag: the bag directory)")

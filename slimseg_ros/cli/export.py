@@ -1,4 +1,5 @@
-"""``slimseg export``: build every operating point's engine ahead of time into a cache directory."""
+"""``slimseg export``: build every operating point's engine ahead of time into a cache
+directory."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example (Jetson): slimseg export --format tensorrt --widths all "
         "--input-sizes 360x480,270x360,180x240 --precision fp16 --out ~/.cache/slimseg_ros",
     )
-    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model .safetensors (default: shipped model)")
     p.add_argument("--format", dest="fmt", required=True, choices=("onnx", "tensorrt"))
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
     p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",

@@ -23,10 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: slimseg recalibrate --bag robot_run --frames 200 "
         "--out models/slimseg_robot.safetensors",
     )
-    p.add_argument("--checkpoint", default=None, help="model .safetensors (default: shipped model)")
+    p.add_argument("--checkpoint", default=None,
+                   help="model .safetensors (default: shipped model)")
     p.add_argument("--bag", default=None, help="rosbag2 directory with the camera topic")
     p.add_argument("--image-topic", default=None, help="camera topic in --bag (default: found)")
-    p.add_argument("--dataset", default=None, help="instead of --bag: camvid | cityscapes | folder")
+    p.add_argument("--dataset", default=None,
+                   help="instead of --bag: camvid | cityscapes | folder")
     p.add_argument("--data-root", default=None, help="with --dataset: its root directory")
     p.add_argument("--split", default="train", help="with --dataset: split (default: train)")
     p.add_argument("--classes", default=None, help="with --dataset folder: classes YAML")

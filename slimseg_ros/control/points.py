@@ -1,8 +1,8 @@
 """The operating-point controller: battery and frame-rate feedback to one (width, input size).
 
-Pure Python, time passed in (``docs/node.md``, Operating points). The width controller's rules, generalised
-from widths to operating points; :class:`~slimseg_ros.control.controller.WidthController` is
-this controller at one input size:
+Pure Python, time passed in (``docs/node.md``, Operating points). The width controller's rules,
+generalised from widths to operating points;
+:class:`~slimseg_ros.control.controller.WidthController` is this controller at one input size:
 
 - The candidates are the *allowed* points: width within [min_width, max_width], cost within the
   battery's cost cap, and the operator's pins (a pinned width, a pinned size). Among them only

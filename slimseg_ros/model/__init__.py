@@ -15,7 +15,8 @@ from .profile import count_flops, count_params
 from .slimseg import LOGIT_STRIDE, SlimSegNet, build_static
 
 __all__ = [
-    "CheckpointError", "CheckpointMeta", "ConvAct", "DEFAULT_WIDTHS", "LOGIT_STRIDE", "ModelConfig",
-    "SegmentationPipeline", "SlimConv", "SlimSegNet", "build_static", "count_flops", "count_params",
-    "file_sha256", "load_checkpoint", "make_divisible", "read_metadata", "save_checkpoint",
+    "CheckpointError", "CheckpointMeta", "ConvAct", "DEFAULT_WIDTHS", "LOGIT_STRIDE",
+    "ModelConfig", "SegmentationPipeline", "SlimConv", "SlimSegNet", "build_static", "count_flops",
+    "count_params", "file_sha256", "load_checkpoint", "make_divisible", "read_metadata",
+    "save_checkpoint",
 ]

@@ -111,7 +111,8 @@ class CheckpointMeta:
             raise CheckpointError(f"{source}: metadata lacks {', '.join(missing)}")
         if str(doc["format"]) != FORMAT_VERSION:
             raise CheckpointError(
-                f"{source}: checkpoint format {doc['format']!r}, this package reads {FORMAT_VERSION!r}"
+                f"{source}: checkpoint format {doc['format']!r}, "
+                f"this package reads {FORMAT_VERSION!r}"
             )
         try:
             config = ModelConfig.from_dict(doc["model"])
@@ -198,7 +199,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[SlimSegNet, Checkpoin
             )
         unexpected = sorted(present - set(expected))
         if unexpected:
-            raise CheckpointError(f"{path}: unexpected tensor {unexpected[0]!r} for {meta.config.arch}")
+            raise CheckpointError(f"{path}: unexpected tensor {unexpected[0]!r} "
+                                  f"for {meta.config.arch}")
         state = {}
         for key, ref in expected.items():
             try:

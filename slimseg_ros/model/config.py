@@ -40,12 +40,15 @@ class ModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "widths", tuple(float(w) for w in self.widths))
         if self.arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {self.arch!r}; known: {', '.join(ARCHITECTURES)}")
+            raise ValueError(f"unknown architecture {self.arch!r}; "
+                             f"known: {', '.join(ARCHITECTURES)}")
         if self.num_classes < 1 or self.num_classes > 255:
-            raise ValueError(f"num_classes must be in 1..255 (labels are uint8), got {self.num_classes}")
+            raise ValueError("num_classes must be in 1..255 (labels are uint8), "
+                             f"got {self.num_classes}")
         ws = self.widths
         if not ws or list(ws) != sorted(set(ws)) or ws[0] <= 0.0 or ws[-1] != 1.0:
-            raise ValueError(f"widths must be ascending, unique, in (0, 1] and end at 1.0; got {ws}")
+            raise ValueError("widths must be ascending, unique, in (0, 1] and end at 1.0; "
+                             f"got {ws}")
         if self.channel_divisor < 1:
             raise ValueError(f"channel_divisor must be >= 1, got {self.channel_divisor}")
         if self.output_stride not in (16, 32):

@@ -83,7 +83,8 @@ def load_imagenet_encoder(model: SlimSegNet, path: str | Path) -> int:
     missing = [k for k in wanted if k not in state]
     if missing:
         raise ValueError(f"{path} is not a torchvision MobileNetV2 state dict: it lacks "
-                         f"{missing[0]!r} ({len(missing)} of {len(wanted)} encoder tensors missing)")
+                         f"{missing[0]!r} ({len(missing)} of {len(wanted)} encoder tensors "
+                         "missing)")
     units = [m for m in (model.net.stem, *model.net.stages.modules()) if isinstance(m, SlimConv)]
     if len(units) != len(pairs):
         raise AssertionError(f"{len(units)} encoder units for {len(pairs)} ImageNet layers")

@@ -6,7 +6,8 @@ in Slimmable Networks). Batch normalisation is *switchable*: every width owns a 
 ``BatchNorm2d`` (affine and running statistics), so trained widths need no recalibration.
 
 The width is explicit module state set through ``SlimSegNet.set_width`` (one code path, no
-globals), and :meth:`SlimConv.fold` materialises one width as a plain convolution with BN folded in.
+globals), and :meth:`SlimConv.fold` materialises one width as a plain convolution with BN folded
+in.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ def _make_act(name: str | None) -> nn.Module:
     try:
         return ACTIVATIONS[name]()
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+        raise ValueError(f"unknown activation {name!r}; "
+                         f"choose from {sorted(ACTIVATIONS)}") from None
 
 
 class ConvAct(nn.Module):
@@ -113,7 +115,8 @@ class SlimConv(nn.Module):
         if len(in_channels) != len(out_channels):
             raise ValueError("in_channels and out_channels need one entry per width")
         if depthwise and tuple(in_channels) != tuple(out_channels):
-            raise ValueError("a depthwise SlimConv needs in_channels == out_channels at every width")
+            raise ValueError("a depthwise SlimConv needs in_channels == out_channels "
+                             "at every width")
         self.in_channels = tuple(int(c) for c in in_channels)
         self.out_channels = tuple(int(c) for c in out_channels)
         self.kernel_size = kernel_size

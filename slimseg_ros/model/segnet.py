@@ -57,7 +57,8 @@ def static_unit(in_ch: Sequence[int], out_ch: Sequence[int], k: int, **kw: objec
 
 
 class InvertedResidual(nn.Module):
-    """MobileNetV2 block: expand (1x1) -> depthwise (3x3) -> project (1x1), identity if shapes allow."""
+    """MobileNetV2 block: expand (1x1) -> depthwise (3x3) -> project (1x1), identity if shapes
+    allow."""
 
     def __init__(self, layers: Sequence[nn.Module], residual: bool) -> None:
         super().__init__()

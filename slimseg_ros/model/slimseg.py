@@ -46,7 +46,8 @@ class SlimSegNet(nn.Module):
         return self._width
 
     def width_index(self, width: float) -> int:
-        """Index of ``width`` in :attr:`widths`; ``ValueError`` naming the valid widths otherwise."""
+        """Index of ``width`` in :attr:`widths`; ``ValueError`` naming the valid widths
+        otherwise."""
         return width_rule.width_index(width, self.widths)
 
     def set_width(self, width: float) -> None:

@@ -16,7 +16,8 @@ docs/node.md is the contract. In short:
 Everything it does is shared with the managed variant (``slimseg_lifecycle_node``) through
 :class:`~slimseg_ros.ros.segmentation.SlimSegCore`.
 
-Run it as ``slimseg_node --ros-args --params-file config/slimseg.yaml -r image:=/camera/image_raw``.
+Run it as
+``slimseg_node --ros-args --params-file config/slimseg.yaml -r image:=/camera/image_raw``.
 """
 
 from __future__ import annotations

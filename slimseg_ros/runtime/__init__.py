@@ -1,4 +1,5 @@
-"""Inference engines behind one interface: ``engine.infer(rgb_uint8_hwc, width) -> uint8 labels``."""
+"""Inference engines behind one interface:
+``engine.infer(rgb_uint8_hwc, width) -> uint8 labels``."""
 
 from .engine import Runner, SegmentationEngine, validate_rgb
 from .loader import (

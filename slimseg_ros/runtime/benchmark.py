@@ -208,7 +208,8 @@ def _summary(doc: dict[str, Any], widths: Sequence[float]) -> dict[str, Any]:
             k: round(per[k]["first_frame_after_switch_ms_p50"] / per[k]["latency_ms_p50"], 3)
             for k in per
         },
-        "widest_fraction_of_matmul": round(per[hi]["achieved_gflops_per_s"] / doc["matmul_gflops"], 3),
+        "widest_fraction_of_matmul":
+            round(per[hi]["achieved_gflops_per_s"] / doc["matmul_gflops"], 3),
     }
 
 

@@ -31,7 +31,8 @@ def default_model_path() -> Path | None:
     candidates = [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME]
     for prefix in dict.fromkeys([sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(":")]):
         if prefix:
-            candidates.append(Path(prefix) / "share" / "slimseg_ros" / "models" / DEFAULT_MODEL_NAME)
+            candidates.append(
+                Path(prefix) / "share" / "slimseg_ros" / "models" / DEFAULT_MODEL_NAME)
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -143,7 +144,8 @@ def load_engine(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if backend != "auto" and backend not in BACKEND_NAMES:
-        raise ValueError(f"backend must be auto or one of {', '.join(BACKEND_NAMES)}, got {backend!r}")
+        raise ValueError(f"backend must be auto or one of {', '.join(BACKEND_NAMES)}, "
+                         f"got {backend!r}")
     model, meta, source = load_model(model_path, allow_random=allow_random)
     size = tuple(int(v) for v in (input_size or meta.input_size))
     if len(size) != 2 or min(size) < 32:

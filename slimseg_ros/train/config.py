@@ -109,7 +109,8 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class MGDConfig:
-    """Multi-Granularity Distillation on unlabelled frames (train/mgd.py); on with data.unlabeled."""
+    """Multi-Granularity Distillation on unlabelled frames (train/mgd.py); on with
+    data.unlabeled."""
 
     pixel_weight: float = 1.0  # SlimSeg loss on CutMix-mixed frames with pseudo labels
     pixel_labeled_weight: float = 1.0  # CE to the teachers' argmax on the labelled batch
@@ -196,7 +197,8 @@ class TrainConfig:
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.optim.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optim.optimizer must be one of {OPTIMIZERS}, got {self.optim.optimizer!r}")
+            raise ValueError(f"optim.optimizer must be one of {OPTIMIZERS}, "
+                             f"got {self.optim.optimizer!r}")
         bad = [w for w in self.train_widths if w not in self.model.widths]
         if bad:
             raise ValueError(f"train_widths {bad} are not model widths {list(self.model.widths)}")
@@ -260,7 +262,8 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
                     value = float(value)
                 except ValueError:
                     raise ValueError(f"{where}{name} must be a number, got {value!r}") from None
-            kwargs[name] = tuple(value) if isinstance(default, tuple) and value is not None else value
+            kwargs[name] = (tuple(value) if isinstance(default, tuple) and value is not None
+                            else value)
     return cls(**kwargs)
 
 
@@ -282,7 +285,8 @@ def _set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def load_train_config(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Read a YAML recipe (or the defaults when ``path`` is None) and apply ``key=value`` overrides."""
+    """Read a YAML recipe (or the defaults when ``path`` is None) and apply ``key=value``
+    overrides."""
     doc: dict[str, Any] = {}
     if path is not None:
         path = Path(path)

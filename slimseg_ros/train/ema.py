@@ -1,4 +1,5 @@
-"""An exponential moving average of a model's weights: smoother final weights, MGD's mean teacher."""
+"""An exponential moving average of a model's weights: smoother final weights, MGD's mean
+teacher."""
 
 from __future__ import annotations
 

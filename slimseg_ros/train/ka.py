@@ -61,7 +61,8 @@ class FeatureAutoencoder(nn.Module):
         mid = (channels + latent) // 2
         self.channels, self.latent = channels, latent
         self.encoder = nn.Sequential(
-            _conv_bn_relu(channels, mid), _conv_bn_relu(mid, latent), _conv_bn_relu(latent, latent))
+            _conv_bn_relu(channels, mid), _conv_bn_relu(mid, latent),
+            _conv_bn_relu(latent, latent))
         self.decoder = nn.Sequential(
             _conv_bn_relu(latent, latent, transpose=True),
             _conv_bn_relu(latent, mid, transpose=True),
@@ -116,7 +117,8 @@ def train_autoencoder(teacher: Teacher, images: Iterator[torch.Tensor], *, laten
         curve.append(value)
         if (step + 1) % max(1, steps // 10) == 0 or step == 0:
             # relative error: how much of the teacher's feature energy the code fails to carry
-            rel = float(((recon.detach() - feats) ** 2).sum() / (feats ** 2).sum().clamp_min(1e-12))
+            rel = float(((recon.detach() - feats) ** 2).sum()
+                        / (feats ** 2).sum().clamp_min(1e-12))
             log(f"autoencoder step {step + 1}/{steps}: loss {value:.4f}, "
                 f"relative reconstruction error {rel:.3f}")
     summary = {"steps": steps, "lr": lr, "weight_decay": weight_decay, "l1_weight": l1_weight,
@@ -210,7 +212,8 @@ class KnowledgeAdaptation(nn.Module):
         return self.autoencoder.encode(teacher_features)
 
     def terms(self, width: float, student_features: torch.Tensor, teacher_latent: torch.Tensor,
-              wider_latent: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              wider_latent: torch.Tensor | None,
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(adaptation loss, affinity loss, this width's adapted features) for ``width``.
 
         The target is the teacher's latent, or with ``target="adjacent"`` and a narrower width,

@@ -16,7 +16,8 @@ __all__ = [
 ]
 
 
-def boundary_mask(labels: torch.Tensor, kernel_size: int = 5, ignore_index: int = 255) -> torch.Tensor:
+def boundary_mask(labels: torch.Tensor, kernel_size: int = 5,
+                  ignore_index: int = 255) -> torch.Tensor:
     """Pixels whose ``kernel_size`` x ``kernel_size`` window holds another *valid* class.
 
     Ignore pixels are never on a boundary and never create one (a road pixel next to void is not
@@ -70,7 +71,8 @@ def ohem_ce_loss(logits: torch.Tensor, labels: torch.Tensor, thresh: float = 0.7
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0,
             mask: torch.Tensor | None = None) -> torch.Tensor:
-    """``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, summed over classes, mean over pixels.
+    """``T^2 * KL(softmax(teacher/T) || softmax(student/T))``, summed over classes, mean over
+    pixels.
 
     The teacher is detached here, so callers cannot train the wider width through its student.
     ``mask`` (N, H, W) bool restricts the mean to those pixels.
@@ -134,7 +136,8 @@ def adaptation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tenso
 
 
 def pixel_affinity(features: torch.Tensor) -> torch.Tensor:
-    """Pixel-pair cosine affinity ``A_ij = f_i . f_j / (||f_i|| ||f_j||)``: (N, C, h, w) -> (N, hw, hw).
+    """Pixel-pair cosine affinity ``A_ij = f_i . f_j / (||f_i|| ||f_j||)``:
+    (N, C, h, w) -> (N, hw, hw).
 
     Memory is O((hw)^2) per image: at 1/16 of 360x480 (23x30 positions) 476k entries, 1.9 MB.
     """
@@ -150,8 +153,8 @@ def pixel_affinity_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     differ (any width against the teacher). The teacher is detached.
     """
     if student.shape[0] != teacher.shape[0] or student.shape[-2:] != teacher.shape[-2:]:
-        raise ValueError(f"affinity needs equal batch and spatial sizes, got {list(student.shape)} "
-                         f"and {list(teacher.shape)}")
+        raise ValueError("affinity needs equal batch and spatial sizes, "
+                         f"got {list(student.shape)} and {list(teacher.shape)}")
     return F.mse_loss(pixel_affinity(student), pixel_affinity(teacher.detach()))
 
 

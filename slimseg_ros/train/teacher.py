@@ -1,4 +1,5 @@
-"""An external teacher for distillation: a frozen checkpoint of this package, run at its widest width.
+"""An external teacher for distillation: a frozen checkpoint of this package, run at its widest
+width.
 
 The teacher is trained by this package like any model (``config/train_camvid_teacher.yaml``) and
 kept as a safetensors checkpoint; here it is only loaded, checked against the student's data
