@@ -20,6 +20,7 @@ from std_msgs.msg import Float32, String
 from ..control import PointController
 from ..runtime.points import format_size
 from .conversions import blend, fill_image
+from .frames import FrameOptions
 from .operating_points import operating_point_json, pinned_words
 from .qos import latched_qos, output_qos
 
@@ -79,7 +80,7 @@ class Outputs:
                 self._publishers[name].publish(msg)
 
     def publish_labels(self, header: Any, labels: np.ndarray, rgb: np.ndarray,
-                       palette: np.ndarray, color: bool, overlay: bool, alpha: float) -> bool:
+                       palette: np.ndarray, options: FrameOptions) -> bool:
         """``labels`` always; ``labels_color`` and ``overlay`` only where asked for and
         subscribed (the palette and the blend cost time). False: closed, nothing published."""
         with self._lock:
@@ -87,14 +88,16 @@ class Outputs:
                 return False
             pubs = self._publishers
             pubs["labels"].publish(fill_image(_image(header), labels, "mono8"))
-            want_color = color and pubs["labels_color"].get_subscription_count() > 0
-            want_overlay = overlay and pubs["overlay"].get_subscription_count() > 0
+            want_color = (options.publish_color
+                          and pubs["labels_color"].get_subscription_count() > 0)
+            want_overlay = (options.publish_overlay
+                            and pubs["overlay"].get_subscription_count() > 0)
             if want_color or want_overlay:
                 colored = palette[labels]
                 if want_color:
                     pubs["labels_color"].publish(fill_image(_image(header), colored, "rgb8"))
                 if want_overlay:
-                    mixed = blend(rgb, colored, alpha)
+                    mixed = blend(rgb, colored, options.overlay_alpha)
                     pubs["overlay"].publish(fill_image(_image(header), mixed, "rgb8"))
         return True
 

@@ -490,9 +490,7 @@ class SlimSegCore:
         inference_s = time.perf_counter() - t0
 
         header = frame.msg.header
-        if not self._outputs.publish_labels(header, labels, rgb, self._palette,
-                                            options.publish_color, options.publish_overlay,
-                                            options.overlay_alpha):
+        if not self._outputs.publish_labels(header, labels, rgb, self._palette, options):
             return  # closed meanwhile
         done = time.monotonic()
         ctrl.observe_frame(done, decision.width, done - started, decision.size)

@@ -226,8 +226,8 @@ def _build(cfg: TrainConfig) -> _Run:
     external = _external_teacher(cfg, model, transform, device, out, rank == 0)
     ka = external.ka if external is not None else None
     if world > 1:  # identical starting weights (and one autoencoder, same adapters) everywhere
-        for module in (model, ka):
-            for tensor in (module.state_dict().values() if module is not None else ()):
+        for module in (m for m in (model, ka) if m is not None):
+            for tensor in module.state_dict().values():
                 dist.broadcast(tensor, 0)
     params = list(model.parameters())
     if ka is not None:
@@ -388,6 +388,7 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
     save = lambda: _save_state(run.state_path, run.resumable, run.optimizer,  # noqa: E731
                                run.scaler, p.step, p.best_score, elapsed())
     batches = _batches(run.loader, run.sampler)
+    o = cfg.optim
     try:
         with StopSignals() as stop:
             while p.step < cfg.steps:
@@ -395,7 +396,6 @@ def train(cfg: TrainConfig, *, progress: bool = True) -> TrainResult:
                     logger.info("time limit of %s min reached at step %d", cfg.time_limit_min,
                                 p.step)
                     break
-                o = cfg.optim
                 lr = poly_lr(p.step, cfg.steps, o.lr, o.poly_power, o.warmup_steps,
                              time_fraction=_time_fraction(cfg, elapsed()))
                 report = _train_step(run, p.step, *next(batches), lr)
