@@ -16,6 +16,8 @@ Arms (override lists on config/train_camvid.yaml):
   ka        recipe + the teacher (models/teacher_camvid.safetensors) as KD teacher of width 1.0
             + Knowledge Adaptation (beta 50, gamma 1) at width 1.0
   ka_all    ka with the KA terms at every width (loss.ka_target=all)
+  ka_all_tkd  ka_all with the teacher's logits as KD target of every width (loss.kd=teacher)
+            instead of the next wider width's (stepwise)
   teacher_kd  recipe + the teacher's logit KD at width 1.0 without the KA terms (what KA adds)
   quarter   shipped recipe on a fixed random quarter of the frames' labels (MGD's protocol)
   quarter_mgd   quarter + the other frames unlabelled, Multi-Granularity Distillation with the
@@ -61,6 +63,7 @@ ARMS: dict[str, list[str]] = {
     "recipe": RECIPE,
     "ka": RECIPE + ["loss.teacher={teacher}"],
     "ka_all": RECIPE + ["loss.teacher={teacher}", "loss.ka_target=all"],
+    "ka_all_tkd": RECIPE + ["loss.teacher={teacher}", "loss.ka_target=all", "loss.kd=teacher"],
     "teacher_kd": RECIPE + ["loss.teacher={teacher}", "loss.ka_adapt_weight=0",
                             "loss.ka_affinity_weight=0"],
     "quarter": ["data.scale_range=[0.4,1.2]", "data.labeled_fraction=0.25",

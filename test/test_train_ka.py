@@ -138,6 +138,30 @@ def test_without_ka_the_teacher_only_adds_logit_kd_at_the_widest_width(tmp_path:
     assert not any("ka_adapt" in parts for parts in report.values())
 
 
+def test_kd_teacher_distils_every_width_from_the_external_teacher(tmp_path: Path) -> None:
+    from slimseg_ros.train.losses import kd_loss
+
+    teacher = _teacher(tmp_path)
+    images, labels = torch.randn(2, 3, 32, 32), torch.randint(0, 4, (2, 32, 32))
+    torch.manual_seed(0)
+    student = SlimSegNet(STUDENT).train()
+    report = slimseg_step(student, images, labels, student.widths,
+                          LossConfig(kd="teacher", boundary_weight=0.0),
+                          external=ExternalTeacher(teacher))
+    target = teacher(images).logits_at(labels.shape[-2:])
+    for w in student.widths:
+        with student.using_width(w), torch.no_grad():
+            logits = torch.nn.functional.interpolate(student(images), size=labels.shape[-2:],
+                                                     mode="bilinear", align_corners=False)
+        # in train mode BN uses the batch's statistics: the same batch gives the same logits
+        assert report[w]["kd"] == pytest.approx(float(kd_loss(logits, target)), rel=1e-3)
+
+
+def test_kd_teacher_without_an_external_teacher_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="loss.kd=teacher needs an external teacher"):
+        load_train_config(None, ["loss.kd=teacher"])
+
+
 def test_precomputed_teacher_outputs_are_used_instead_of_running_the_teacher_again(
         tmp_path: Path) -> None:
     teacher = _teacher(tmp_path)

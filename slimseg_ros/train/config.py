@@ -21,7 +21,7 @@ __all__ = [
     "load_train_config", "KD_MODES", "CE_MODES", "OPTIMIZERS",
 ]
 
-KD_MODES = ("none", "inplace", "stepwise")
+KD_MODES = ("none", "inplace", "stepwise", "teacher")
 CE_MODES = ("plain", "ohem")
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -78,7 +78,9 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    kd: str = "stepwise"  # none | inplace (teacher = widest) | stepwise (teacher = next wider)
+    # none | inplace (teacher = widest) | stepwise (teacher = next wider) | teacher (every width
+    # distils from the external loss.teacher's logits instead of a wider width's)
+    kd: str = "stepwise"
     kd_weight: float = 1.0
     temperature: float = 1.0
     boundary_weight: float = 1.0  # 0 disables the boundary-guided term
@@ -179,6 +181,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.loss.kd not in KD_MODES:
             raise ValueError(f"loss.kd must be one of {KD_MODES}, got {self.loss.kd!r}")
+        if self.loss.kd == "teacher" and not self.loss.teacher:
+            raise ValueError("loss.kd=teacher needs an external teacher: set loss.teacher")
         if self.loss.ce not in CE_MODES:
             raise ValueError(f"loss.ce must be one of {CE_MODES}, got {self.loss.ce!r}")
         if not 0.0 < self.loss.ohem_min_kept <= 1.0 or not 0.0 < self.loss.ohem_thresh <= 1.0:

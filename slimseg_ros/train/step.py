@@ -127,7 +127,7 @@ def slimseg_step(
                                        align_corners=False)
             logits = logits.float()
             teacher = None
-            if w == order[0]:
+            if w == order[0] or cfg.kd == "teacher":
                 teacher = external_logits
             elif cfg.kd == "stepwise":
                 teacher = previous_logits
