@@ -23,6 +23,8 @@ Arms (override lists on config/train_camvid.yaml):
   quarter_mgd   quarter + the other frames unlabelled, Multi-Granularity Distillation with the
             student's weight average as teacher (the external teacher saw those frames' labels,
             so it stays out of this comparison)
+  quarter_mgd_ext  quarter_mgd with loss.teacher (given as an override) as a second teacher,
+            pseudo labels where the teachers' mean probability reaches 0.7
   quarter_mgd_warm  quarter_mgd warm-started: the first half of the steps on the labelled
             quarter alone (mgd.start_step), pseudo labels only where the mean teacher's
             probability reaches 0.7 (mgd.confidence)
@@ -73,6 +75,9 @@ ARMS: dict[str, list[str]] = {
                     "mgd.external_teacher=false"],
 }
 ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.confidence=0.7"]
+# with loss.teacher given on the command line (e.g. a labelled-only quarter model, which saw no
+# withheld label) as MGD's second teacher beside the weight average
+ARMS["quarter_mgd_ext"] = ARMS["quarter_mgd"][:-1] + ["mgd.confidence=0.7"]
 
 
 def shift_a(rgb: np.ndarray) -> np.ndarray:
