@@ -37,6 +37,11 @@ def test_eval_scores_every_point_and_keeps_widths_for_the_first_size(scored) -> 
     assert all(0.0 <= r["miou"] <= 1.0 for r in doc["points"].values())
 
 
+def test_the_eval_json_names_the_model_by_its_hash(scored) -> None:
+    checkpoint, doc = scored
+    assert doc["model_sha256"] == file_sha256(checkpoint)  # docs/model.md is keyed by it
+
+
 def test_the_table_beside_the_checkpoint_is_read_back_for_that_checkpoint(scored) -> None:
     checkpoint, doc = scored
     path = accuracy_path(checkpoint)

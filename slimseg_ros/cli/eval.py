@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..widths import parse_widths
 from .common import add_backend_args, parse_size, write_json
@@ -95,9 +96,16 @@ def run(args: argparse.Namespace) -> int:
                 boundary_tolerance=args.boundary_tolerance, on_sample=lambda: bar.update(1),
             )
     results, count = per_size[engine.input_size]
+    from ..runtime.cache import file_sha256
+
+    # the model's hash keys every table made from this file (docs/model.md checks it)
     doc = {"widths": results, "dataset": args.dataset, "split": args.split, "images": count,
-           "checkpoint": engine.model_path, "backend": engine.backend, "device": engine.device,
+           "checkpoint": _shown_path(engine.model_path),
+           "model_sha256": file_sha256(engine.model_path) if engine.model_path else None,
+           "backend": engine.backend, "device": engine.device,
            "precision": engine.precision, "input_size": list(engine.input_size)}
+    if args.sequences:
+        doc["sequences"] = options["sequences"]
     if args.input_sizes:
         doc["input_sizes"] = [list(s) for s in engine.sizes]
         doc["points"] = {point_key(float(w), size): r for size, (res, _) in per_size.items()
@@ -111,15 +119,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"| {w} | {r['miou']:.4f} | {r['pixel_acc']:.4f} | {r['boundary_f1']:.4f} |")
     if args.save_accuracy:
         from ..runtime.accuracy_table import accuracy_path, make_accuracy_table
-        from ..runtime.cache import file_sha256
 
         if not engine.model_path:
             raise ValueError("--save-accuracy needs a checkpoint file")
         target = accuracy_path(engine.model_path)
-        write_json(target, make_accuracy_table(file_sha256(engine.model_path), doc["points"],
+        write_json(target, make_accuracy_table(doc["model_sha256"], doc["points"],
                                                args.dataset, args.split, count))
         print(f"wrote {target}")
     if args.json_out:
         write_json(args.json_out, doc)
         print(f"wrote {args.json_out}")
     return 0
+
+
+def _shown_path(path: str | None) -> str | None:
+    """``path`` relative to the working directory when inside it: a JSON written in a clone
+    names no directory of the machine that wrote it."""
+    if not path:
+        return path
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return path
