@@ -1,8 +1,9 @@
 """The operating-point controller: battery and frame-rate feedback to one (width, input size).
 
-Pure Python, time passed in (``docs/node.md``, Operating points). The width controller's rules,
-generalised from widths to operating points;
-:class:`~slimseg_ros.control.controller.WidthController` is this controller at one input size:
+Pure Python, time passed in, so a test drives it with a simulated clock (``docs/node.md``, Width
+and Operating points). At one input size (:func:`width_points`) it is the width controller of
+``docs/node.md`` (Width): ``clamp(min(battery cap, frame-rate choice), min_width, max_width)``,
+an operator pin overriding it until adaptation resumes. The rules, for operating points:
 
 - The candidates are the *allowed* points: width within [min_width, max_width], cost within the
   battery's cost cap, and the operator's pins (a pinned width, a pinned size). Among them only
