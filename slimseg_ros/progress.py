@@ -1,7 +1,7 @@
 """Progress bars that stay readable in log files.
 
 On a terminal tqdm redraws one line in place; written to a file or a CI log, every redraw is
-kept, and a 40 s replay became one 30 kB line. Off a terminal the bar is redrawn at most every
+kept, and a long replay became one enormous line. Off a terminal the bar is redrawn at most every
 ``LOG_INTERVAL_S`` seconds, each redraw on its own line.
 """
 

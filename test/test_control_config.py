@@ -1,17 +1,39 @@
 """ControllerConfig: defaults, conversions, and rejection messages that say what is allowed."""
 
 import array
+import ast
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 
 from slimseg_ros.control import ControllerConfig
 
 
-def test_defaults_are_valid_and_follow_the_design():
+def _documented_defaults() -> dict[str, object]:
+    """name -> default of each row of the parameter table in docs/node.md."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "node.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| [^|]+ \| `([^`]*)` \|", doc, re.MULTILINE)
+    return {name: ast.literal_eval(text) for name, text in rows
+            if re.fullmatch(r"[-\d.\[\], ]+", text)}
+
+
+def test_defaults_are_the_documented_node_parameter_defaults():
+    # users rely on the defaults through the node's parameter table; a field with a parameter
+    # must default to what the table says
     c = ControllerConfig()
-    assert c.battery_thresholds == (0.5, 0.3, 0.15)
-    assert c.battery_widths == (0.75, 0.5, 0.25)
+    documented = _documented_defaults()
+    fields = [f.name for f in dataclasses.fields(c) if f.name in documented]
+    assert {"target_fps", "battery_thresholds", "battery_widths", "overrun_frames"} <= set(fields)
+    for name in fields:
+        value = getattr(c, name)
+        assert (list(value) if isinstance(value, tuple) else value) == documented[name], name
+
+
+def test_defaults_are_valid():
+    c = ControllerConfig()
+    assert len(c.battery_thresholds) == len(c.battery_widths)
     assert c.overrun_frames >= 1 and c.min_dwell_s > 0 and 0 < c.margin < 1
 
 

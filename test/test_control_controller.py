@@ -1,9 +1,10 @@
-"""WidthController traces under a simulated clock.
+"""The controller at one input size (the widths alone: what the node runs with one size), traced
+under a simulated clock.
 
 ``simulate`` replays a camera at a fixed rate into the controller the way the node does: every
 arrival is reported, one worker runs the newest waiting frame ("latest frame wins"), and each
 frame's width comes from ``decide`` at its start and its time goes to ``observe_frame`` at its
-end. Latencies are the CPU figures of ENVIRONMENT.md (37/45/69/70 ms at 0.25/0.5/0.75/1.0).
+end. Latencies are CPU-like figures (37/45/69/70 ms at 0.25/0.5/0.75/1.0): 0.75 and 1.0 close.
 """
 
 from __future__ import annotations
@@ -20,10 +21,22 @@ import pytest
 
 from slimseg_ros.control import (
     POWER_SUPPLY_STATUS_CHARGING, POWER_SUPPLY_STATUS_DISCHARGING, POWER_SUPPLY_STATUS_FULL,
-    ControllerConfig, WidthController)
+    ControllerConfig, PointController, width_points)
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 PROFILE = {0.25: 0.037, 0.5: 0.045, 0.75: 0.069, 1.0: 0.070}
+SIZE = (360, 480)
+
+
+def controller(profile=PROFILE, config=None, widths=WIDTHS):
+    """The controller over ``widths`` at one size, seeded with ``profile`` (width -> s)."""
+    return PointController(width_points(widths, SIZE),
+                           {(w, SIZE): t for w, t in profile.items()}, config)
+
+
+def predicted(ctrl, now):
+    """Predicted seconds per width."""
+    return {w: t for (w, _), t in ctrl.status(now).predicted_s.items()}
 
 
 @dataclasses.dataclass
@@ -88,7 +101,7 @@ def switches(frames):
 
 
 def make(**config):
-    return WidthController(WIDTHS, PROFILE, ControllerConfig(**config))
+    return controller(config=ControllerConfig(**config))
 
 
 # -- start ---------------------------------------------------------------------------------
@@ -106,22 +119,19 @@ def test_start_says_when_nothing_fits():
     assert "no allowed width is predicted to fit" in ctrl.decide(0.0).reason
 
 
-def test_profile_from_bench_json_keys():
-    ctrl = WidthController(WIDTHS, {f"{w:g}": t for w, t in PROFILE.items()})
-    assert ctrl.status(0.0).predicted_s == PROFILE
-
-
 def test_constructor_checks_widths_and_profile():
     with pytest.raises(ValueError, match=r"no time for width 0.75; it needs one for each of "
                                          r"0.25, 0.5, 0.75, 1"):
-        WidthController(WIDTHS, {0.25: 0.03, 0.5: 0.04, 1.0: 0.07})
+        controller({0.25: 0.03, 0.5: 0.04, 1.0: 0.07})
     with pytest.raises(ValueError, match=r"latency_profile\[0.5\] must be a positive time"):
-        WidthController(WIDTHS, {**PROFILE, 0.5: 0.0})
-    with pytest.raises(ValueError, match="widths must be positive"):
-        WidthController([], {})
+        controller({**PROFILE, 0.5: 0.0})
+    with pytest.raises(ValueError, match="no operating points"):
+        controller({}, widths=())
+    with pytest.raises(ValueError, match="point width must be a positive number"):
+        controller({0.0: 0.01}, widths=(0.0,))
     with pytest.raises(ValueError, match=r"no model width lies in \[min_width, max_width\] = "
                                          r"\[0.55, 0.7\]"):
-        WidthController(WIDTHS, PROFILE, ControllerConfig(min_width=0.55, max_width=0.7))
+        controller(config=ControllerConfig(min_width=0.55, max_width=0.7))
 
 
 # -- frame rate ----------------------------------------------------------------------------
@@ -245,7 +255,7 @@ def test_a_profile_taken_under_load_does_not_keep_the_controller_narrow():
     # The start-up profile was measured while the robot booted: 3x today's times. At 15 fps
     # (60 ms target) only 0.25 seems to fit; 0.25 then runs at a third of its profile time.
     busy = {w: 3.0 * t for w, t in PROFILE.items()}
-    ctrl = WidthController(WIDTHS, busy, ControllerConfig(target_fps=15.0, min_dwell_s=3.0))
+    ctrl = controller(busy, ControllerConfig(target_fps=15.0, min_dwell_s=3.0))
     assert ctrl.width == 0.25
     frames = simulate(ctrl, 0.0, 20.0, 15.0, profile_latency())
     # 0.75 and 1.0 need 69-70 ms and would not fit: 0.5 (45 ms) is the widest that does
@@ -257,15 +267,15 @@ def test_a_profile_taken_under_load_does_not_keep_the_controller_narrow():
 
 def test_predictions_without_fresh_measurements_follow_the_width_in_use():
     ctrl = make(target_fps=10.0, latency_memory_s=30.0)
-    assert ctrl.status(0.0).predicted_s == PROFILE  # nothing measured: the profile itself
+    assert predicted(ctrl, 0.0) == PROFILE  # nothing measured: the profile itself
     for k in range(40):
         ctrl.observe_frame(0.1 * k, 1.0, 2 * PROFILE[1.0])
-    predicted = ctrl.status(4.0).predicted_s
-    assert predicted[1.0] == pytest.approx(2 * PROFILE[1.0], rel=1e-3)
+    now = predicted(ctrl, 4.0)
+    assert now[1.0] == pytest.approx(2 * PROFILE[1.0], rel=1e-3)
     for w in (0.25, 0.5, 0.75):
-        assert predicted[w] == pytest.approx(2 * PROFILE[w], rel=1e-3)
+        assert now[w] == pytest.approx(2 * PROFILE[w], rel=1e-3)
     # Once every measurement is older than latency_memory_s, the profile is all there is.
-    assert ctrl.status(40.0).predicted_s == PROFILE
+    assert predicted(ctrl, 40.0) == PROFILE
 
 
 def test_nonsense_frame_times_are_ignored():
@@ -274,7 +284,7 @@ def test_nonsense_frame_times_are_ignored():
         ctrl.observe_frame(k * 0.1, 1.0, math.nan)
         ctrl.observe_frame(k * 0.1, 1.0, -1.0)
     assert ctrl.decide(1.0).changed is False
-    assert ctrl.status(1.0).predicted_s[1.0] == PROFILE[1.0]
+    assert predicted(ctrl, 1.0)[1.0] == PROFILE[1.0]
     with pytest.raises(ValueError, match="width 0.6 is not one of the model's widths"):
         ctrl.observe_frame(1.0, 0.6, 0.05)
 
@@ -354,7 +364,7 @@ def test_unusable_percentages_change_nothing(percentage):
 
 
 def test_battery_caps_map_onto_model_widths_and_min_width_wins():
-    ctrl = WidthController(WIDTHS, PROFILE, ControllerConfig(
+    ctrl = controller(config=ControllerConfig(
         target_fps=10.0, battery_thresholds=(0.5, 0.2), battery_widths=(0.6, 0.1),
         min_width=0.5))
     ctrl.observe_battery(0.0, 0.4, POWER_SUPPLY_STATUS_DISCHARGING)
@@ -488,7 +498,7 @@ def test_status_reports_what_the_node_publishes():
     assert s.width == 0.75 and s.adaptive and s.switches == 1
     assert s.input_fps == pytest.approx(10.0)
     assert s.budget_s == pytest.approx(0.1)
-    assert s.predicted_s[0.75] == pytest.approx(0.069)
+    assert predicted(ctrl, 5.0)[0.75] == pytest.approx(0.069)
     assert (s.battery, s.battery_cap) == ("battery at 40% (threshold 50%): cap 0.75", 0.75)
 
 

@@ -1,6 +1,6 @@
 """The operating-point controller with several input sizes, under a simulated clock.
 
-(With one size it is checked against every width-controller trace: test_control_controller.py.)
+(At one size, the widths alone: test_control_controller.py.)
 """
 
 from __future__ import annotations

@@ -28,8 +28,8 @@ ALLOWED: dict[str, set[str]] = {
     "ros": {"eval", "data", "runtime", "model", "control"},
     "cli": {"ros", "train", "eval", "data", "runtime", "model", "control"},
 }
-SHARED = {"slimseg_ros", "slimseg_ros.progress", "slimseg_ros.widths"}
-"""Top-level modules every layer may use (version, progress bars, the width rule)."""
+SHARED = {"slimseg_ros", "slimseg_ros.progress", "slimseg_ros.sizes", "slimseg_ros.widths"}
+"""Top-level modules every layer may use (version, progress bars, the size and width rules)."""
 ROS_PACKAGES = {"rclpy", "rcl_interfaces", "rosidl_runtime_py", "builtin_interfaces",
                 "std_msgs", "sensor_msgs", "diagnostic_msgs", "lifecycle_msgs", "launch",
                 "launch_ros", "rosgraph_msgs", "ament_index_python"}

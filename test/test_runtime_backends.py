@@ -360,7 +360,7 @@ def test_compare_backends_reports_every_width_and_the_speed_ratio(
     assert doc["backends"]["torch"]["widths"]["0.5"]["latency_ms_p90"] == pytest.approx(10)
     assert doc["speedup"] == {"onnxruntime": {"0.5": 2.5, "1.0": 1.5}}
     assert doc["input_size"] == [64, 64] and doc["threads"] == 1 and doc["repeats"] == 5
-    assert doc["block"] == 5
+    assert doc["block"] == options.block
     table = benchmark.format_comparison(doc)
     assert "| 0.5 | 10.0 | 10.0 | 4.0 | 4.0 | 2.50x |" in table
     assert "| 1.0 | 30.0 | 30.0 | 20.0 | 20.0 | 1.50x |" in table

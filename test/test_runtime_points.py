@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slimseg_ros.model import ModelConfig
-from slimseg_ros.runtime import OperatingPoint, load_engine, load_point_engine, parse_sizes
+from slimseg_ros.runtime import OperatingPoint, load_engine, load_point_engine
 from slimseg_ros.runtime.points import parse_point_key, point_key
 
 CONFIG = ModelConfig(num_classes=5, head_channels=32)
@@ -68,17 +68,13 @@ def test_an_unknown_size_is_refused_naming_the_sizes(engine) -> None:
         engine.infer(image, 1.0, (100, 100))
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "no input size"), ("360x", "HxW"), ("16x16", "at least 32x32"),
-    ("64x64,64x64", "given twice")])
-def test_bad_size_lists_are_one_line_errors(text, message) -> None:
-    with pytest.raises(ValueError, match=message):
-        parse_sizes(text)
+def test_network_input_sizes_below_the_encoder_stride_are_refused(make_checkpoint) -> None:
+    path = make_checkpoint(CONFIG, input_size=(64, 96))
+    with pytest.raises(ValueError, match="at least 32x32"):
+        load_point_engine(path, input_sizes="64x96,16x16", backend="torch", device="cpu")
 
 
-def test_sizes_parse_from_text_and_pairs_and_keys_round_trip() -> None:
-    assert parse_sizes("360x480, 270x360") == [(360, 480), (270, 360)]
-    assert parse_sizes([[360, 480], [180, 240]]) == [(360, 480), (180, 240)]
+def test_point_keys_round_trip() -> None:
     assert point_key(0.5, (270, 360)) == "0.5@270x360"
     assert parse_point_key("0.5@270x360") == OperatingPoint(0.5, (270, 360))
     with pytest.raises(ValueError, match="WIDTH@HxW"):

@@ -44,11 +44,12 @@ def test_parse_all_lists_and_sequences() -> None:
 
 
 def test_every_layer_refuses_with_the_same_sentence() -> None:
-    from slimseg_ros.control import ControllerConfig, WidthController
+    from slimseg_ros.control import ControllerConfig, PointController, width_points
     from slimseg_ros.model import ModelConfig, SlimSegNet, build_static
 
     model = SlimSegNet(ModelConfig())
-    controller = WidthController(WIDTHS, {w: 0.01 for w in WIDTHS}, ControllerConfig())
+    controller = PointController(width_points(WIDTHS), {(w, (1, 1)): 0.01 for w in WIDTHS},
+                                 ControllerConfig())
     for refuse in (model.set_width, model.width_index, controller.pin,
                    lambda w: build_static(model.config, w)):
         with pytest.raises(ValueError, match=REFUSAL):

@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="model to adapt (default: shipped model)")
     p.add_argument("--out", required=True, help="the adapted checkpoint to write")
     p.add_argument("--steps", type=int, default=recipe.steps,
-                   help=f"adaptation steps (default: {recipe.steps}; more drift: 100 measured "
-                   "below recalibration, docs/data.md); 0 = until --minutes")
+                   help=f"adaptation steps (default: {recipe.steps}; more steps drift further, "
+                   "docs/data.md); 0 = until --minutes")
     p.add_argument("--minutes", type=float, default=recipe.minutes,
                    help="also stop after this many minutes of wall clock (default: 0 = no limit)")
     p.add_argument("--confidence", type=float, default=recipe.confidence,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import parse_size, write_json
+from ..sizes import format_size
+from .common import input_size_arg, write_json
 
 __all__ = ["register", "run"]
 
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N] (default: cpu)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
                    help="engine and reference precision (fp16 needs CUDA; default fp32)")
-    p.add_argument("--input-size", type=parse_size, default=(360, 480), metavar="HxW",
+    p.add_argument("--input-size", type=input_size_arg, default=(360, 480), metavar="HxW",
                    help="network input size (default: 360x480)")
     p.add_argument("--repeats", type=int, default=30, help="timed runs per width and variant")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: 2)")
@@ -82,7 +83,7 @@ def format_table(doc: dict) -> str:
     """A Markdown table of the document (what docs/benchmarks.md shows)."""
     lines = [
         f"backend {doc['backend']} on {doc['device']}, {doc['threads']} threads, input "
-        f"{doc['input_size'][0]}x{doc['input_size'][1]}, {doc['repeats']} runs "
+        f"{format_size(doc['input_size'])}, {doc['repeats']} runs "
         f"(turns of {doc.get('block', 1)}); "
         f"matmul {doc['matmul_gflops']} GFLOP/s; switch p99 {doc['switch_ms_p99']:.4f} ms",
         "",

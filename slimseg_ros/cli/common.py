@@ -8,19 +8,17 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["parse_size", "write_json", "add_backend_args"]
+from ..sizes import MIN_INPUT_SIDE, Size, parse_size
+
+__all__ = ["input_size_arg", "write_json", "add_backend_args"]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``"360x480"`` -> (360, 480) (height x width)."""
-    parts = text.lower().replace(",", "x").split("x")
+def input_size_arg(text: str) -> Size:
+    """``--input-size HxW``: a network input size (argparse shows the message as it is)."""
     try:
-        h, w = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 360x480, got {text!r}") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"size must be at least 32x32, got {text!r}")
-    return h, w
+        return parse_size(text, MIN_INPUT_SIDE)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def write_json(path: str | os.PathLike[str], doc: Any) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..widths import parse_widths
-from .common import add_backend_args, parse_size, write_json
+from .common import add_backend_args, input_size_arg, write_json
 
 __all__ = ["register", "run"]
 
@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val",
                    help="split name (default: val; rosbag: all | train | val, split in time)")
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
-    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
+    p.add_argument("--input-size", type=input_size_arg, default=None, metavar="HxW",
                    help="network input size (default: the checkpoint's)")
     p.add_argument("--input-sizes", default=None, metavar="HxW[,HxW...]",
                    help="score every operating point: each width at each of these network "
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data import build_dataset
     from ..eval.scoring import score_engine
-    from ..runtime import load_point_engine, parse_sizes
+    from ..runtime import load_point_engine
+    from ..sizes import MIN_INPUT_SIDE, format_size, parse_sizes
     from ..runtime.points import point_key
 
     options: dict = {"classes": args.classes} if args.classes else {}
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give --input-size or --input-sizes, not both")
     if args.save_accuracy and not args.input_sizes:
         raise ValueError("--save-accuracy needs --input-sizes (the table is per point)")
-    sizes = parse_sizes(args.input_sizes) if args.input_sizes else (
+    sizes = parse_sizes(args.input_sizes, MIN_INPUT_SIDE) if args.input_sizes else (
         [args.input_size] if args.input_size else None)
     engine = load_point_engine(args.checkpoint, input_sizes=sizes, backend=args.backend,
                                device=args.device, precision=args.precision,
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     n = len(dataset) if not args.max_images else min(args.max_images, len(dataset))
     per_size = {}
     for size in engine.sizes:  # one pass per size: the same frames score every point
-        with progress_bar(total=n, desc=f"eval {size[0]}x{size[1]}", unit="img") as bar:
+        with progress_bar(total=n, desc=f"eval {format_size(size)}", unit="img") as bar:
             per_size[size] = score_engine(
                 engine.engine(size), (dataset.load(i) for i in range(n)), widths,
                 engine.meta.class_names, ignore_index=dataset.ignore_index,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import parse_size
+from .common import input_size_arg
 
 __all__ = ["register", "run"]
 
@@ -27,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="model .safetensors (default: shipped model)")
     p.add_argument("--format", dest="fmt", required=True, choices=("onnx", "tensorrt"))
     p.add_argument("--widths", default="all", help="'all' or a comma list, e.g. 0.25,1.0")
-    p.add_argument("--input-size", type=parse_size, default=None, metavar="HxW",
+    p.add_argument("--input-size", type=input_size_arg, default=None, metavar="HxW",
                    help="static input size (default: the checkpoint's)")
     p.add_argument("--input-sizes", default=None, metavar="HxW[,HxW...]",
                    help="build every width at each of these sizes (the node's input_sizes)")
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runtime.export import export_engines
-    from ..runtime.points import format_size
+    from ..sizes import format_size
 
     records = export_engines(
         checkpoint=args.checkpoint, fmt=args.fmt, widths=args.widths,

@@ -41,16 +41,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..runtime import load_point_engine, parse_sizes
+    from ..runtime import load_point_engine
     from ..runtime.cache import file_sha256
     from ..runtime.latency_table import make_table, profile_points
-    from ..runtime.points import format_size, parse_size
+    from ..sizes import MIN_INPUT_SIDE, format_size, parse_size, parse_sizes
 
     if args.repeats < 3:
         raise ValueError("--repeats must be at least 3")
     if args.block < 1 or args.threads < 1:
         raise ValueError("--block and --threads must be at least 1")
-    sizes = parse_sizes(args.input_sizes)
+    sizes = parse_sizes(args.input_sizes, MIN_INPUT_SIDE)
     camera = parse_size(args.camera_size) if args.camera_size else sizes[0]
     torch.set_num_threads(args.threads)
 

@@ -1,4 +1,4 @@
-"""Settings of the width controller, checked once when they are made.
+"""Settings of the operating-point controller, checked once when they are made.
 
 The fields mirror the node parameters (``docs/node.md``, ``target_fps``, ``min_width``,
 ``max_width``, ``battery_*``, ``min_dwell_s``, ``overrun_frames``) plus a few tuning values
@@ -24,10 +24,11 @@ _LIST_FIELDS = ("battery_thresholds", "battery_widths")
 
 @dataclasses.dataclass(frozen=True)
 class ControllerConfig:
-    """What the width controller aims for and how fast it reacts.
+    """What the controller aims for and how fast it reacts.
 
     Widths here are fractions of the full channel count. They need not be widths of the loaded
-    model: the controller maps each onto the model's widths (see ``WidthController``).
+    model: a cap becomes the widest model width not above it (the narrowest if none is), and
+    ``min_width`` the narrowest model width not below it.
     """
 
     target_fps: float = 15.0

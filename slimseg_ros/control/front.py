@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
-__all__ = ["ControlPoint", "pareto_front", "point_name"]
+from slimseg_ros.sizes import Size, format_size
 
-Size = tuple[int, int]
+__all__ = ["ControlPoint", "pareto_front", "point_name"]
 
 
 class ControlPoint(NamedTuple):
@@ -42,7 +42,7 @@ def point_name(width: float, size: Sequence[int], one_size: bool) -> str:
     ``0.5@270x360``."""
     if one_size:
         return f"width {width:g}"
-    return f"{width:g}@{int(size[0])}x{int(size[1])}"
+    return f"{width:g}@{format_size(size)}"
 
 
 def check_points(points: Iterable[ControlPoint]) -> tuple[ControlPoint, ...]:

@@ -1,6 +1,6 @@
 """Limits on the width an operator or the controller may choose: [min_width, max_width].
 
-Used by both controllers and by the node, which validates parameter sets before a controller
+Used by the controller and by the node, which validates parameter sets before a controller
 exists (while its engines are still being built).
 """
 
@@ -25,7 +25,7 @@ def width_bounds(widths: tuple[float, ...], config: ControllerConfig) -> tuple[f
 def check_config(widths: Iterable[float], config: ControllerConfig) -> None:
     """Raise ``ValueError`` unless a model width lies in [min_width, max_width] of ``config``.
 
-    What the controllers' ``set_config`` checks, usable before a controller exists (the
+    What the controller's ``set_config`` checks, usable before a controller exists (the
     node validates parameter sets while its engines are still being built).
     """
     if not isinstance(config, ControllerConfig):

@@ -1,8 +1,9 @@
 """The operating-point controller: battery and frame-rate feedback to one (width, input size).
 
-Pure Python, time passed in (``docs/node.md``, Operating points). The width controller's rules,
-generalised from widths to operating points;
-:class:`~slimseg_ros.control.controller.WidthController` is this controller at one input size:
+Pure Python, time passed in, so a test drives it with a simulated clock (``docs/node.md``, Width
+and Operating points). At one input size (:func:`width_points`) it is the width controller of
+``docs/node.md`` (Width): ``clamp(min(battery cap, frame-rate choice), min_width, max_width)``,
+an operator pin overriding it until adaptation resumes. The rules, for operating points:
 
 - The candidates are the *allowed* points: width within [min_width, max_width], cost within the
   battery's cost cap, and the operator's pins (a pinned width, a pinned size). Among them only
@@ -43,12 +44,12 @@ from slimseg_ros.control.config import ControllerConfig
 from slimseg_ros.control.limits import check_config, check_pin, width_bounds
 from slimseg_ros.control.front import ControlPoint, check_points, pareto_front, point_name
 from slimseg_ros.control.rate import RateMeter
+from slimseg_ros.sizes import Size, format_size, format_sizes
 from slimseg_ros.widths import WIDTH_TOLERANCE as _TOL
 from slimseg_ros.widths import format_widths, match_width
 
 __all__ = ["PointController", "PointDecision", "PointStatus"]
 
-Size = tuple[int, int]
 Key = tuple[float, Size]
 
 
@@ -230,14 +231,14 @@ class PointController:
         with self._lock:
             if size is None:
                 self._pin_size = None
-                self._reason = f"size released at {_fmt_size(self._point[1])}"
+                self._reason = f"size released at {format_size(self._point[1])}"
                 return PointDecision(*self._point, False, self._reason)
             s = _size(size)
             if s not in self._sizes:
-                raise ValueError(f"resolution {_fmt_size(s)} is not one of the input sizes "
-                                 f"({', '.join(_fmt_size(z) for z in self._sizes)})")
+                raise ValueError(f"resolution {format_size(s)} is not one of the input sizes "
+                                 f"({format_sizes(self._sizes)})")
             self._pin_size = s
-            return self._repoint(f"resolution pinned at {_fmt_size(s)} by the operator",
+            return self._repoint(f"resolution pinned at {format_size(s)} by the operator",
                                  self._now)
 
     def set_adaptive(self, enabled: bool) -> None:
@@ -421,7 +422,7 @@ class PointController:
             elif self._pin_size is not None or self._pin_width is not None:
                 why = "pinned: " + ", ".join(
                     t for t in (f"width {self._pin_width:g}" if self._pin_width is not None
-                                else "", f"resolution {_fmt_size(self._pin_size)}"
+                                else "", f"resolution {format_size(self._pin_size)}"
                                 if self._pin_size is not None else "") if t)
             elif cur_w is not None:
                 why = f"{self._name(self._point)} is dominated by a faster, as accurate point"
@@ -548,10 +549,6 @@ def _ms(seconds: float) -> str:
 
 def _pct(fraction: float) -> str:
     return f"{fraction * 100:.3g}%"
-
-
-def _fmt_size(size: Sequence[int] | None) -> str:
-    return "none" if size is None else f"{int(size[0])}x{int(size[1])}"
 
 
 def width_points(widths: Iterable[float], size: Size = (1, 1)) -> list[ControlPoint]:

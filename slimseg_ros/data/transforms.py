@@ -242,8 +242,8 @@ def to_tensors(
     scale = 1.0 / (255.0 * std_arr)
     offset = -mean_arr / std_arr
     out = np.empty((3,) + image.shape[:2], dtype=np.float32)
-    # One fused OpenCV pass per channel plane, written straight into the CHW buffer: about 30x
-    # faster than the numpy expression plus transpose at 360x480.
+    # One fused OpenCV pass per channel plane, written straight into the CHW buffer: far faster
+    # than the numpy expression plus transpose (no temporaries, no strided copy).
     for c, plane in enumerate(cv2.split(image)):
         cv2.addWeighted(plane, float(scale[c]), plane, 0.0, float(offset[c]), dst=out[c],
                         dtype=cv2.CV_32F)

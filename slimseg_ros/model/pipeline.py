@@ -25,8 +25,9 @@ class SegmentationPipeline(nn.Module):
         net: normalised float image -> logits at a lower resolution.
         mean, std: per-channel normalisation on [0, 1] images.
         upsample: ``"nearest"`` (default) takes the argmax at logit resolution and upsamples the
-            labels; ``"bilinear"`` upsamples the logits to full size first (sharper edges, and on a
-            CPU roughly 10x the post-processing cost at 360x480; measured in docs/benchmarks.md).
+            labels; ``"bilinear"`` upsamples the logits to full size first (sharper edges, but
+            every class's logits are resized and compared at every pixel, a cost that a CPU
+            feels).
     """
 
     def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],

@@ -14,7 +14,8 @@ from typing import Any, Callable
 from ..control import PointController
 from ..control.agreement import AgreementMonitor
 from ..eval.metrics import label_agreement
-from ..runtime import PointEngine, format_size
+from ..runtime import PointEngine
+from ..sizes import format_size
 
 __all__ = ["AgreementCheck"]
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from ..control import RateMeter
-from ..runtime.points import format_size
 from ..runtime.timing import percentile_ms
+from ..sizes import format_size
 from .input_loss import InputLoss
 from .operating_points import front_text, pinned_words
 
@@ -206,7 +206,7 @@ def diagnostic_status(view: DiagnosticsView) -> tuple[str, str, list[tuple[str, 
         ("input_topic", view.input_topic),
         ("input_reliability", view.input_reliability),
         ("model", view.model),
-        ("input_size", f"{view.input_size[0]}x{view.input_size[1]}"),
+        ("input_size", format_size(view.input_size)),
         ("state", view.state),
         *((k, view.point[k]) for k in DIAGNOSTIC_POINT_KEYS if k in view.point),
         *_loss_pairs(view.input_loss),

@@ -23,7 +23,8 @@ from ..runtime.accuracy_table import (
 from ..runtime.cache import file_sha256
 from ..runtime.latency_table import (
     LatencyTableError, device_key, read_table, table_latency_s, table_mismatch)
-from ..runtime.points import PointEngine, format_size, point_key
+from ..runtime.points import PointEngine, point_key
+from ..sizes import format_size, format_sizes
 from ..widths import format_widths
 from .params import check_resolution
 
@@ -102,7 +103,7 @@ def ready_text(engine: PointEngine, controller: PointController) -> str:
     """The node's ``ready:`` line: backend, device, widths, sizes and the point it starts at."""
     return (f"ready: {engine.backend} on {engine.device} ({engine.precision}), widths "
             f"{format_widths(engine.widths)}, network input "
-            f"{', '.join(format_size(z) for z in engine.sizes)}, width {controller.width:g} "
+            f"{format_sizes(engine.sizes)}, width {controller.width:g} "
             + (f"at {format_size(controller.size)} " if len(engine.sizes) > 1 else "")
             + f"({'adaptive' if controller.adaptive else 'pinned'})")
 

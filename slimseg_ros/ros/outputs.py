@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
 from ..control import PointController
-from ..runtime.points import format_size
+from ..sizes import format_size
 from .conversions import blend, fill_image
 from .frames import FrameOptions
 from .operating_points import operating_point_json, pinned_words

@@ -28,6 +28,7 @@ from rcl_interfaces.msg import (
     FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType)
 
 from ..control import ControllerConfig
+from ..sizes import MIN_INPUT_SIDE, Size, format_size, format_sizes
 from .qos import RELIABILITY_MODES
 
 __all__ = [
@@ -97,13 +98,13 @@ NODE_PARAMETERS: tuple[ParamSpec, ...] = (
               choices=PRECISIONS),
     ParamSpec("input_size", [0, 0], "[H, W] the network runs at; [0, 0] = the checkpoint's. "
               "Images of any size are accepted; labels always come at the image's size",
-              read_only=True, constraints="[0, 0] or two integers >= 32"),
+              read_only=True, constraints=f"[0, 0] or two integers >= {MIN_INPUT_SIDE}"),
     ParamSpec("input_sizes", [0, 0], "network input sizes of the operating points, as pairs "
               "[H1, W1, H2, W2, ...] (ROS parameters cannot nest lists); one engine per width "
               "and size. [0, 0] = input_size alone (one size: behaviour as before). The first "
               "size is the primary one", read_only=True,
-              constraints="[0, 0] or an even count of integers >= 32, no size twice; "
-                          "input_size, if set, must be one of them"),
+              constraints=f"[0, 0] or an even count of integers >= {MIN_INPUT_SIDE}, no size "
+                          "twice; input_size, if set, must be one of them"),
     ParamSpec("latency_table", "", "device latency table (slimseg profile --out) that seeds the "
               "controller's per-point latency predictions; empty = profile at start. A table "
               "for another device, backend, precision, thread count or library version is "
@@ -257,19 +258,18 @@ def check_choice(name: str, value: str, choices: Sequence[str]) -> str:
     return value
 
 
-def check_input_size(value: Sequence[int]) -> tuple[int, int] | None:
+def check_input_size(value: Sequence[int]) -> Size | None:
     """None for [0, 0] (the checkpoint's size), else (H, W); ValueError if neither."""
     size = tuple(int(v) for v in value)
     if size == (0, 0):
         return None
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"input_size must be [H, W] with both >= 32, or [0, 0] for the "
-                         f"checkpoint's size; got {list(size)}")
+    if len(size) != 2 or min(size) < MIN_INPUT_SIDE:
+        raise ValueError(f"input_size must be [H, W] with both >= {MIN_INPUT_SIDE}, or [0, 0] "
+                         f"for the checkpoint's size; got {list(size)}")
     return size  # type: ignore[return-value]
 
 
-def check_input_sizes(value: Sequence[int], input_size: tuple[int, int] | None
-                      ) -> list[tuple[int, int]] | None:
+def check_input_sizes(value: Sequence[int], input_size: Size | None) -> list[Size] | None:
     """The operating points' input sizes from the flat ``input_sizes`` list (None for [0, 0]:
     ``input_size`` alone); ValueError in one line otherwise.
 
@@ -284,22 +284,22 @@ def check_input_sizes(value: Sequence[int], input_size: tuple[int, int] | None
                          f"{len(flat)} values {flat}")
     sizes = [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
     for size in sizes:
-        if min(size) < 32:
-            raise ValueError(f"input_sizes: every H and W must be >= 32; got {list(size)}")
+        if min(size) < MIN_INPUT_SIDE:
+            raise ValueError(f"input_sizes: every H and W must be >= {MIN_INPUT_SIDE}; "
+                             f"got {list(size)}")
         if sizes.count(size) > 1:
-            raise ValueError(f"input_sizes: {size[0]}x{size[1]} is given twice")
+            raise ValueError(f"input_sizes: {format_size(size)} is given twice")
     if input_size is not None:
         if input_size not in sizes:
-            raise ValueError(f"input_size {input_size[0]}x{input_size[1]} is not one of "
-                             f"input_sizes ({', '.join(f'{h}x{w}' for h, w in sizes)}); "
+            raise ValueError(f"input_size {format_size(input_size)} is not one of "
+                             f"input_sizes ({format_sizes(sizes)}); "
                              f"set input_size [0, 0] or add it")
         sizes.remove(input_size)
         sizes.insert(0, input_size)
     return sizes
 
 
-def check_resolution(value: Sequence[int], sizes: Sequence[tuple[int, int]] | None
-                     ) -> tuple[int, int] | None:
+def check_resolution(value: Sequence[int], sizes: Sequence[Size] | None) -> Size | None:
     """None for [0, 0] (no size pin), else (H, W), which must be one of ``sizes`` when they are
     known; ValueError in one line otherwise."""
     size = tuple(int(v) for v in value)
@@ -308,8 +308,8 @@ def check_resolution(value: Sequence[int], sizes: Sequence[tuple[int, int]] | No
     if len(size) != 2:
         raise ValueError(f"resolution must be [H, W] or [0, 0]; got {list(size)}")
     if sizes is not None and size not in [tuple(s) for s in sizes]:
-        raise ValueError(f"resolution {size[0]}x{size[1]} is not one of the input sizes "
-                         f"({', '.join(f'{h}x{w}' for h, w in sizes)}); set input_sizes at "
+        raise ValueError(f"resolution {format_size(size)} is not one of the input sizes "
+                         f"({format_sizes(sizes)}); set input_sizes at "
                          "start, or [0, 0] to release the size")
     return size  # type: ignore[return-value]
 

@@ -59,7 +59,8 @@ from std_msgs.msg import Float32
 from ..control import PointController
 from ..data.pixels import ImageRejected
 from ..data.stamps import stamp_ns
-from ..runtime import PointEngine, SegmentationEngine, format_size, load_point_engine
+from ..runtime import PointEngine, SegmentationEngine, load_point_engine
+from ..sizes import format_size
 from . import params as P
 from .agreement import AgreementCheck
 from .conversions import palette_lut

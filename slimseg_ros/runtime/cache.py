@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from ..model.checkpoint import file_sha256
+from ..sizes import format_size
 
 __all__ = [
     "ArtifactKey",
@@ -117,8 +118,8 @@ class ArtifactKey:
     @property
     def slot(self) -> str:
         """Relative path of the artifact: what it computes, not what built it."""
-        h, w = self.input_size
-        name = f"w{self.width:g}_{h}x{w}_{self.precision}_{self.upsample}{_EXTENSIONS[self.fmt]}"
+        name = (f"w{self.width:g}_{format_size(self.input_size)}_{self.precision}_"
+                f"{self.upsample}{_EXTENSIONS[self.fmt]}")
         return f"{self.fmt}/{self.model_sha256[:16]}/{name}"
 
     def to_dict(self) -> dict[str, Any]:

@@ -19,12 +19,12 @@ import torch
 
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
+from ..sizes import MIN_INPUT_SIDE, check_size, format_size, parse_sizes
 from ..widths import parse_widths
 from .cache import EngineCache, model_fingerprint
 from .deps import import_onnx_exporter
 from .loader import load_model
 from .onnx_backend import OrtRunner, make_session, onnx_builder, onnx_key
-from .points import format_size, parse_sizes
 from .tensorrt_backend import build_tensorrt_engines
 from .torch_backend import pipeline_for_width
 
@@ -118,12 +118,9 @@ def export_engines(
         raise ValueError("give input_size or input_sizes, not both")
     model, meta, source = load_model(checkpoint)
     if input_sizes:
-        sizes = parse_sizes(input_sizes)  # validates each size and refuses repeats
+        sizes = parse_sizes(input_sizes, MIN_INPUT_SIDE)  # validates each size and refuses repeats
     else:
-        size = tuple(int(v) for v in (input_size or meta.input_size))
-        if len(size) != 2 or min(size) < 32:
-            raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
-        sizes = [size]
+        sizes = [check_size(input_size or meta.input_size, MIN_INPUT_SIDE, "input_size")]
     chosen = parse_widths(widths, model.widths)
     records: list[ExportRecord] = []
     for size in sizes:

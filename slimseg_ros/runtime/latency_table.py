@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from .deps import cuda_device_name, module_version
-from .points import OperatingPoint, PointEngine, format_size, parse_point_key, point_key
+from ..sizes import format_size
+from .points import OperatingPoint, PointEngine, parse_point_key, point_key
 from .timing import cpu_name, load_average, percentile_ms, time_interleaved
 
 __all__ = ["TABLE_FORMAT", "LatencyTableError", "device_key", "profile_points", "read_table",

@@ -16,7 +16,8 @@ from ..model.slimseg import SlimSegNet
 from .backends import (
     BACKEND_NAMES, build_runners, choose_backend, cpu_record, implausible_record)
 from .engine import SegmentationEngine
-from .points import OperatingPoint, PointEngine, format_size, parse_sizes
+from ..sizes import MIN_INPUT_SIDE, check_size, format_size, parse_sizes
+from .points import OperatingPoint, PointEngine
 from .timing import load_average
 
 __all__ = ["load_engine", "load_point_engine", "default_model_path", "DEFAULT_MODEL_NAME",
@@ -147,9 +148,7 @@ def load_engine(
         raise ValueError(f"backend must be auto or one of {', '.join(BACKEND_NAMES)}, "
                          f"got {backend!r}")
     model, meta, source = load_model(model_path, allow_random=allow_random)
-    size = tuple(int(v) for v in (input_size or meta.input_size))
-    if len(size) != 2 or min(size) < 32:
-        raise ValueError(f"input_size must be [H, W] with both >= 32, got {list(size)}")
+    size = check_size(input_size or meta.input_size, MIN_INPUT_SIDE, "input_size")
     meta = meta.replace(input_size=size)
     notes = [f"model: {source}"]
     checkpoint = None if source.startswith("randomly") else source
@@ -201,7 +200,7 @@ def load_point_engine(
         ValueError: a malformed or repeated size (and whatever :func:`load_engine` raises).
     """
     say = log or (lambda _msg: None)
-    sizes = parse_sizes(input_sizes) if input_sizes else [None]
+    sizes = parse_sizes(input_sizes, MIN_INPUT_SIDE) if input_sizes else [None]
     first = load_engine(model_path, backend=backend, device=device, precision=precision,
                         input_size=sizes[0], cache_dir=cache_dir, upsample=upsample,
                         warmup_repeats=warmup_repeats, allow_random=allow_random, log=log)

@@ -227,8 +227,8 @@ def _use_shared_pool(ort: Any, threads: int) -> bool:
     """Whether a session can run on the process-wide thread pool of ``threads`` threads.
 
     One session per width each with its own pool made the first frame after a width switch
-    2-3x slower than the steady state (the previous width's threads were still spinning and
-    the new width's were asleep; measured 61 vs 24 ms at width 1.0 on 2 cores). One shared pool
+    much slower than the steady state (the previous width's threads were still spinning and
+    the new width's were asleep; docs/benchmarks.md, ONNX Runtime backend). One shared pool
     removes that cost. ONNX Runtime allows that pool to be sized once per process, so an engine
     that asks for another size gets its own pool, as before.
     """

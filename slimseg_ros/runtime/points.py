@@ -14,19 +14,16 @@ resizes the image to its input size and the labels back (nearest).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from ..model.checkpoint import CheckpointMeta
+from ..sizes import MIN_INPUT_SIDE, Size, format_size, format_sizes, parse_size
 from ..widths import match_width
 from .engine import SegmentationEngine
 
-__all__ = ["OperatingPoint", "PointEngine", "format_size", "parse_size", "parse_sizes",
-           "point_key", "parse_point_key"]
-
-Size = tuple[int, int]
-MIN_SIDE = 32
+__all__ = ["OperatingPoint", "PointEngine", "point_key", "parse_point_key"]
 
 
 class OperatingPoint(NamedTuple):
@@ -37,46 +34,6 @@ class OperatingPoint(NamedTuple):
 
     def key(self) -> str:
         return point_key(self.width, self.size)
-
-
-def format_size(size: Sequence[int]) -> str:
-    """(360, 480) -> ``360x480``."""
-    return f"{int(size[0])}x{int(size[1])}"
-
-
-def parse_size(text: str) -> Size:
-    """``360x480`` -> (360, 480); ``ValueError`` in one line otherwise."""
-    try:
-        h, w = (int(v) for v in str(text).lower().strip().split("x"))
-    except ValueError:
-        raise ValueError(f"size must be HxW, e.g. 360x480, got {text!r}") from None
-    if min(h, w) < MIN_SIDE:
-        raise ValueError(f"size must be at least {MIN_SIDE}x{MIN_SIDE}, got {text!r}")
-    return h, w
-
-
-def parse_sizes(text: str | Iterable[Sequence[int]]) -> list[Size]:
-    """``360x480,270x360`` (or a list of [H, W]) -> distinct sizes in the given order.
-
-    Raises:
-        ValueError: empty, a malformed size, a side below 32, or a size given twice.
-    """
-    if isinstance(text, str):
-        items = [parse_size(t) for t in text.split(",") if t.strip()]
-    else:
-        items = []
-        for pair in text:
-            if len(pair) != 2:
-                raise ValueError(f"each input size must be [H, W], got {list(pair)}")
-            items.append(parse_size(f"{int(pair[0])}x{int(pair[1])}"))
-    if not items:
-        raise ValueError("no input size given (expected e.g. 360x480,270x360)")
-    seen: list[Size] = []
-    for size in items:
-        if size in seen:
-            raise ValueError(f"input size {format_size(size)} is given twice")
-        seen.append(size)
-    return seen
 
 
 def point_key(width: float, size: Sequence[int]) -> str:
@@ -90,7 +47,7 @@ def parse_point_key(key: str) -> OperatingPoint:
     try:
         if not sep:
             raise ValueError
-        return OperatingPoint(float(width_text), parse_size(size_text))
+        return OperatingPoint(float(width_text), parse_size(size_text, MIN_INPUT_SIDE))
     except ValueError:
         raise ValueError(f"operating point {key!r} is not WIDTH@HxW, e.g. 0.5@270x360") from None
 
@@ -196,7 +153,7 @@ class PointEngine:
             return self.engines[key]
         except KeyError:
             raise ValueError(f"input size {format_size(key)} is not one of this engine's "
-                             f"sizes ({', '.join(format_size(s) for s in self.sizes)})"
+                             f"sizes ({format_sizes(self.sizes)})"
                              ) from None
 
     def infer(self, image: np.ndarray, width: float, size: Sequence[int] | None = None

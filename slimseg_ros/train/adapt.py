@@ -3,17 +3,17 @@
 1. BN recalibration on the frames (every width; see :mod:`.recalibrate`).
 2. Multi-Granularity Distillation on the same frames (:mod:`.mgd`): the recalibrated input model,
    frozen, and a weight average of the adapting model are the two teachers; CutMix-mixed frames
-   get their confident pseudo labels (each predicted class also its most confident 80%, so
-   thin classes keep labels), and every width learns from them with the SlimSeg loss
-   (CE, stepwise KD, boundary term) plus MGD's region and image terms. ``teacher`` puts a
-   stronger network (recalibrated on the same frames) in the input model's place.
-3. 33 steps of SGD (momentum 0.9, lr 1e-3), a budget in steps because self-training drifts (100
-   steps ended below recalibration), three times from the recalibrated model with seeds
-   ``seed``, ``seed + 1``, ``seed + 2``: one run's last weights land from -0.011 to +0.019 mIoU
-   around recalibration depending on its seed, so the result is the three runs' weights
-   averaged, with BN statistics re-estimated for the average (a model soup; ``runs=1`` and
-   ``keep="average"`` give the earlier recipe: one run's weight moving average). Measured on
-   two simulated cameras in docs/data.md.
+   get their confident pseudo labels (each predicted class also its most confident
+   ``class_fraction`` of pixels, so thin classes keep labels), and every width learns from them
+   with the SlimSeg loss (CE, stepwise KD, boundary term) plus MGD's region and image terms.
+   ``teacher`` puts a stronger network (recalibrated on the same frames) in the input model's
+   place.
+3. A budget of SGD steps (momentum 0.9; a budget in steps because self-training drifts the
+   longer it runs), ``runs`` times from the recalibrated model with seeds ``seed``,
+   ``seed + 1``, ...: one run's last weights land above or below recalibration depending on its
+   seed, so the result is the runs' weights averaged, with BN statistics re-estimated for the
+   average (a model soup; ``runs=1`` and ``keep="average"`` give the earlier recipe: one run's
+   weight moving average). The defaults (:class:`AdaptSettings`) and why: docs/data.md.
 
 The result is a new checkpoint (never the input file) whose metadata says what it was adapted on.
 """

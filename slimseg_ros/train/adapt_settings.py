@@ -16,7 +16,7 @@ class AdaptSettings:
     """How long and how hard to adapt (the defaults are the recipe measured in docs/data.md)."""
 
     # A budget in steps, not minutes, so a GPU does the same adaptation as a CPU: self-training
-    # drifts (100 steps ended below recalibration where 33 were level with it, docs/data.md).
+    # drifts the longer it runs (docs/data.md, "SGD for 33 steps").
     steps: int = 33  # 0 = as many as ``minutes`` allow
     minutes: float = 0.0  # also stop after this much wall clock, all runs (0 = no limit)
     batch_size: int = 4  # pairs of frames per step (CutMix partners)
@@ -24,8 +24,8 @@ class AdaptSettings:
     confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
     # ... except each predicted class's most confident fraction (class-balanced, CBST): the
     # threshold alone labels few pixels of thin classes (signs, poles), which adaptation then
-    # trains away. Paired soups (docs/data.md): 0.5 above 0 at every width in 16 of 16 pairs,
-    # 0.8 above 0.5 in 16 of 16
+    # trains away. The value is the best of the paired soups in docs/data.md ("Labels as the
+    # yardstick, and class-balanced soups").
     class_fraction: float = 0.8
     # A stronger, structurally different network (the teacher issue's) as MGD's external
     # teacher, its BN statistics recalibrated on the same frames; None = the input model, frozen.
@@ -40,25 +40,26 @@ class AdaptSettings:
     seed: int = 0
     threads: int = 0
     # Each run's result: "student" = the adapting weights after the last step; "average" = their
-    # moving average, which starts at the recalibrated model and moves a little each step. On
-    # the shipped model one run's last weights scattered from -0.011 to +0.019 mIoU around
-    # recalibration over seeds and cameras, its average from -0.004 to +0.007 (docs/data.md).
+    # moving average, which starts at the recalibrated model and moves a little each step. One
+    # run's last weights scatter with the seed and the camera, its average less (docs/data.md);
+    # the soup of ``runs`` below is what tames the scatter of the last weights.
     keep: str = "student"
     average_decay: float = 0.99
-    # True keeps the recalibrated BN statistics while adapting; measured worse (docs/data.md):
-    # once the convolutions move, the frozen statistics no longer fit their outputs.
+    # True keeps the recalibrated BN statistics while adapting; worse in docs/data.md: once the
+    # convolutions move, the frozen statistics no longer fit their outputs.
     freeze_bn_statistics: bool = False
     # What learns: "all" weights, or "norm" = only the BN scales and shifts (each width owns its
     # BN, so the widths cannot disturb each other, and the shared convolutions stay as trained).
     params: str = "all"
     # "sgd" (momentum 0.9) moves each weight in proportion to its gradient, so weights the frames
     # say little about stay; "adamw" moves every weight by about ``lr`` per step whatever its
-    # gradient: its last weights lost up to 0.022 mIoU where SGD's were level (docs/data.md).
+    # gradient, so its last weights drifted below recalibration where SGD's did not
+    # (docs/data.md, "SGD for 33 steps").
     optimizer: str = "sgd"
     # Independent runs (seeds seed, seed + 1, ...) from the recalibrated model, their kept
     # weights averaged and BN statistics re-estimated (a model soup). One run's result moves
-    # with its seed (the order of frames and crops); the average keeps what the runs agree on:
-    # +0.002 to +0.005 at width 1.0 in four soups where single runs gave -0.011 to +0.008.
+    # with its seed (the order of frames and crops); the average keeps what the runs agree on
+    # (docs/data.md, "Three runs averaged").
     runs: int = 3
 
     def __post_init__(self) -> None:

@@ -128,8 +128,8 @@ class MGDConfig:
     cutmix_boxes: int = 3
     cutmix_area: tuple[float, float] = (0.25, 0.5)
     # teachers also predict each frame mirrored and average the two: pseudo labels from a
-    # two-view ensemble (+0.008 mIoU at width 1.0 for the shipped model on shifted val) for
-    # one more teacher forward per frame
+    # two-view ensemble (more accurate, docs/data.md "Three runs averaged") for one more
+    # teacher forward per frame
     teacher_flip: bool = False
     # labelled-only steps before the unlabelled terms start: the mean teacher is then the
     # average of a trained student, not of a random one (MGD's teachers are trained first)

@@ -19,6 +19,7 @@ import torch
 from ..data.transforms import EvalTransform, TrainTransform
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.slimseg import SlimSegNet
+from ..sizes import format_size
 from .bn import recalibrate_bn
 
 __all__ = ["FrameBatches", "RecalibrationResult", "recalibrate_checkpoint", "recalibrate_model",
@@ -163,5 +164,5 @@ def recalibrate_model(
         "source": source, "frames": used, "widths": [float(w) for w in chosen],
         "from_checkpoint": from_checkpoint,
         "frames_as": "whole frames" if crop is None else
-        f"random crops {crop[0]}x{crop[1]} at scale {scale[0]:g}-{scale[1]:g}"}
+        f"random crops {format_size(crop)} at scale {scale[0]:g}-{scale[1]:g}"}
     return meta.replace(training=training), used, chosen
