@@ -32,23 +32,15 @@ import numpy as np
 
 from slimseg_ros.cli.main import main as slimseg
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data.camera_shifts import SHIFT_A_GAINS, SHIFT_A_GAMMA, shift_a
 from slimseg_ros.eval import bagio
 
 SHIPPED = "models/slimseg_camvid.safetensors"
-GAMMA = 1.8
-GAINS = np.array([0.75, 0.85, 1.1])
-
-
-def shift(rgb: np.ndarray) -> np.ndarray:
-    """The other camera: darker, bluer, clipped."""
-    x = (rgb.astype(np.float32) / 255.0) ** GAMMA * GAINS
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
 
 def shifted_bag(root: str, split: str, out: Path, labels: bool,
-                camera: Callable[[np.ndarray, int], np.ndarray] = lambda rgb, _i: shift(rgb)
+                camera: Callable[[np.ndarray, int], np.ndarray] = shift_a
                 ) -> Path:
-    """CamVid ``split`` through ``camera(rgb, frame_index)`` (default: this script's shift)."""
+    """CamVid ``split`` through ``camera(rgb, frame_index)`` (default: camera A)."""
     data = build_dataset("camvid", root, split)
     frames = ((camera(rgb, i), lab if labels else None) for i, (rgb, lab) in
               ((i, data.load(i)) for i in range(len(data))))
@@ -118,7 +110,8 @@ def main() -> int:
         },
     }
     (out / "results.json").write_text(json.dumps(
-        {"frames": args.frames, "gamma": GAMMA, "gains": GAINS.tolist(), "miou": results},
+        {"frames": args.frames, "gamma": SHIFT_A_GAMMA, "gains": list(SHIFT_A_GAINS),
+         "miou": results},
         indent=2) + "\n")
     for split, arms in results.items():
         names = list(arms)

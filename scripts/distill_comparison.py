@@ -46,6 +46,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data.camera_shifts import shift_a, shift_b
 from slimseg_ros.eval.scoring import score_engine
 from slimseg_ros.model.config import width_key
 from slimseg_ros.runtime import load_engine
@@ -70,20 +71,6 @@ ARMS: dict[str, list[str]] = {
                     "mgd.external_teacher=false"],
 }
 ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.confidence=0.7"]
-
-
-def shift_a(rgb: np.ndarray) -> np.ndarray:
-    """docs/data.md's other camera: darker (gamma 1.8), a blue cast, clipped."""
-    x = (rgb.astype(np.float32) / 255.0) ** 1.8 * np.array([0.75, 0.85, 1.1], np.float32)
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def shift_b(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Another camera: lifted shadows (black at 15%), brighter mid-tones, warm cast, noise."""
-    x = 0.15 + 0.85 * (rgb.astype(np.float32) / 255.0) ** 0.75
-    x = x * np.array([1.12, 1.0, 0.8], np.float32)
-    noise = np.random.default_rng(seed).normal(0.0, 5.0 / 255.0, x.shape).astype(np.float32)
-    return (np.clip(x + noise, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def eval_sets(root: str) -> dict[str, Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]]:
