@@ -25,7 +25,7 @@ in use, the frames the node counted lost before it and when it first warned of t
 (docs/transport.md has the table).
 
 Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slimseg bench``).
-The node is started and probed with :mod:`slimseg_ros.ros.drive`; results are measurements
+The node is started and probed with :mod:`slimseg_ros.ros.client`; results are measurements
 (docs/node.md), not pass/fail checks.
 """
 
@@ -164,7 +164,7 @@ def _running_node(args: argparse.Namespace) -> Iterator[_NodeRun]:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+    from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
     env = dict(os.environ)
     if args.fastdds_profile and args.fastdds_profile != "none":
@@ -335,7 +335,7 @@ def _assignments(items: list[str]) -> dict[str, str]:
 def _camera_bench(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
 
-    from slimseg_ros.ros.drive import NodeProcess, node_command
+    from slimseg_ros.ros.client import NodeProcess, node_command
 
     workdir = Path(tempfile.mkdtemp(prefix="slimseg_camera_bench_"))
     checkpoint, model = _model(args, workdir)
@@ -387,7 +387,7 @@ def _camera_process(args: argparse.Namespace) -> int:
 
     from slimseg_ros.data.stamps import split_ns
     from slimseg_ros.ros.conversions import make_compressed, make_header, make_image
-    from slimseg_ros.ros.drive import Probe, wait_until
+    from slimseg_ros.ros.client import Probe, wait_until
 
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
               else ReliabilityPolicy.BEST_EFFORT)

@@ -11,7 +11,7 @@
 
 Every command starts the node as users do (its own process, ``slimseg_node``, the shipped model
 unless ``--checkpoint``), drives it from this process over real DDS with
-:mod:`slimseg_ros.ros.drive`, and prints one JSON document (``--out`` also writes it) with the
+:mod:`slimseg_ros.ros.client`, and prints one JSON document (``--out`` also writes it) with the
 load average before and after: the machine may be shared, and absolute times follow its load.
 Both processes use the Fast DDS large-data profile (what ``seg.launch.py`` gives the node; a
 camera needs it too), unless ``--no-profile``. Results are measurements, not pass/fail checks;
@@ -65,7 +65,7 @@ class Session:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+        from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
         self.work = Path(tempfile.mkdtemp(prefix="slimseg_rel_"))
         model = [f"model_path:={args.checkpoint}"] if args.checkpoint else []
@@ -255,7 +255,7 @@ def camera(args: argparse.Namespace) -> dict[str, Any]:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import Probe
+    from slimseg_ros.ros.client import Probe
 
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
               else ReliabilityPolicy.BEST_EFFORT)
@@ -504,7 +504,7 @@ def _bad_models(work: Path, good: Path) -> dict[str, Path]:
 def models(args: argparse.Namespace) -> dict[str, Any]:
     """The node started with each kind of bad model file: exit status, time, its ERROR lines."""
     from slimseg_ros.model.checkpoint import save_random_checkpoint
-    from slimseg_ros.ros.drive import NodeProcess, node_command
+    from slimseg_ros.ros.client import NodeProcess, node_command
 
     work = Path(tempfile.mkdtemp(prefix="slimseg_models_"))
     good = save_random_checkpoint(work / "good.safetensors", input_size=(64, 96))
@@ -530,7 +530,7 @@ def models(args: argparse.Namespace) -> dict[str, Any]:
 def sigterm(args: argparse.Namespace) -> dict[str, Any]:
     """SIGTERM at moments of a cold start (empty engine cache, ``--backend``): during imports,
     while the engines build, when ready. Exit status and seconds from signal to exit."""
-    from slimseg_ros.ros.drive import NodeProcess, node_command
+    from slimseg_ros.ros.client import NodeProcess, node_command
 
     rows = []
     for delay in args.delays:
@@ -565,7 +565,7 @@ def startup(args: argparse.Namespace) -> dict[str, Any]:
     seconds from the node appearing in the graph to its first answered parameter call. With
     ``--cli``: as a user sees it, ``ros2 node list`` until it lists the node, then
     ``ros2 param get`` (its wall time, the CLI's own start included)."""
-    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+    from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
     rows = []
     env = node_env(args)
@@ -601,7 +601,7 @@ def startup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _startup_probe(probe: Any, t0: float) -> dict[str, Any]:
-    from slimseg_ros.ros.drive import wait_until
+    from slimseg_ros.ros.client import wait_until
 
     def listed() -> bool:
         return ("slimseg", "/") in probe.node.get_node_names_and_namespaces()
