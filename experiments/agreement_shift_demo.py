@@ -11,7 +11,7 @@ through the node:
    checks every 1 s and with none: processed fraction and mIoU side by side (the checks run
    only in idle time, so they should cost no processed frames).
 
-    .venv/bin/python scripts/agreement_shift_demo.py --data-root data/camvid \
+    .venv/bin/python experiments/agreement_shift_demo.py --data-root data/camvid \
         --out docs/operating_points
 """
 

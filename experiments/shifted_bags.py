@@ -7,7 +7,7 @@ Cameras (slimseg_ros.data.camera_shifts): a = docs/data.md's (gamma 1.8, blue ca
 b = lifted shadows, warm cast, sensor noise (a fresh noise draw per frame).
 
 Usage:
-  python scripts/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
+  python experiments/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bn_recalibration import shifted_bag
-
 from slimseg_ros.data.camera_shifts import CAMERA_SHIFTS
+from slimseg_ros.eval.study_sets import shifted_bag
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """Node benchmarks over real DDS: the node in its own process, frames from this one.
 
-    python scripts/bench_node.py overhead --frames 200 --camera 640x480
-    python scripts/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
+    python experiments/bench_node.py overhead --frames 200 --camera 640x480
+    python experiments/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
         --input-size 360x480 --width 1.0
-    python scripts/bench_node.py camera --rate 30 --camera 640x480 --duration 30 \\
+    python experiments/bench_node.py camera --rate 30 --camera 640x480 --duration 30 \\
         --camera-profile none            # a stock camera driver's process
 
 ``overhead``: this process publishes one rgb8 frame at a time (the node is idle when it arrives)
@@ -479,7 +479,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python scripts/bench_node.py",
+    p = argparse.ArgumentParser(prog="python experiments/bench_node.py",
                                 description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
