@@ -98,6 +98,14 @@ def test_only_ros_imports_rclpy_and_ros_messages(layer: str) -> None:
     assert wrong == []
 
 
+def test_every_import_of_the_package_names_one_of_its_modules() -> None:
+    """A relative import one dot short (deferred inside a function, so nothing fails at import
+    time) names a module that does not exist."""
+    wrong = [f"{module} imports {target}" for module in MODULES for target in _imports(module)
+             if target.split(".")[0] == "slimseg_ros" and target not in MODULES]
+    assert wrong == []
+
+
 def test_the_node_does_not_import_its_clients() -> None:
     """``ros/client/`` drives the node from outside (a process, a probe, replay): the node's own
     modules never depend on it, so it can change without touching what runs on a robot."""

@@ -137,7 +137,7 @@ def run_replay(
                 raise ValueError(f"{config.node_fqn} refused {name} = {value}: "
                                  f"{entry['reason'] or 'no answer'}")
         if progress:
-            from ..progress import progress_bar
+            from ...progress import progress_bar
 
             bar = progress_bar(total=plan.frames, desc="replay", unit="frame")
         recording = client.run(plan.events(), on_frame=bar.update if bar else None,
