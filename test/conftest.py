@@ -109,7 +109,7 @@ class HeldBuild:
         assert "Traceback" not in log and "Failed to publish" not in log
 
     def sigterm(self, node) -> None:
-        """SIGTERM a :class:`~slimseg_ros.ros.drive.NodeProcess` mid-build; check the stop."""
+        """SIGTERM a :class:`~slimseg_ros.ros.client.NodeProcess` mid-build; check the stop."""
         import signal
 
         node.send(signal.SIGTERM)

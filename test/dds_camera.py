@@ -25,7 +25,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from slimseg_ros.ros.conversions import make_header, make_image
-from slimseg_ros.ros.drive import Probe, wait_until
+from slimseg_ros.ros.client import Probe, wait_until
 
 
 def _frame(size: tuple[int, int], stamp: int, frame_id: str) -> Image:

@@ -1,4 +1,4 @@
-"""scripts/ablation.py: the aggregate JSON has the issue's shape and the right statistics."""
+"""experiments/ablation.py: the aggregate JSON has the issue's shape and the right statistics."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from script_utils import load_script
 
 
 def _ablation():
-    return load_script("ablation")
+    return load_script("experiments/ablation.py")
 
 
 def _val(miou: float) -> dict:

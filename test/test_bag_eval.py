@@ -158,7 +158,7 @@ def test_cli_replay_wiring(tmp_path, random_checkpoint, monkeypatch, capsys):
     pytest.importorskip("rclpy", reason="the replay runs on the ROS 2 client library")
     from slimseg_ros.eval.replay_score import ReplayResult
     from slimseg_ros.eval.width_scores import WidthScores
-    from slimseg_ros.ros import replay
+    from slimseg_ros.ros.client import replay
 
     seen = {}
 

@@ -1,4 +1,4 @@
-"""The node benchmarks (``scripts/bench_node.py``), run for real but short.
+"""The node benchmarks (``experiments/bench_node.py``), run for real but short.
 
 The node runs in its own process on a small random checkpoint; frames cross real DDS. What is
 checked is what the benchmark reports and that its accounting holds, never how fast anything
@@ -18,7 +18,7 @@ pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels)
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_node.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "bench_node.py"
 SMALL = ["--camera", "160x120", "--input-size", "64x96", "--backend", "torch", "--threads", "1"]
 
 

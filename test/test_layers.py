@@ -98,6 +98,25 @@ def test_only_ros_imports_rclpy_and_ros_messages(layer: str) -> None:
     assert wrong == []
 
 
+def test_every_import_of_the_package_names_one_of_its_modules() -> None:
+    """A relative import one dot short (deferred inside a function, so nothing fails at import
+    time) names a module that does not exist."""
+    wrong = [f"{module} imports {target}" for module in MODULES for target in _imports(module)
+             if target.split(".")[0] == "slimseg_ros" and target not in MODULES]
+    assert wrong == []
+
+
+def test_the_node_does_not_import_its_clients() -> None:
+    """``ros/client/`` drives the node from outside (a process, a probe, replay): the node's own
+    modules never depend on it, so it can change without touching what runs on a robot."""
+    client = "slimseg_ros.ros.client"
+    node = [m for m in MODULES if _layer(m) == "ros" and not m.startswith(client)]
+    assert node and any(m.startswith(client + ".") for m in MODULES)
+    wrong = [f"{module} imports {target}" for module in node for target in _imports(module)
+             if target == client or target.startswith(client + ".")]
+    assert wrong == []
+
+
 def test_no_import_cycles_in_the_package() -> None:
     graph = {m: {t for t in _imports(m) if t in MODULES} for m in MODULES}
     done: set[str] = set()

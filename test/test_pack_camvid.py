@@ -1,4 +1,4 @@
-"""scripts/pack_camvid.py: a packed CamVid root loads like the original, labels bit-exact."""
+"""tools/dev/pack_camvid.py: a packed CamVid root loads like the original, labels bit-exact."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_packed_frames_load_with_identical_labels_and_close_images(tmp_path: Pat
             cv2.imwrite(str(src / split / f"{name}.png"), base)
             cv2.imwrite(str(src / f"{split}annot" / f"{name}.png"),
                         rng.integers(0, 12, (72, 96), dtype=np.uint8))
-    written = load_script("pack_camvid").pack(src, out, quality=85)
+    written = load_script("tools/dev/pack_camvid.py").pack(src, out, quality=85)
     assert written > 0 and sorted(p.name for p in (out / "train").iterdir()) == [
         "0001TP_000030.jpg", "0006R0_000060.jpg"]
     for split in ("train", "val"):

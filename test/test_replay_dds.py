@@ -19,8 +19,8 @@ pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels)
 from slimseg_ros.data import bagread, build_dataset  # noqa: E402
 from slimseg_ros.eval import bagio  # noqa: E402
 from slimseg_ros.eval.replay_plan import ParamEvent, ReplayConfig  # noqa: E402
-from slimseg_ros.ros.drive import NodeProcess, write_params_file  # noqa: E402
-from slimseg_ros.ros.replay import node_params, replay_node_command, run_replay  # noqa: E402
+from slimseg_ros.ros.client import NodeProcess, write_params_file  # noqa: E402
+from slimseg_ros.ros.client.replay import node_params, replay_node_command, run_replay  # noqa: E402
 from slimseg_ros.runtime import load_engine  # noqa: E402
 
 # Our own domains (the node tests draw theirs from 1..100; 215..232 stay clear of Linux's
@@ -167,8 +167,8 @@ def test_refuses_to_replay_beside_another_camera():
     """Two replays (or a live camera) on one domain would mix frames: refuse with advice."""
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import Probe, wait_until
-    from slimseg_ros.ros.replay_client import ReplayClient
+    from slimseg_ros.ros.client import Probe, wait_until
+    from slimseg_ros.ros.client.replay_client import ReplayClient
 
     with ReplayClient(node_name="/slimseg", publish_topics={"/cam": "sensor_msgs/msg/Image"},
                       image_topic="/cam", labels_topic="/labels", domain_id=DOMAIN) as client, \

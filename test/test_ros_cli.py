@@ -219,7 +219,7 @@ def test_resolution_pin_through_ros2_param_set(env, launched) -> None:
 def test_labels_echo_once_carries_the_camera_header(env, launched, camera_frame) -> None:
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import Probe
+    from slimseg_ros.ros.client import Probe
 
     echo = subprocess.Popen([str(ROS2), "topic", "echo", "--once", "/labels",
                              "sensor_msgs/msg/Image", "--field", "header.frame_id"],

@@ -118,7 +118,7 @@ def lossy_setup(make_checkpoint, tmp_path_factory):
     pytest.importorskip("rclpy", reason="the ROS 2 client library is not installed")
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+    from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
     checkpoint = make_checkpoint(input_size=(64, 96))
     # The node runs on the package's profile, as seg.launch.py starts it; the camera does not.

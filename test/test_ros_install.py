@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("rclpy", reason="the ROS 2 client library (ros-rclpy wheels) is not installed")
 
-from slimseg_ros.ros.drive import NodeProcess, Probe, node_command  # noqa: E402
+from slimseg_ros.ros.client import NodeProcess, Probe, node_command  # noqa: E402
 
 pytestmark = [pytest.mark.dds, pytest.mark.slow]  # a pip install, then the node over DDS
 

@@ -24,7 +24,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from slimseg_ros.model.config import ModelConfig  # noqa: E402
-from slimseg_ros.ros.drive import (  # noqa: E402
+from slimseg_ros.ros.client import (  # noqa: E402
     LIFECYCLE_NODE, NodeProcess, Probe, node_command, wait_until)
 
 pytestmark = pytest.mark.dds

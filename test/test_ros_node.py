@@ -1,6 +1,6 @@
 """The slimseg node over real DDS, in this process: one node, driven like a robot would.
 
-The node spins in a :class:`~slimseg_ros.ros.drive.Probe`'s executor thread beside the probe's
+The node spins in a :class:`~slimseg_ros.ros.client.Probe`'s executor thread beside the probe's
 own node; the test thread publishes images and battery states, sets parameters through the
 SetParameters service (what ``ros2 param set`` calls) and waits, with deadlines, for what the
 node publishes. Nothing here depends on how fast the machine is: the controller's frame-rate
@@ -27,7 +27,7 @@ from slimseg_ros.ros import qos  # noqa: E402
 from slimseg_ros.ros.conversions import (  # noqa: E402
     blend, make_compressed, make_header, make_image)
 from slimseg_ros.ros.diagnostics import DIAGNOSTIC_KEYS  # noqa: E402
-from slimseg_ros.ros.drive import Collector, Probe, wait_until  # noqa: E402
+from slimseg_ros.ros.client import Collector, Probe, wait_until  # noqa: E402
 from slimseg_ros.ros.node import FrameTiming, SlimSegNode  # noqa: E402
 
 pytestmark = pytest.mark.dds

@@ -20,7 +20,7 @@ from std_msgs.msg import String  # noqa: E402
 from slimseg_ros.data.pixels import image_to_rgb  # noqa: E402
 from slimseg_ros.ros.conversions import make_header, make_image  # noqa: E402
 from slimseg_ros.ros.diagnostics import DIAGNOSTIC_POINT_KEYS  # noqa: E402
-from slimseg_ros.ros.drive import Probe, wait_until  # noqa: E402
+from slimseg_ros.ros.client import Probe, wait_until  # noqa: E402
 from slimseg_ros.ros.node import SlimSegNode  # noqa: E402
 from slimseg_ros.ros.qos import latched_qos  # noqa: E402
 from slimseg_ros.runtime.cache import file_sha256  # noqa: E402

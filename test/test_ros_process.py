@@ -28,7 +28,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 from slimseg_ros.data.stamps import stamp_ns  # noqa: E402
-from slimseg_ros.ros.drive import NodeProcess, Probe, node_command, wait_until  # noqa: E402
+from slimseg_ros.ros.client import NodeProcess, Probe, node_command, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.dds
 

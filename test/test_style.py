@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+CHECKED = ("slimseg_ros", "test", "scripts", "experiments", "tools")
 
 
-def test_ruff_finds_nothing_in_the_package_tests_and_scripts() -> None:
+def test_ruff_finds_nothing_in_the_package_tests_scripts_experiments_and_tools() -> None:
     # ruff comes with requirements/test.txt: a missing tool is a set-up defect, not a skip
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "slimseg_ros", "test",
-                           "scripts"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "ruff", "check", *CHECKED], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

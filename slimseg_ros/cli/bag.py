@@ -267,7 +267,7 @@ def _offline(args: argparse.Namespace) -> Any:
 def _replay(args: argparse.Namespace) -> Any:
     from ..eval.bagio import parse_battery
     from ..eval.replay_plan import ParamEvent, ReplayConfig
-    from ..ros.replay import run_replay  # rclpy only for a replay
+    from ..ros.client.replay import run_replay  # rclpy only for a replay
 
     checkpoint = _checkpoint(args.checkpoint, required=not args.running_node)
     events = tuple(ParamEvent(*parse_param_event(e)) for e in args.param_events)

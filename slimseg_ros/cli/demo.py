@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from ..eval.bagio import parse_battery, write_dataset_bag
     from ..eval.replay_plan import ParamEvent, ReplayConfig
     from ..eval.report import format_summary, write_report
-    from ..ros.replay import run_replay
+    from ..ros.client.replay import run_replay
 
     if not args.duration > 0 or not args.rate > 0 or not args.start_fps > 0:
         raise UserError("--duration, --rate and --start-fps must be > 0")

@@ -1,7 +1,7 @@
 """Replay planning, without ROS: how a bag's frames, battery readings and parameter changes go
 out, in time order, at the recorded rate times ``speed``.
 
-:mod:`slimseg_ros.ros.replay` carries a plan out through the node over DDS;
+:mod:`slimseg_ros.ros.client.replay` carries a plan out through the node over DDS;
 :mod:`slimseg_ros.eval.replay_score` scores what came back.
 """
 

@@ -1,7 +1,7 @@
 """Scoring a replay, without ROS: answers matched to frames by stamp, scores per width, the
 switch timeline, and the ``metrics.json`` document.
 
-What the node sent back is recorded by :mod:`slimseg_ros.ros.replay_client` as plain data
+What the node sent back is recorded by :mod:`slimseg_ros.ros.client.replay_client` as plain data
 (:class:`ReplayRecording`); everything here works on that data alone, after the node has
 stopped, so scoring takes no CPU from the run being measured.
 """
@@ -214,7 +214,7 @@ def replay_document(info: BagInfo, topics: BagTopics, config: ReplayConfig, plan
                     recording: ReplayRecording, counts: dict[str, Any], scores: WidthScores, *,
                     node: dict[str, Any], conditions: dict[str, Any]) -> dict[str, Any]:
     """The ``metrics.json`` document of a replay (``node``: how the node ran, from
-    :mod:`slimseg_ros.ros.replay`)."""
+    :mod:`slimseg_ros.ros.client.replay`)."""
     duration = max([t for _, t in recording.sent] + [0.0]) or plan.duration_s
     return {
         "mode": "replay",

@@ -2,7 +2,7 @@
 
 :mod:`slimseg_ros.eval.replay_plan` plans the replay (which serialised message goes out when,
 which parameter changes when) and :mod:`slimseg_ros.eval.replay_score` scores the result; this
-module only talks ROS 2, through a :class:`~slimseg_ros.ros.drive.Probe`. It publishes the CDR
+module only talks ROS 2, through a :class:`~slimseg_ros.ros.client.Probe`. It publishes the CDR
 bytes from the bag unchanged (as ``ros2 bag play`` does), sets parameters through the node's
 ``set_parameters`` service (what ``ros2 param set`` calls), and records with one monotonic
 clock: when every frame went out, when its labels came back (matched by header stamp),
@@ -23,9 +23,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import String
 
-from ..eval.replay_score import ReceivedLabels, ReplayRecording
-from .drive import Probe
-from .qos import latched_qos
+from ...eval.replay_score import ReceivedLabels, ReplayRecording
+from ..qos import latched_qos
+from .probe import Probe
 
 __all__ = ["MESSAGE_CLASSES", "ReplayClient"]
 

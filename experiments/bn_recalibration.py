@@ -1,7 +1,8 @@
 """Does `slimseg recalibrate` repair a camera shift? CamVid seen through a different "camera".
 
-The shift stands for a robot camera unlike CamVid's: darker (gamma 1.8), a blue cast (channel
-gains 0.75 / 0.85 / 1.1) and clipped highlights. Both bags are real rosbag2 bags:
+The shift (camera A of slimseg_ros.data.camera_shifts) stands for a robot camera unlike
+CamVid's: darker (gamma 1.8), a blue cast (channel gains 0.75 / 0.85 / 1.1) and clipped
+highlights. Both bags are real rosbag2 bags:
 
   shifted_train   CamVid train frames, shifted, no labels   -> recalibration frames
   shifted_val     CamVid val frames, shifted, with labels   -> evaluation (disjoint frames)
@@ -16,7 +17,7 @@ train frames *with* their labels (`slimseg train ... data.dataset=rosbag init_ch
 what labelled robot data buys over label-free recalibration.
 
 Usage:
-  python scripts/bn_recalibration.py --data-root data/camvid --out runs/bn_recal \
+  python experiments/bn_recalibration.py --data-root data/camvid --out runs/bn_recal \
       [--frames 200]
 Prints a Markdown table and writes OUT/results.json (docs/results.md holds a run).
 """
@@ -26,34 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Callable
-
-import numpy as np
 
 from slimseg_ros.cli.main import main as slimseg
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data.camera_shifts import SHIFT_A_GAINS, SHIFT_A_GAMMA
 from slimseg_ros.eval import bagio
+from slimseg_ros.eval.study import markdown_table
+from slimseg_ros.eval.study_sets import shifted_bag
 
 SHIPPED = "models/slimseg_camvid.safetensors"
-GAMMA = 1.8
-GAINS = np.array([0.75, 0.85, 1.1])
-
-
-def shift(rgb: np.ndarray) -> np.ndarray:
-    """The other camera: darker, bluer, clipped."""
-    x = (rgb.astype(np.float32) / 255.0) ** GAMMA * GAINS
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def shifted_bag(root: str, split: str, out: Path, labels: bool,
-                camera: Callable[[np.ndarray, int], np.ndarray] = lambda rgb, _i: shift(rgb)
-                ) -> Path:
-    """CamVid ``split`` through ``camera(rgb, frame_index)`` (default: this script's shift)."""
-    data = build_dataset("camvid", root, split)
-    frames = ((camera(rgb, i), lab if labels else None) for i, (rgb, lab) in
-              ((i, data.load(i)) for i in range(len(data))))
-    bagio.write_frames_bag(out, frames, rate_hz=10, compressed="png", overwrite=True)
-    return out
 
 
 def evaluate(checkpoint: str | None, bag: Path, out: Path) -> dict[str, float]:
@@ -118,15 +100,14 @@ def main() -> int:
         },
     }
     (out / "results.json").write_text(json.dumps(
-        {"frames": args.frames, "gamma": GAMMA, "gains": GAINS.tolist(), "miou": results},
+        {"frames": args.frames, "gamma": SHIFT_A_GAMMA, "gains": list(SHIFT_A_GAINS),
+         "miou": results},
         indent=2) + "\n")
     for split, arms in results.items():
         names = list(arms)
         print(f"\n{split} mIoU\n")
-        print("| width | " + " | ".join(names) + " |")
-        print("| --- |" + " --- |" * len(names))
-        for w in arms[names[0]]:
-            print(f"| {w} | " + " | ".join(f"{arms[n][w]:.4f}" for n in names) + " |")
+        print(markdown_table(["width", *names], ([w, *(f"{arms[n][w]:.4f}" for n in names)]
+                                                  for w in arms[names[0]])))
     return 0
 
 

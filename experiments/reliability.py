@@ -1,21 +1,19 @@
 """Reliability of the node under faults and load: measurements for docs/reliability.md.
 
-    python scripts/reliability.py soak --minutes 10 --rate 30 --out runs/rel/soak.json
-    python scripts/reliability.py burst --frames 500
-    python scripts/reliability.py restart          # a camera killed, another reliability
-    python scripts/reliability.py params --count 300
-    python scripts/reliability.py fuzz --count 2000
-    python scripts/reliability.py models           # corrupt or missing model files
-    python scripts/reliability.py sigterm          # SIGTERM at moments of a cold start
-    python scripts/reliability.py startup --runs 20 [--cli]   # param answers after appearing
+    python experiments/reliability.py soak --minutes 10 --rate 30 --out runs/rel/soak.json
+    python experiments/reliability.py burst --frames 500
+    python experiments/reliability.py restart          # a camera killed, another reliability
+    python experiments/reliability.py sigterm          # SIGTERM at moments of a cold start
+    python experiments/reliability.py startup --runs 20 [--cli]   # param answers after appearing
 
 Every command starts the node as users do (its own process, ``slimseg_node``, the shipped model
 unless ``--checkpoint``), drives it from this process over real DDS with
-:mod:`slimseg_ros.ros.drive`, and prints one JSON document (``--out`` also writes it) with the
+:mod:`slimseg_ros.ros.client`, and prints one JSON document (``--out`` also writes it) with the
 load average before and after: the machine may be shared, and absolute times follow its load.
 Both processes use the Fast DDS large-data profile (what ``seg.launch.py`` gives the node; a
 camera needs it too), unless ``--no-profile``. Results are measurements, not pass/fail checks;
-the tests check behaviour.
+the tests check behaviour. The pass/fail fault injections (fuzzed images, random parameter
+sets, bad model files) are tests: test/test_ros_faults.py.
 """
 
 from __future__ import annotations
@@ -23,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
@@ -65,7 +61,7 @@ class Session:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
 
-        from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+        from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
         self.work = Path(tempfile.mkdtemp(prefix="slimseg_rel_"))
         model = [f"model_path:={args.checkpoint}"] if args.checkpoint else []
@@ -255,7 +251,7 @@ def camera(args: argparse.Namespace) -> dict[str, Any]:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import Probe
+    from slimseg_ros.ros.client import Probe
 
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
               else ReliabilityPolicy.BEST_EFFORT)
@@ -319,218 +315,12 @@ def restart(args: argparse.Namespace) -> dict[str, Any]:
             "last_input_reliability": reliabilities[-1][1] if reliabilities else None}
 
 
-# -- parameter storm ------------------------------------------------------------------------------
-
-def _random_set(rng: random.Random) -> dict[str, Any]:
-    name = rng.choice(["width", "adaptive", "target_fps", "min_width", "max_width",
-                       "battery_thresholds", "battery_widths", "battery_hysteresis",
-                       "min_dwell_s", "overrun_frames", "publish_color", "overlay_alpha",
-                       "max_image_pixels", "input_reliability", "input_transport", "model_path",
-                       "no_such_parameter"])
-    choices: dict[str, list[Any]] = {
-        "width": [0.25, 0.5, 0.75, 1.0, 1, 0.3, -1.0, 2.0, "wide"],
-        "adaptive": [True, False, "yes"],
-        "target_fps": [5.0, 15, 30.0, 0.0, 1e9, "fast"],
-        "min_width": [0.0, 0.5, 0.8, 1.0], "max_width": [0.25, 0.6, 1.0, 0.0],
-        "battery_thresholds": [[0.5, 0.3, 0.15], [0.2, 0.4, 0.1], [0.5], [1.5, 0.2, 0.1]],
-        "battery_widths": [[0.75, 0.5, 0.25], [0.5, 0.75, 0.25]],
-        "battery_hysteresis": [0.0, 0.03, 0.6], "min_dwell_s": [0.0, 3, 1e5],
-        "overrun_frames": [1, 3, 0, 2.5], "publish_color": [True, False],
-        "overlay_alpha": [0.0, 0.5, 2.0], "max_image_pixels": [100, 8294400, 0],
-        "input_reliability": ["auto", "reliable", "best_effort", "fast"],
-        "input_transport": ["raw", "compressed", "theora"],
-        "model_path": ["/elsewhere.safetensors"], "no_such_parameter": [1],
-    }
-    return {name: rng.choice(choices[name])}
-
-
-def params(args: argparse.Namespace) -> dict[str, Any]:
-    """``--count`` random parameter sets (valid and not), as fast as answered; then every
-    parameter read back and checked against what the node reports."""
-    s = Session(args)
-    rng = random.Random(args.seed)
-    accepted = rejected = 0
-    reasons: dict[str, int] = {}
-    frames = Frames()
-    try:
-        t0 = time.monotonic()
-        for _ in range(args.count):
-            values = _random_set(rng)
-            (ok, reason), = s.probe.set_parameters(values, 30.0)
-            accepted += ok
-            rejected += not ok
-            if not ok:
-                key = reason.split(";")[0][:90]
-                reasons[key] = reasons.get(key, 0) + 1
-        seconds = time.monotonic() - t0
-        s.probe.set_parameters({"input_transport": "raw", "max_image_pixels": 8294400,
-                                "min_width": 0.0, "max_width": 1.0, "adaptive": True})
-        alive = s.answered(frames.make((640, 480), "rgb8", 5_000_000_000))
-        time.sleep(2.0)
-        got = s.probe.get_parameters(["width", "adaptive"])
-        status = s.probe.fresh_status(time.time(), 10.0) or {}
-        consistent = (abs(float(status.get("width", "nan")) - got["width"]) < 1e-6
-                      and status.get("adaptive") == str(got["adaptive"]).lower()
-                      and abs(s.probe.current_width() - got["width"]) < 1e-6)
-    finally:
-        code = s.close()
-    return {"sets": args.count, "accepted": accepted, "rejected": rejected,
-            "seconds": round(seconds, 1), "rejection_reasons": dict(sorted(
-                reasons.items(), key=lambda kv: -kv[1])),
-            "width_parameter_status_and_topic_agree": consistent,
-            "good_frame_answered_after": alive, "exit_code": code}
-
-
-# -- fuzzed images --------------------------------------------------------------------------------
-
-ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16", "16UC1", "8UC3", "yuv422",
-             "yuv422_yuy2", "RGB8", "", "rgb9", "bayer_rggb8", "32FC1", "jpeg", "\u00e9\u00e9"]
-
-
-def _fuzzed_raw(rng: np.random.Generator, stamp: int) -> Any:
-    from sensor_msgs.msg import Image
-
-    from slimseg_ros.ros.conversions import make_header
-
-    kind = int(rng.integers(0, 6))
-    h, w = (int(v) for v in rng.integers(0, 700, 2))
-    if kind == 0:  # declared sizes far beyond the data
-        h, w = (int(v) for v in rng.integers(1 << 14, 1 << 31, 2))
-    encoding = str(rng.choice(ENCODINGS))
-    step = int(rng.choice([0, w, w * 3, w * 4 + 7, int(rng.integers(0, 1 << 31))]))
-    size = int(rng.choice([0, 1, step * min(h, 1000), int(rng.integers(0, 1 << 20))]))
-    if kind == 1:  # a consistent image of a random encoding (often valid)
-        h, w = int(rng.integers(1, 200)), 2 * int(rng.integers(1, 200))
-        step = w * int(rng.integers(1, 5))
-        size = step * h
-    data = rng.integers(0, 256, min(size, 4 << 20), dtype=np.uint8).tobytes()
-    return Image(header=make_header(stamp), height=h % (1 << 32), width=w % (1 << 32),
-                 encoding=encoding, is_bigendian=int(rng.integers(0, 256)),
-                 step=step % (1 << 32), data=data)
-
-
-def _fuzzed_compressed(rng: np.random.Generator, stamp: int, good: list[bytes]) -> Any:
-    from sensor_msgs.msg import CompressedImage
-
-    from slimseg_ros.ros.conversions import make_header
-
-    base = bytearray(good[int(rng.integers(0, len(good)))])
-    kind = int(rng.integers(0, 5))
-    if kind == 0:
-        data = bytes(rng.integers(0, 256, int(rng.integers(0, 5000)), dtype=np.uint8))
-    elif kind == 1:
-        data = bytes(base[: int(rng.integers(0, len(base)))])
-    elif kind == 2:
-        for _ in range(int(rng.integers(1, 20))):
-            base[int(rng.integers(0, len(base)))] = int(rng.integers(0, 256))
-        data = bytes(base)
-    elif kind == 3 and base[:4] == b"\x89PNG":  # a header claiming a huge image
-        base[16:24] = struct.pack(">II", 100_000, 100_000)
-        data = bytes(base)
-    else:
-        data = bytes(base)
-    fmt = str(rng.choice(["jpeg", "png", "rgb8; jpeg compressed bgr8", "16UC1; compressedDepth",
-                          "", "tiff"]))
-    return CompressedImage(header=make_header(stamp), format=fmt, data=data)
-
-
-def fuzz(args: argparse.Namespace) -> dict[str, Any]:
-    """``--count`` malformed image messages (3/4 raw, 1/4 compressed), then a good frame."""
-    from sensor_msgs.msg import CompressedImage
-
-    from slimseg_ros.data.pixels import encode_compressed
-
-    s = Session(args, ["input_reliability:=reliable"])
-    rng = np.random.default_rng(args.seed)
-    frames = Frames()
-    try:
-        before = s.node.resources()
-        raw = args.count * 3 // 4
-        for i in range(raw):
-            s.camera.publish(_fuzzed_raw(rng, 6_000_000_000 + i))
-            time.sleep(0.002)
-        (ok, why), = s.probe.set_parameters({"input_transport": "compressed"})
-        assert ok, why
-        pub = s.probe.publisher(CompressedImage, TOPIC + "/compressed", 10)
-        time.sleep(2.0)
-        rgb = np.random.default_rng(0).integers(0, 256, (240, 320, 3), dtype=np.uint8)
-        good = [encode_compressed(rgb, "png"), encode_compressed(rgb, "jpeg")]
-        for i in range(args.count - raw):
-            pub.publish(_fuzzed_compressed(rng, 7_000_000_000 + i, good))
-            time.sleep(0.005)
-        time.sleep(3.0)
-        s.probe.set_parameters({"input_transport": "raw"})
-        alive = s.answered(frames.make((640, 480), "rgb8", 8_000_000_000))
-        status = s.probe.fresh_status(time.time(), 10.0) or {}
-        after = s.node.resources()
-    finally:
-        code = s.close()
-    log = s.node.log_text()
-    return {"messages": args.count, "node_counts": {k: status.get(k) for k in (
-        "received_frames", "processed_frames", "rejected_frames", "rejected_by_kind",
-        "dropped_frames", "failed_frames")},
-        "log_lines": len(log.splitlines()),
-        "raw_native_lines": sum(1 for line in log.splitlines()
-                                if line.startswith(("libpng", "Corrupt JPEG", "Premature"))),
-        "good_frame_answered_after": alive, "resources_before": before,
-        "resources_after": after, "exit_code": code}
-
-
-# -- model files ----------------------------------------------------------------------------------
-
-def _bad_models(work: Path, good: Path) -> dict[str, Path]:
-    from safetensors.numpy import save_file
-
-    bad = {"missing": work / "missing.safetensors", "directory": work / "models_dir"}
-    bad["directory"].mkdir()
-    (bad["directory"] / "a.safetensors").write_bytes(b"")
-    bad["empty"] = work / "empty.safetensors"
-    bad["empty"].write_bytes(b"")
-    bad["random bytes"] = work / "random.safetensors"
-    bad["random bytes"].write_bytes(os.urandom(4096))
-    data = good.read_bytes()
-    bad["truncated"] = work / "truncated.safetensors"
-    bad["truncated"].write_bytes(data[: len(data) // 2])
-    bad["no slimseg metadata"] = work / "plain.safetensors"
-    save_file({"w": np.zeros(3, np.float32)}, str(bad["no slimseg metadata"]))
-    bad["metadata not JSON"] = work / "badjson.safetensors"
-    save_file({"w": np.zeros(3, np.float32)}, str(bad["metadata not JSON"]),
-              metadata={"slimseg": "{not json"})
-    bad["a pickle"] = work / "model.pt"
-    bad["a pickle"].write_bytes(b"\x80\x04\x95" + os.urandom(200))
-    return bad
-
-
-def models(args: argparse.Namespace) -> dict[str, Any]:
-    """The node started with each kind of bad model file: exit status, time, its ERROR lines."""
-    from slimseg_ros.model.checkpoint import save_random_checkpoint
-    from slimseg_ros.ros.drive import NodeProcess, node_command
-
-    work = Path(tempfile.mkdtemp(prefix="slimseg_models_"))
-    good = save_random_checkpoint(work / "good.safetensors", input_size=(64, 96))
-    results = {}
-    for kind, path in _bad_models(work, good).items():
-        t0 = time.monotonic()
-        node = NodeProcess(node_command(params=[f"model_path:={path}", "backend:=torch"]),
-                           work / f"{kind.replace(' ', '_')}.log", node_env(args))
-        try:
-            code = node.wait(300)
-        finally:
-            node.stop()
-        log = node.log_text()
-        results[kind] = {"exit_code": code, "seconds": round(time.monotonic() - t0, 1),
-                         "errors": [line.split("]: ", 1)[-1] for line in log.splitlines()
-                                    if "ERROR" in line],
-                         "traceback": "Traceback" in log}
-    return results
-
-
 # -- SIGTERM during a cold start ------------------------------------------------------------------
 
 def sigterm(args: argparse.Namespace) -> dict[str, Any]:
     """SIGTERM at moments of a cold start (empty engine cache, ``--backend``): during imports,
     while the engines build, when ready. Exit status and seconds from signal to exit."""
-    from slimseg_ros.ros.drive import NodeProcess, node_command
+    from slimseg_ros.ros.client import NodeProcess, node_command
 
     rows = []
     for delay in args.delays:
@@ -565,7 +355,7 @@ def startup(args: argparse.Namespace) -> dict[str, Any]:
     seconds from the node appearing in the graph to its first answered parameter call. With
     ``--cli``: as a user sees it, ``ros2 node list`` until it lists the node, then
     ``ros2 param get`` (its wall time, the CLI's own start included)."""
-    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+    from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
     rows = []
     env = node_env(args)
@@ -601,7 +391,7 @@ def startup(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _startup_probe(probe: Any, t0: float) -> dict[str, Any]:
-    from slimseg_ros.ros.drive import wait_until
+    from slimseg_ros.ros.client import wait_until
 
     def listed() -> bool:
         return ("slimseg", "/") in probe.node.get_node_names_and_namespaces()
@@ -638,8 +428,8 @@ def _size(text: str) -> tuple[int, int]:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
-    "soak": soak, "burst": burst, "restart": restart, "params": params, "fuzz": fuzz,
-    "models": models, "sigterm": sigterm, "startup": startup, "camera": camera,
+    "soak": soak, "burst": burst, "restart": restart, "sigterm": sigterm, "startup": startup,
+    "camera": camera,
 }
 
 
@@ -648,9 +438,6 @@ OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
              "--rate": {"type": float, "default": 30.0}},
     "burst": {"--frames": {"type": int, "default": 500}},
     "restart": {"--seconds": {"type": float, "default": 30.0}},
-    "params": {"--count": {"type": int, "default": 300}},
-    "fuzz": {"--count": {"type": int, "default": 2000}},
-    "models": {},
     "sigterm": {"--delays": {"type": float, "nargs": "+",
                              "default": [0.5, 3.0, 8.0, 15.0, 40.0]}},
     "startup": {"--runs": {"type": int, "default": 20},
@@ -666,7 +453,7 @@ OPTIONS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python scripts/reliability.py",
+    p = argparse.ArgumentParser(prog="python experiments/reliability.py",
                                 description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name, options in OPTIONS.items():
@@ -675,7 +462,6 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--backend", default="auto", help="node backend (default: auto)")
         q.add_argument("--no-profile", action="store_true",
                        help="Fast DDS defaults instead of config/fastdds_large_data.xml")
-        q.add_argument("--seed", type=int, default=0)
         q.add_argument("--out", type=Path, help="also write the JSON here")
         for flag, kwargs in options.items():
             q.add_argument(flag, **kwargs)

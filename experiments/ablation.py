@@ -23,7 +23,7 @@ Writes OUT/runs.json (every run, resumable) and docs/ablation_results.json-style
    "seeds", "verdict"}}}}}   (verdict: better | worse | not separable | one seed)
 --report-only aggregates the finished runs in OUT/runs.json without training anything.
 Usage:
-  python scripts/ablation.py --data-root data/camvid --out runs/ablation \\
+  python experiments/ablation.py --data-root data/camvid --out runs/ablation \\
       --seeds 0,1,2 --steps 3000 [--jobs 4] [--json docs/ablation_results.json] [key=value ...]
 Defaults are the CPU protocol (half resolution: 180x240 evaluation, 128x160 crops); on a GPU
 pass e.g. data.crop_size=[360,480] data.val_size=[360,480] data.scale_range=[0.5,1.5].
@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from slimseg_ros.eval.study import markdown_table, mean_spread, paired_verdict
 from slimseg_ros.model.checkpoint import read_metadata
 
 ARMS: dict[str, list[str]] = {
@@ -116,8 +116,7 @@ def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict
             entry = {}
             for metric in METRICS:
                 values = [float(d[metric]) for d in done if d.get(metric) is not None]
-                entry[f"{metric}_mean"] = statistics.mean(values) if values else None
-                entry[f"{metric}_std"] = statistics.pstdev(values) if len(values) > 1 else 0.0
+                entry[f"{metric}_mean"], entry[f"{metric}_std"] = mean_spread(values)
             widths[key] = entry
         if widths:
             used = [s for s in seeds if any(score_of(runs, arm, s, w) for w in WIDTHS)]
@@ -126,12 +125,8 @@ def aggregate(runs: dict, arms: list[str], seeds: list[int], steps: int) -> dict
 
 
 def compare(runs: dict, arm: str, reference: str, metric: str, seeds: list[int]) -> dict:
-    """Per width: seed-paired differences arm - reference and a verdict.
-
-    "better" / "worse" when every paired difference has the same sign and their mean exceeds the
-    larger seed-to-seed spread (population std) of the two arms; otherwise "not separable". One
-    seed gives no spread to compare with: "one seed".
-    """
+    """Per width: seed-paired differences arm - reference and a verdict
+    (:func:`~slimseg_ros.eval.study.paired_verdict`)."""
     out = {}
     for w in WIDTHS:
         key = str(float(w))
@@ -141,19 +136,8 @@ def compare(runs: dict, arm: str, reference: str, metric: str, seeds: list[int])
             b = (score_of(runs, reference, seed, w) or {}).get(metric)
             if a is not None and b is not None:
                 pairs.append((float(a), float(b)))
-        if not pairs:
-            continue
-        diffs = [a - b for a, b in pairs]
-        mean = statistics.mean(diffs)
-        if len(pairs) < 2:
-            verdict = "one seed"
-        else:
-            spread = max(statistics.pstdev([a for a, _ in pairs]),
-                         statistics.pstdev([b for _, b in pairs]))
-            same_sign = all(d > 0 for d in diffs) or all(d < 0 for d in diffs)
-            verdict = ("not separable" if not same_sign or abs(mean) <= spread
-                       else "better" if mean > 0 else "worse")
-        out[key] = {"diff_mean": mean, "diffs": diffs, "seeds": len(pairs), "verdict": verdict}
+        if pairs:
+            out[key] = paired_verdict(pairs)
     return out
 
 
@@ -164,19 +148,16 @@ def verdicts(runs: dict, seeds: list[int]) -> dict:
 
 
 def verdict_table(found: dict) -> str:
-    lines = ["| claim | arm - reference | metric | " + " | ".join(str(float(w)) for w in WIDTHS)
-             + " |", "|---" * (3 + len(WIDTHS)) + "|"]
-    for claim, v in found.items():
-        cells = [f"{e['diff_mean']:+.3f} {e['verdict']}" if (e := v["widths"].get(str(float(w))))
-                 else "-" for w in WIDTHS]
-        lines.append(f"| {claim} | {v['arm']} - {v['reference']} | {v['metric']} | "
-                     + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[claim, f"{v['arm']} - {v['reference']}", v["metric"],
+             *(f"{e['diff_mean']:+.3f} {e['verdict']}" if (e := v["widths"].get(str(float(w))))
+               else "-" for w in WIDTHS)] for claim, v in found.items()]
+    return markdown_table(["claim", "arm - reference", "metric",
+                           *(str(float(w)) for w in WIDTHS)], rows)
 
 
 def table(doc: dict, metric: str) -> str:
     arms = list(doc["arms"])
-    lines = ["| width | " + " | ".join(arms) + " |", "|---" * (len(arms) + 1) + "|"]
+    rows = []
     for w in WIDTHS:
         key = str(float(w))
         cells = []
@@ -184,8 +165,8 @@ def table(doc: dict, metric: str) -> str:
             e = doc["arms"][arm]["widths"].get(key)
             cells.append("-" if not e or e[f"{metric}_mean"] is None else
                          f"{e[f'{metric}_mean']:.3f} ± {e[f'{metric}_std']:.3f}")
-        lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        rows.append([key, *cells])
+    return markdown_table(["width", *arms], rows)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ the 23 MB teacher, is already about 38 MiB of the 64). Compression noise at 85 i
 what the camera augmentation adds. Labels stay lossless PNG. The loader pairs images and labels
 by file stem, so the packed folder is an ordinary CamVid root:
 
-  python scripts/pack_camvid.py --src data/camvid --out .gpu/camvid
+  python tools/dev/pack_camvid.py --src data/camvid --out .gpu/camvid
   slimseg train --config config/train_camvid.yaml --data-root .gpu/camvid ...
 """
 

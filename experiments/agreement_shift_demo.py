@@ -11,7 +11,7 @@ through the node:
    checks every 1 s and with none: processed fraction and mIoU side by side (the checks run
    only in idle time, so they should cost no processed frames).
 
-    .venv/bin/python scripts/agreement_shift_demo.py --data-root data/camvid \
+    .venv/bin/python experiments/agreement_shift_demo.py --data-root data/camvid \
         --out docs/operating_points
 """
 
@@ -26,20 +26,16 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bn_recalibration import shift  # noqa: E402
-
-from slimseg_ros.data import build_dataset  # noqa: E402
-from slimseg_ros.eval import bagio  # noqa: E402
+from slimseg_ros.data import build_dataset
+from slimseg_ros.data.camera_shifts import shift_a
+from slimseg_ros.eval import bagio
 
 
 def make_bag(root: str, out: Path, shifted_repeats: int) -> int:
     data = build_dataset("camvid", root, "val")
     frames = [data.load(i) for i in range(len(data))]
     both = [(rgb, lab) for rgb, lab in frames] + [
-        (shift(rgb), lab) for _ in range(shifted_repeats) for rgb, lab in frames]
+        (shift_a(rgb), lab) for _ in range(shifted_repeats) for rgb, lab in frames]
     bagio.write_frames_bag(out, both, rate_hz=10, overwrite=True)
     return len(frames)
 

@@ -2,7 +2,7 @@
 teacher_camvid, their average (MGD's targets) and the kept (confidence >= 0.7) pixels on
 26 training-sized crops of shifted val (docs/data.md).
 
-Usage: python scripts/pseudo_label_check.py
+Usage: python experiments/pseudo_label_check.py
 """
 
 from __future__ import annotations

@@ -3,12 +3,11 @@
   OUT/shifted_train   CamVid train through the camera, no labels (the robot's recording)
   OUT/shifted_val     CamVid val through the camera, with labels (the scoring, disjoint frames)
 
-Cameras: a = docs/data.md's (gamma 1.8, blue cast, clipped; scripts/bn_recalibration.py),
-b = lifted shadows, warm cast, sensor noise (scripts/distill_comparison.py's shift_b, a fresh
-noise draw per frame).
+Cameras (slimseg_ros.data.camera_shifts): a = docs/data.md's (gamma 1.8, blue cast, clipped),
+b = lifted shadows, warm cast, sensor noise (a fresh noise draw per frame).
 
 Usage:
-  python scripts/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
+  python experiments/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
 """
 
 from __future__ import annotations
@@ -16,11 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bn_recalibration import shift, shifted_bag
-from distill_comparison import shift_b
-
-# camera(rgb, frame index): b draws its sensor noise afresh for every frame
-CAMERAS = {"a": lambda rgb, _i: shift(rgb), "b": shift_b}
+from slimseg_ros.data.camera_shifts import CAMERA_SHIFTS
+from slimseg_ros.eval.study_sets import shifted_bag
 
 
 def main() -> None:
@@ -30,7 +26,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
-    camera = CAMERAS[args.camera]
+    camera = CAMERA_SHIFTS[args.camera]  # given the frame index: b's noise differs per frame
     shifted_bag(args.data_root, "train", out / "shifted_train", labels=False, camera=camera)
     shifted_bag(args.data_root, "val", out / "shifted_val", labels=True, camera=camera)
     print(f"wrote {out / 'shifted_train'} and {out / 'shifted_val'}")

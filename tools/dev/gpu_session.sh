@@ -4,8 +4,8 @@
 # ablation's aggregate in $OUT/ablation_results_gpu.json, its logs and histories in $OUT/runs.tgz.
 #
 # Here, before the call:  echo /.gpu/ >> .git/info/exclude
-#                          python scripts/pack_camvid.py --out .gpu/camvid
-# The call (device tool):  run(command="bash scripts/gpu_session.sh", carry=[".gpu"], timeout_s=590)
+#                          python tools/dev/pack_camvid.py --out .gpu/camvid
+# The call (device tool):  run(command="bash tools/dev/gpu_session.sh", carry=[".gpu"], timeout_s=590)
 #
 # Knobs (environment): BUDGET seconds for the whole script (default 560), DEVICE (cuda),
 # DATA (.gpu/camvid), SEEDS (0,1,2), JOBS (runs at once, default 6), STEPS (default: sized from a
@@ -46,7 +46,7 @@ if [ "${SKIP_CHECKS:-0}" != 1 ]; then
 fi
 
 ablate() {  # ablate STEPS ARMS SEEDS OUTDIR SECONDS
-  timeout "$5" python3 scripts/ablation.py --data-root "$DATA" --out "$4" --arms "$2" \
+  timeout "$5" python3 experiments/ablation.py --data-root "$DATA" --out "$4" --arms "$2" \
     --seeds "$3" --steps "$1" --jobs "$JOBS" --threads 1 val_every=0 "${ABLATION_SIZE[@]}" \
     >> "$R/ablation_driver.log" 2>&1
 }
@@ -69,7 +69,7 @@ say "ablation: $STEPS steps, seeds $SEEDS"
 ablate "$STEPS" ce_only,inplace_kd,independent,slimseg,stepwise_kd "$SEEDS" "$W/ablation" \
   $(( $(left) - 25 ))
 say "ablation exit $?"
-python3 scripts/ablation.py --out "$W/ablation" --seeds "$SEEDS" --steps "$STEPS" --report-only \
+python3 experiments/ablation.py --out "$W/ablation" --seeds "$SEEDS" --steps "$STEPS" --report-only \
   --json "$OUT/ablation_results_gpu.json" > "$R/ablation_report.txt" 2>&1
 say "report exit $?"
 # checkpoints stay there: logs, histories and JSON come back

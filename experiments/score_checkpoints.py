@@ -1,4 +1,4 @@
-"""Score checkpoints side by side, per width, on the sets of scripts/distill_comparison.py.
+"""Score checkpoints side by side, per width, on the studies' sets (slimseg_ros.eval.study_sets).
 
 Used to decide whether a new model replaces the shipped one: the same frames, the same
 deployment path (frozen width, torch on the CPU), one table per metric and one JSON.
@@ -9,7 +9,7 @@ deployment path (frozen width, torch on the CPU), one table per metric and one J
   shift_b    val through another camera (lifted shadows, warm cast, sensor noise)
 
 Usage:
-  python scripts/score_checkpoints.py shipped=models/slimseg_camvid.safetensors \\
+  python experiments/score_checkpoints.py shipped=models/slimseg_camvid.safetensors \\
       new=runs/ship1/best.safetensors --sets val,shift_a,shift_b --json docs/ship/scores.json
 """
 
@@ -19,20 +19,17 @@ import argparse
 import json
 from pathlib import Path
 
-from distill_comparison import eval_sets, score
+from slimseg_ros.eval.study import markdown_table
+from slimseg_ros.eval.study_sets import score_checkpoint, study_sets
 
 METRICS = ("miou", "boundary_f1")
 
 
 def table(scores: dict[str, dict], sets: list[str], metric: str) -> str:
     """One Markdown row per (checkpoint, width), one column per set."""
-    lines = ["| model | width | " + " | ".join(sets) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in sets) + " |"]
-    for name, per_set in scores.items():
-        for width in sorted(per_set[sets[0]], key=float):
-            cells = [f"{per_set[s][width][metric]:.4f}" for s in sets]
-            lines.append(f"| {name} | {width} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[name, width, *(f"{per_set[s][width][metric]:.4f}" for s in sets)]
+            for name, per_set in scores.items() for width in sorted(per_set[sets[0]], key=float)]
+    return markdown_table(["model", "width", *sets], rows)
 
 
 def main() -> None:
@@ -49,13 +46,13 @@ def main() -> None:
         if not sep or not Path(path).is_file():
             raise SystemExit(f"expected NAME=PATH to an existing checkpoint, got {item!r}")
         named[name] = Path(path)
-    available = eval_sets(args.data_root)
+    available = study_sets(args.data_root)
     wanted = args.sets.split(",")
     unknown = [s for s in wanted if s not in available]
     if unknown:
         raise SystemExit(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(available)}")
     sets = {s: available[s] for s in wanted}
-    scores = {name: score(path, sets) for name, path in named.items()}
+    scores = {name: score_checkpoint(path, sets) for name, path in named.items()}
     for metric in METRICS:
         print(f"\n{metric}\n" + table(scores, wanted, metric))
     if args.json:

@@ -5,7 +5,7 @@ until it logs ``ready:`` (every point built and warmed), reads its peak resident
 (``VmHWM``) then, and stops it with SIGINT. Run it twice on one cache directory: the first start
 fills the cache (cold), the second finds it warm.
 
-    .venv/bin/python scripts/points_startup.py --sizes 360x480,270x360,180x240 \
+    .venv/bin/python experiments/points_startup.py --sizes 360x480,270x360,180x240 \
         --cache /tmp/slimseg_points_cache --backend auto --runs 2
 """
 

@@ -7,7 +7,7 @@ when given, the same device latency table. Writes one JSON with mIoU (over the p
 frames), processed fraction and points used per run, and a plot of every point, the front and
 the runs.
 
-    .venv/bin/python scripts/operating_points_compare.py --bag /tmp/camvid_val_10hz \
+    .venv/bin/python experiments/operating_points_compare.py --bag /tmp/camvid_val_10hz \
         --bag-rate 10 --fps 10,15,20,30 --sizes 360x480,270x360,180x240 \
         --latency-table docs/operating_points/latency_table_cpu.json \
         --out docs/operating_points
@@ -56,7 +56,6 @@ def plot(table_points: dict, accuracy: dict, results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    sys.path.insert(0, str(ROOT))
     from slimseg_ros.control.front import ControlPoint, pareto_front
     from slimseg_ros.runtime.points import parse_point_key
 

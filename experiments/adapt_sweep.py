@@ -2,7 +2,7 @@
 average from the same run (docs/data.md, "What adapt's settings do on the current model").
 
 Usage:
-  python scripts/adapt_sweep.py NAME CHECKPOINT \
+  python experiments/adapt_sweep.py NAME CHECKPOINT \
     '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}),
@@ -15,7 +15,7 @@ With "runs" > 1 (default 3, as `slimseg adapt`) the results are {NAME}_soup and
 re-estimated); with "runs": 1, {NAME}_student, {NAME}_average and, with "recal_after", each again
 with its BN statistics re-estimated on the adaptation frames (_student_recal, _average_recal).
 One line per result is appended to runs/adapt/results.jsonl.
-The bags come from `python scripts/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
+The bags come from `python experiments/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
 replacing names in slimseg_ros.train.adapt for this process only.

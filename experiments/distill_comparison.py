@@ -2,7 +2,7 @@
 
 Every arm trains on CamVid train without sequence 0006R0 (266 frames of drives 0001TP and 0016E5)
 for the same number of steps, batch, crop and seed-controlled data order, then is scored per width
-through the deployment path on four sets:
+through the deployment path on four sets (slimseg_ros.eval.study_sets):
 
   val        CamVid val (101 frames of drive 0016E5, which training saw other frames of)
   heldout    CamVid train's 0006R0 (101 frames of a drive no arm, and not the teacher, saw)
@@ -32,7 +32,7 @@ Arms (override lists on config/train_camvid.yaml):
 Resumable: finished (arm, seed) results are kept in OUT/results.json; an interrupted run resumes
 from its own train_state. Several processes may share OUT (e.g. one arm each with --threads 1,
 which holds up better than one 2-thread process on a machine shared with other jobs). Usage:
-  python scripts/distill_comparison.py --data-root data/camvid --out runs/distill \\
+  python experiments/distill_comparison.py --data-root data/camvid --out runs/distill \\
       --arms ka,recipe,shipped --seeds 0,1 --steps 800
 Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
 """
@@ -42,21 +42,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import statistics
 import time
 from pathlib import Path
-from typing import Callable, Iterable
 
-import numpy as np
-
-from slimseg_ros.data import build_dataset
-from slimseg_ros.eval.scoring import score_engine
+from slimseg_ros.eval.study import format_mean_spread, markdown_table
+from slimseg_ros.eval.study_sets import HELD_OUT, SET_NAMES, score_checkpoint, study_sets
 from slimseg_ros.model.config import width_key
-from slimseg_ros.runtime import load_engine
 from slimseg_ros.train.config import load_train_config
 from slimseg_ros.train.loop import train
 
-HELD_OUT = "0006R0"
 TEACHER = "models/teacher_camvid.safetensors"
 RECIPE = ["loss.ce=ohem", "data.scale_range=[0.75,1.25]", "ema_decay=0.999",
           "augment.camera_prob=0.5", "optim.weight_decay=0.01"]
@@ -80,61 +74,16 @@ ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.
 ARMS["quarter_mgd_ext"] = ARMS["quarter_mgd"][:-1] + ["mgd.confidence=0.7"]
 
 
-def shift_a(rgb: np.ndarray) -> np.ndarray:
-    """docs/data.md's other camera: darker (gamma 1.8), a blue cast, clipped."""
-    x = (rgb.astype(np.float32) / 255.0) ** 1.8 * np.array([0.75, 0.85, 1.1], np.float32)
-    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def shift_b(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Another camera: lifted shadows (black at 15%), brighter mid-tones, warm cast, noise."""
-    x = 0.15 + 0.85 * (rgb.astype(np.float32) / 255.0) ** 0.75
-    x = x * np.array([1.12, 1.0, 0.8], np.float32)
-    noise = np.random.default_rng(seed).normal(0.0, 5.0 / 255.0, x.shape).astype(np.float32)
-    return (np.clip(x + noise, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def eval_sets(root: str) -> dict[str, Callable[[], Iterable[tuple[np.ndarray, np.ndarray]]]]:
-    val = build_dataset("camvid", root, "val")
-    held = build_dataset("camvid", root, "train", sequences=[HELD_OUT])
-
-    def frames(ds, f=lambda x: x, every=1):
-        return lambda: ((f(rgb), lab) for rgb, lab in
-                        (ds.load(i) for i in range(0, len(ds), every)))
-
-    # the shifted sets use every second val frame (consecutive frames are near-duplicates)
-    return {"val": frames(val), "heldout": frames(held), "shift_a": frames(val, shift_a, 2),
-            "shift_b": frames(val, shift_b, 2)}
-
-
-def score(checkpoint: Path, sets: dict) -> dict[str, dict[str, dict[str, float]]]:
-    engine = load_engine(checkpoint, backend="torch", device="cpu", warmup_repeats=1)
-    out = {}
-    for name, frames in sets.items():
-        res, _ = score_engine(engine, frames(), engine.widths, engine.meta.class_names)
-        out[name] = {w: {"miou": r["miou"], "boundary_f1": r["boundary_f1"]}
-                     for w, r in res.items()}
-    return out
-
-
 def table(results: dict, arms: list[str], metric: str = "miou") -> str:
-    sets = ("val", "heldout", "shift_a", "shift_b")
+    """One row per (arm, width): each set's mean over seeds, ± the spread with two or more."""
     widths = sorted({w for r in results.values() for w in r["scores"]["val"]}, key=float)
-    lines = ["| arm | seeds | width | " + " | ".join(sets) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in sets) + " |"]
+    rows = []
     for arm in arms:
-        runs = [r for k, r in sorted(results.items()) if r["arm"] == arm]
-        if not runs:
-            continue
-        for w in widths:
-            cells = []
-            for s in sets:
-                vals = [r["scores"][s][w][metric] for r in runs]
-                spread = f" ± {statistics.pstdev(vals):.3f}" if len(vals) > 1 else ""
-                cells.append(f"{statistics.mean(vals):.3f}{spread}")
-            seeds = ",".join(str(r["seed"]) for r in runs)
-            lines.append(f"| {arm} | {seeds} | {w} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        runs = [r for _, r in sorted(results.items()) if r["arm"] == arm]
+        seeds = ",".join(str(r["seed"]) for r in runs)
+        rows += [[arm, seeds, w, *(format_mean_spread([r["scores"][s][w][metric] for r in runs])
+                                   for s in SET_NAMES)] for w in widths if runs]
+    return markdown_table(["arm", "seeds", "width", *SET_NAMES], rows)
 
 
 def main() -> None:
@@ -167,7 +116,7 @@ def main() -> None:
     ]
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    sets = eval_sets(args.data_root)
+    sets = study_sets(args.data_root)
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in arms:
             name = f"{arm}_s{seed}"
@@ -185,7 +134,7 @@ def main() -> None:
             minutes = round((time.monotonic() - t0) / 60, 1)
             results[name] = {"arm": arm, "seed": seed, "steps": res.steps, "minutes": minutes,
                              "threads": args.threads, "overrides": overrides,
-                             "scores": score(res.last_checkpoint, sets)}
+                             "scores": score_checkpoint(res.last_checkpoint, sets)}
             # re-read before writing: several processes (e.g. one arm each) may share the file
             if results_path.is_file():
                 results = {**json.loads(results_path.read_text()), name: results[name]}
@@ -194,7 +143,7 @@ def main() -> None:
             tmp.replace(results_path)
             print(f"{name}: {minutes} min; " + ", ".join(
                 f"{s} w1.0 {results[name]['scores'][s][width_key(1.0)]['miou']:.3f}"
-                for s in ("val", "heldout", "shift_a", "shift_b")), flush=True)
+                for s in SET_NAMES), flush=True)
     print("mIoU (mean ± spread over seeds)\n" + table(results, arms))
     print("\nboundary F1\n" + table(results, arms, "boundary_f1"))
 

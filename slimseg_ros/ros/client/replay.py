@@ -1,10 +1,10 @@
 """Through-the-node evaluation: replay a bag over DDS to the ``slimseg`` node, score its answers.
 
-The replay starts the node as a subprocess (:class:`~slimseg_ros.ros.drive.NodeProcess`) wired to
+The replay starts the node as a subprocess (:class:`~slimseg_ros.ros.client.NodeProcess`) wired to
 the bag's topics, or uses a running one, publishes the bag's camera frames and battery readings
 at their recorded rate times ``speed`` (:mod:`slimseg_ros.eval.replay_plan`), changes parameters
 on schedule through the node's parameter service, and records what comes back
-(:mod:`slimseg_ros.ros.replay_client`). Frames the node skipped (latest frame wins) count as
+(:mod:`slimseg_ros.ros.client.replay_client`). Frames the node skipped (latest frame wins) count as
 dropped; the width of each answer is the last ``~/width`` value received before it (the node
 publishes a switch before the first labels made at the new width), and the reason of each switch
 is the one its status gave. Scoring (:mod:`slimseg_ros.eval.replay_score`) happens after the node
@@ -22,11 +22,11 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..data.bagread import BagTopics, inspect_bag, read_labels, resolve_topics
-from ..eval.replay_plan import ReplayConfig, initial_params, plan_replay
-from ..eval.replay_score import (
+from ...data.bagread import BagTopics, inspect_bag, read_labels, resolve_topics
+from ...eval.replay_plan import ReplayConfig, initial_params, plan_replay
+from ...eval.replay_score import (
     ReplayResult, checkpoint_class_names, conditions, replay_document, score_recording)
-from .drive import NodeProcess, node_command, write_params_file
+from .node_process import NodeProcess, node_command, write_params_file
 from .replay_client import ReplayClient
 
 __all__ = ["node_params", "replay_node_command", "run_replay"]
@@ -50,7 +50,7 @@ def node_params(config: ReplayConfig, topics: BagTopics) -> dict[str, Any]:
 
 
 def replay_node_command(config: ReplayConfig, topics: BagTopics, params_file: Path) -> list[str]:
-    """The node's command (:func:`~slimseg_ros.ros.drive.node_command`) wired to the bag's
+    """The node's command (:func:`~slimseg_ros.ros.client.node_command`) wired to the bag's
     topics."""
     image = topics.image
     base = image[: -len("/compressed")] if topics.compressed and image.endswith(
@@ -137,7 +137,7 @@ def run_replay(
                 raise ValueError(f"{config.node_fqn} refused {name} = {value}: "
                                  f"{entry['reason'] or 'no answer'}")
         if progress:
-            from ..progress import progress_bar
+            from ...progress import progress_bar
 
             bar = progress_bar(total=plan.frames, desc="replay", unit="frame")
         recording = client.run(plan.events(), on_frame=bar.update if bar else None,

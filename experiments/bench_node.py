@@ -1,9 +1,9 @@
 """Node benchmarks over real DDS: the node in its own process, frames from this one.
 
-    python scripts/bench_node.py overhead --frames 200 --camera 640x480
-    python scripts/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
+    python experiments/bench_node.py overhead --frames 200 --camera 640x480
+    python experiments/bench_node.py flat --duration 60 --rate 30 --camera 640x480 \\
         --input-size 360x480 --width 1.0
-    python scripts/bench_node.py camera --rate 30 --camera 640x480 --duration 30 \\
+    python experiments/bench_node.py camera --rate 30 --camera 640x480 --duration 30 \\
         --camera-profile none            # a stock camera driver's process
 
 ``overhead``: this process publishes one rgb8 frame at a time (the node is idle when it arrives)
@@ -25,7 +25,7 @@ in use, the frames the node counted lost before it and when it first warned of t
 (docs/transport.md has the table).
 
 Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slimseg bench``).
-The node is started and probed with :mod:`slimseg_ros.ros.drive`; results are measurements
+The node is started and probed with :mod:`slimseg_ros.ros.client`; results are measurements
 (docs/node.md), not pass/fail checks.
 """
 
@@ -164,7 +164,7 @@ def _running_node(args: argparse.Namespace) -> Iterator[_NodeRun]:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from slimseg_ros.ros.drive import NodeProcess, Probe, node_command
+    from slimseg_ros.ros.client import NodeProcess, Probe, node_command
 
     env = dict(os.environ)
     if args.fastdds_profile and args.fastdds_profile != "none":
@@ -335,7 +335,7 @@ def _assignments(items: list[str]) -> dict[str, str]:
 def _camera_bench(args: argparse.Namespace) -> dict[str, Any]:
     import subprocess
 
-    from slimseg_ros.ros.drive import NodeProcess, node_command
+    from slimseg_ros.ros.client import NodeProcess, node_command
 
     workdir = Path(tempfile.mkdtemp(prefix="slimseg_camera_bench_"))
     checkpoint, model = _model(args, workdir)
@@ -387,7 +387,7 @@ def _camera_process(args: argparse.Namespace) -> int:
 
     from slimseg_ros.data.stamps import split_ns
     from slimseg_ros.ros.conversions import make_compressed, make_header, make_image
-    from slimseg_ros.ros.drive import Probe, wait_until
+    from slimseg_ros.ros.client import Probe, wait_until
 
     policy = (ReliabilityPolicy.RELIABLE if args.reliability == "reliable"
               else ReliabilityPolicy.BEST_EFFORT)
@@ -479,7 +479,7 @@ def _table(result: dict[str, Any]) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python scripts/bench_node.py",
+    p = argparse.ArgumentParser(prog="python experiments/bench_node.py",
                                 description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
