@@ -44,24 +44,26 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from slimseg_ros.sizes import parse_size
+
 SCRIPT = Path(__file__).resolve()
 TOPIC = "/camera/image_raw"
 
 
 def _camera_size(text: str) -> tuple[int, int]:
-    return _pair(text, "WIDTHxHEIGHT like 640x480")
+    """A camera's WIDTHxHEIGHT (as drivers name it): the reverse of the package's HxW."""
+    try:
+        return parse_size(text)  # two positive numbers; here the first is the width
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT like 640x480, got {text!r}"
+                                         ) from None
 
 
 def _input_size(text: str) -> tuple[int, int]:
-    return _pair(text, "HxW like 360x480")
-
-
-def _pair(text: str, what: str) -> tuple[int, int]:
     try:
-        a, b = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-    return a, b
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _percentiles(seconds: list[float]) -> dict[str, float | None]:

@@ -22,12 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from slimseg_ros.sizes import parse_sizes
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def replay(bag: str, speed: float, fps: float, sizes: list[str], table: str | None,
            cache: str, out: Path, backend: str, loops: int = 1) -> dict:
-    flat = [int(v) for s in sizes for v in s.split("x")]
+    flat = [v for size in parse_sizes(",".join(sizes)) for v in size]
     cmd = [str(Path(sys.executable).with_name("slimseg")), "bag", "eval", "--bag", bag,
            "--mode", "replay", "--speed", f"{speed:g}", "--target-fps", f"{fps:g}",
            "--backend", backend, "--engine-cache-dir", cache, "--loops", str(loops),

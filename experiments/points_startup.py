@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from slimseg_ros.sizes import parse_sizes
+
 
 def _peak_rss_mb(pid: int) -> float | None:
     try:
@@ -32,7 +34,7 @@ def _peak_rss_mb(pid: int) -> float | None:
 
 
 def start_once(sizes: str, cache: str, backend: str, timeout_s: float) -> dict:
-    flat = [int(v) for s in sizes.split(",") for v in s.lower().split("x")]
+    flat = [v for size in parse_sizes(sizes) for v in size]
     exe = Path(sys.executable).with_name("slimseg_node")
     cmd = [str(exe), "--ros-args", "-r", "__node:=slimseg_startup_probe",
            "-p", f"input_sizes:={json.dumps(flat)}", "-p", f"engine_cache_dir:={cache}",

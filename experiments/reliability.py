@@ -423,8 +423,10 @@ def _startup_cli(ros2: Path, env: dict[str, str], t0: float) -> dict[str, Any]:
 # -- command line ---------------------------------------------------------------------------------
 
 def _size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
+    """A camera's WIDTHxHEIGHT (the first number is the width, as drivers name it)."""
+    from slimseg_ros.sizes import parse_size
+
+    return parse_size(text)
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
