@@ -71,7 +71,8 @@ ARMS: dict[str, list[str]] = {
 ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.confidence=0.7"]
 # with loss.teacher given on the command line (e.g. a labelled-only quarter model, which saw no
 # withheld label) as MGD's second teacher beside the weight average
-ARMS["quarter_mgd_ext"] = ARMS["quarter_mgd"][:-1] + ["mgd.confidence=0.7"]
+ARMS["quarter_mgd_ext"] = [o for o in ARMS["quarter_mgd"]
+                           if not o.startswith("mgd.external_teacher=")] + ["mgd.confidence=0.7"]
 
 
 def table(results: dict, arms: list[str], metric: str = "miou") -> str:

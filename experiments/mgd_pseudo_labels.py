@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from slimseg_ros.data import build_dataset
+from slimseg_ros.data.transforms import to_tensors
 from slimseg_ros.eval.pseudo_labels import PseudoLabelQuality, TeacherAgreement
 from slimseg_ros.model.checkpoint import load_checkpoint
 from slimseg_ros.train.teacher import Teacher
@@ -38,12 +39,10 @@ def _named(items: list[str], what: str) -> dict[str, Path]:
     return out
 
 
-def _probabilities(teacher: Teacher, image: np.ndarray, mean: torch.Tensor, std: torch.Tensor
-                   ) -> np.ndarray:
-    x = torch.from_numpy(image).permute(2, 0, 1).float().div(255.0)
-    x = ((x - mean) / std)[None]
+def _probabilities(teacher: Teacher, x: torch.Tensor) -> np.ndarray:
+    """Class probabilities (C, H, W) of one normalised (3, H, W) frame at its own size."""
     with torch.no_grad():
-        return teacher(x).logits_at(image.shape[:2]).softmax(1)[0].numpy()
+        return teacher(x[None]).logits_at(x.shape[-2:]).softmax(1)[0].numpy()
 
 
 def main() -> None:
@@ -72,8 +71,6 @@ def main() -> None:
     for name, path in {**teachers, **references}.items():
         model, meta = load_checkpoint(path)
         models[name] = Teacher(model, meta, path)
-    mean = torch.tensor(meta.mean).view(3, 1, 1)
-    std = torch.tensor(meta.std).view(3, 1, 1)
     classes = meta.class_names
     thresholds = [float(t) for t in args.thresholds.split(",")]
     quality = {n: PseudoLabelQuality(len(classes), thresholds) for n in [*models, "average"]}
@@ -81,7 +78,8 @@ def main() -> None:
     agreement = TeacherAgreement() if len(pair) == 2 else None
     for i in frames:
         image, labels = dataset.load(i)
-        probs = {n: _probabilities(t, image, mean, std) for n, t in models.items()}
+        x, _ = to_tensors(image, labels, meta.mean, meta.std)
+        probs = {n: _probabilities(t, x) for n, t in models.items()}
         for n, p in probs.items():
             quality[n].update(p, labels)
         quality["average"].update(np.mean([probs[n] for n in teachers], axis=0), labels)

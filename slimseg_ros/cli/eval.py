@@ -60,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
     from ..data import build_dataset
     from ..eval.scoring import score_engine
     from ..runtime import load_point_engine
-    from ..sizes import MIN_INPUT_SIDE, format_size, parse_sizes
+    from ..runtime.cache import file_sha256
     from ..runtime.points import point_key
+    from ..sizes import MIN_INPUT_SIDE, format_size, parse_sizes
 
     options: dict = {"classes": args.classes} if args.classes else {}
     if args.sequences:
@@ -97,8 +98,6 @@ def run(args: argparse.Namespace) -> int:
                 boundary_tolerance=args.boundary_tolerance, on_sample=lambda: bar.update(1),
             )
     results, count = per_size[engine.input_size]
-    from ..runtime.cache import file_sha256
-
     # the model's hash keys every table made from this file (docs/model.md checks it)
     doc = {"widths": results, "dataset": args.dataset, "split": args.split, "images": count,
            "checkpoint": _shown_path(engine.model_path),
