@@ -4,7 +4,8 @@
   OUT/shifted_val     CamVid val through the camera, with labels (the scoring, disjoint frames)
 
 Cameras (slimseg_ros.data.camera_shifts): a = docs/data.md's (gamma 1.8, blue cast, clipped),
-b = lifted shadows, warm cast, sensor noise (a fresh noise draw per frame).
+b = lifted shadows, warm cast, sensor noise (a fresh noise draw per frame), c = over-exposed
+and motion-blurred.
 
 Usage:
   python experiments/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b
@@ -22,7 +23,7 @@ from slimseg_ros.eval.study_sets import shifted_bag
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-root", required=True)
-    ap.add_argument("--camera", choices=("a", "b"), required=True)
+    ap.add_argument("--camera", choices=sorted(CAMERA_SHIFTS), required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)

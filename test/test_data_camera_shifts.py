@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slimseg_ros.data.camera_shifts import CAMERA_SHIFTS, shift_a, shift_b
+from slimseg_ros.data.camera_shifts import CAMERA_SHIFTS, shift_a, shift_b, shift_c
 
 
 def _rgb(h: int = 48, w: int = 64, seed: int = 0) -> np.ndarray:
@@ -57,5 +57,19 @@ def test_camera_b_lifts_the_blacks_and_warms() -> None:
     assert grey[..., 1].std() > 1.0  # sensor noise
 
 
-def test_the_registry_names_both_cameras() -> None:
-    assert CAMERA_SHIFTS == {"a": shift_a, "b": shift_b}
+def test_camera_c_over_exposes_and_smears_along_rows() -> None:
+    grey = shift_c(np.full((8, 100, 3), 100, np.uint8)).astype(int)
+    assert (grey == 140).all()  # gain 1.4; a flat frame has nothing to blur
+    assert (shift_c(np.full((4, 50, 3), 200, np.uint8)) == 255).all()  # highlights clip
+    edge = np.zeros((6, 300, 3), np.uint8)  # the blur spans 6 pixels
+    edge[:, 150:] = 150
+    out = shift_c(edge).astype(int)
+    ramp = out[0, :, 0]
+    assert ramp[0] == 0 and ramp[-1] == 210  # far from the edge: black, and 150 * 1.4
+    assert 0 < ramp[148] < ramp[151] < 210 and (np.diff(ramp) >= 0).all()  # a smooth ramp across the edge
+    assert (out == out[:1]).all()  # rows are blurred, not columns
+    assert np.array_equal(shift_c(edge), shift_c(edge, seed=9))  # deterministic
+
+
+def test_the_registry_names_every_camera() -> None:
+    assert CAMERA_SHIFTS == {"a": shift_a, "b": shift_b, "c": shift_c}
