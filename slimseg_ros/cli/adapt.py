@@ -23,9 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "predictions (--teacher: a stronger network takes the input model's place). Three "
         "runs of 33 steps of SGD by default (longer drifts), each from the recalibrated "
         "model with its own seed; the result is their weights averaged, BN statistics "
-        "re-estimated for the average. Writes a new checkpoint whose metadata records what "
-        "it was adapted on. With --eval-bag (a labelled bag of the same camera) it prints "
-        "mIoU per width before, after recalibration only, and after adaptation.",
+        "re-estimated for the average. A fifth of the frames (--check-fraction) is held back "
+        "from all of that: on them each width keeps its adapted weights only where they agree "
+        "better with a reference network (the teacher) than the input model and its "
+        "recalibration do, and otherwise the better of those two (it says which). Writes a new "
+        "checkpoint whose metadata records what it was adapted on and what the check chose. "
+        "With --eval-bag (a labelled bag of the same camera) it prints mIoU per width before, "
+        "after recalibration only, adapted at every width, and as kept by the check.",
         epilog="example: slimseg adapt --bag robot_run --out models/slimseg_robot.safetensors "
         "--eval-bag robot_labelled",
     )
@@ -74,6 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    default="frozen" if recipe.freeze_bn_statistics else "batch",
                    help="while adapting, normalise with each batch's statistics (default) or "
                    "keep the recalibrated ones")
+    p.add_argument("--check-fraction", type=float, default=recipe.check_fraction,
+                   help="frames held back (in blocks of 10 consecutive) for the label-free "
+                   f"check (default: {recipe.check_fraction}; 0 = no check, every width keeps "
+                   "its adapted weights)")
+    p.add_argument("--check-reference", default=None,
+                   help="the network the check compares with (default: --teacher, else the "
+                   "shipped teacher)")
+    p.add_argument("--check-margin", type=float, default=recipe.check_margin,
+                   help="agreement mIoU by which adapted weights must beat the previous ones "
+                   f"(default: {recipe.check_margin:g})")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
     p.add_argument("--label-topic", default=None,
@@ -86,13 +100,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import copy
-
     from ..data.unlabeled import open_unlabeled
     from ..model.checkpoint import load_checkpoint
     from ..runtime import default_model_path
     from ..train.adapt import AdaptSettings, adapt_checkpoint
-    from ..train.recalibrate import recalibrate_model
 
     if not 0.0 <= args.confidence < 1.0:
         raise ValueError("--confidence must be in [0, 1)")
@@ -107,7 +118,10 @@ def run(args: argparse.Namespace) -> int:
                              distill=args.distill, teacher_flip=args.teacher_flip,
                              threads=args.threads, keep=args.keep,
                              optimizer=args.optimizer, runs=args.runs,
-                             freeze_bn_statistics=args.bn_statistics == "frozen")
+                             freeze_bn_statistics=args.bn_statistics == "frozen",
+                             check_fraction=args.check_fraction,
+                             check_reference=args.check_reference,
+                             check_margin=args.check_margin)
     checkpoint = args.checkpoint or default_model_path()
     if checkpoint is None:
         raise ValueError("no --checkpoint and no shipped model installed")
@@ -123,22 +137,27 @@ def run(args: argparse.Namespace) -> int:
                                   labels_topic=args.label_topic)
     result = adapt_checkpoint(checkpoint, frames, args.out, settings, source, log=say)
     runs = f"{result.runs} runs of " if result.runs > 1 else ""
-    print(f"adapted on {len(frames)} frames of {source}: {runs}{result.steps} steps in "
+    for line in result.decision.lines() if result.decision else ():
+        print(line)
+    print(f"adapted on {len(frames) - result.check_frames} frames of {source}: {runs}"
+          f"{result.steps} steps in "
           f"{result.seconds / 60:.1f} min, "
           f"{result.pseudo_labelled:.0%} of pixels pseudo-labelled; "
           f"wrote {result.out}")
     if evaluation is not None:
         from ..train.validate import validate
 
-        before, meta = load_checkpoint(checkpoint)
-        recalibrated = copy.deepcopy(before)
-        recalibrate_model(recalibrated, meta, frames, frames=settings.recalibrate_frames)
-        after, _ = load_checkpoint(result.out)
-        rows = {name: validate(model, evaluation, model.widths, meta)
-                for name, model in (("before", before), ("recalibrated", recalibrated),
-                                    ("adapted", after))}
+        model, meta = load_checkpoint(result.out)
+        states = {"before": result.candidates["input"],
+                  "recalibrated only": result.candidates["recalibrated"],
+                  "adapted (every width)": result.candidates["adapted"],
+                  "kept": {k: v.clone() for k, v in model.state_dict().items()}}
+        rows = {}
+        for name, state in states.items():
+            model.load_state_dict(state)
+            rows[name] = validate(model, evaluation, model.widths, meta)
         print(f"mIoU on {args.eval_bag} ({len(evaluation)} frames)")
-        print("| width | before | recalibrated only | adapted |\n| --- | --- | --- | --- |")
+        print("| width | " + " | ".join(rows) + " |\n|" + " --- |" * (len(rows) + 1))
         for w in rows["before"]:
             print(f"| {w} | " + " | ".join(f"{rows[n][w]['miou']:.4f}" for n in rows) + " |")
     return 0

@@ -21,19 +21,22 @@ from .points import OperatingPoint, PointEngine
 from .timing import load_average
 
 __all__ = ["load_engine", "load_point_engine", "default_model_path", "DEFAULT_MODEL_NAME",
+           "DEFAULT_TEACHER_NAME",
            "load_model", "model_metadata", "resolve_model_path"]
 
 DEFAULT_MODEL_NAME = "slimseg_camvid.safetensors"
+DEFAULT_TEACHER_NAME = "teacher_camvid.safetensors"  # the shipped model's teacher (ResNet-18)
 PRECISIONS = ("fp32", "fp16")
 
 
-def default_model_path() -> Path | None:
-    """The shipped default model: source checkout, then ``<prefix>/share/slimseg_ros/models``."""
-    candidates = [Path(__file__).resolve().parents[2] / "models" / DEFAULT_MODEL_NAME]
+def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path | None:
+    """The shipped default model (or the shipped file ``name``, e.g. the teacher): source
+    checkout, then ``<prefix>/share/slimseg_ros/models``."""
+    candidates = [Path(__file__).resolve().parents[2] / "models" / name]
     for prefix in dict.fromkeys([sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(":")]):
         if prefix:
             candidates.append(
-                Path(prefix) / "share" / "slimseg_ros" / "models" / DEFAULT_MODEL_NAME)
+                Path(prefix) / "share" / "slimseg_ros" / "models" / name)
     return next((p for p in candidates if p.is_file()), None)
 
 

@@ -14,6 +14,9 @@
    seed, so the result is the runs' weights averaged, with BN statistics re-estimated for the
    average (a model soup; ``runs=1`` and ``keep="average"`` give the earlier recipe: one run's
    weight moving average). The defaults (:class:`AdaptSettings`) and why: docs/data.md.
+4. A label-free check (:mod:`.adapt_check`) on frames held back from steps 1-3: each width
+   keeps its adapted weights only where they agree better with a reference network (the
+   teacher) than the input model and its recalibration do; otherwise the better of those two.
 
 The result is a new checkpoint (never the input file) whose metadata says what it was adapted on.
 """
@@ -23,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -32,9 +35,11 @@ from torch.utils.data import DataLoader
 
 from ..data.seeding import make_generator, worker_init_fn
 from ..data.transforms import TrainTransform
-from ..data.unlabeled import UnlabeledView
+from ..data.unlabeled import SubsetFrames, UnlabeledView
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.slimseg import SlimSegNet
+from .adapt_check import Decision, ReferenceLabels, agreement, compose, decide, held_back, \
+    same_shared
 from .adapt_settings import AdaptSettings
 from .config import LossConfig, MGDConfig
 from .mgd import MGD, MeanTeacher
@@ -52,6 +57,11 @@ class AdaptResult:
     seconds: float
     pseudo_labelled: float  # mean fraction of pixels that got a pseudo label
     runs: int = 1  # independent runs averaged (``steps`` is each run's)
+    decision: Decision | None = None  # the label-free check's, None without one
+    # "input", "recalibrated", "adapted" (every width adapted, before the check): the states
+    # the check chose from, for a caller that scores them (``--eval-bag``)
+    candidates: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    check_frames: int = 0
 
 
 def _frame_batches(frames: Any, meta: CheckpointMeta, batch: int, seed: int
@@ -77,10 +87,18 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     if s.threads:
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
+    adapt_idx, check_idx = held_back(len(frames), s.check_fraction)
+    check_frames = SubsetFrames(frames, check_idx) if check_idx else None
+    frames = SubsetFrames(frames, adapt_idx) if check_idx else frames
     teacher = None
     if s.teacher:  # checked against the model's classes before any work
         teacher = load_teacher(s.teacher, num_classes=meta.config.num_classes, mean=meta.mean,
                                std=meta.std)
+    reference = _check_reference(s, meta) if check_frames is not None else None
+    if check_frames is not None:
+        log(f"holding back {len(check_idx)} of {len(adapt_idx) + len(check_idx)} frames for "
+            f"the label-free check")
+    candidates = {"input": copy.deepcopy(model.state_dict())}
     meta, used, _ = recalibrate_model(model, meta, frames, frames=s.recalibrate_frames,
                                       source=source, progress=log)
     log(f"recalibrated BN statistics on {used} frames")
@@ -92,6 +110,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         teacher = Teacher(copy.deepcopy(model))
     t0 = time.monotonic()
     recalibrated = copy.deepcopy(model.state_dict())
+    candidates["recalibrated"] = recalibrated
     seeds = [s.seed + r for r in range(s.runs)]
     kept, steps, confident = [], 0, 0.0
     for seed in seeds:
@@ -108,8 +127,15 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
         log(f"averaged the {len(kept)} runs' weights and re-estimated BN statistics")
     model.eval()
+    candidates["adapted"] = copy.deepcopy(model.state_dict())
+    decision = None
+    if check_frames is not None:
+        assert reference is not None
+        log(f"scoring the candidates on the {len(check_idx)} held-back frames")
+        decision = _check(model, meta, candidates, check_frames, reference, teacher, frames, s)
     seconds = time.monotonic() - t0
-    result = AdaptResult(Path(), steps, seconds, confident, len(seeds))
+    result = AdaptResult(Path(), steps, seconds, confident, len(seeds), decision, candidates,
+                         len(check_idx))
     training = dict(meta.training)
     training["adapted"] = {"source": source, "frames": len(frames), "steps": steps,
                            "runs": len(seeds), "seeds": seeds,
@@ -122,11 +148,51 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                            "kept": s.keep, "average_decay": s.average_decay,
                            "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
                            "params": s.params, "optimizer": s.optimizer,
+                           "check": None if decision is None else {
+                               **decision.as_dict(), "frames": len(check_idx),
+                               "reference": str(reference)},
                            "method": "BN recalibration + MGD (frozen input model and the "
                                      "adapting model's weight average as teachers)"
                                      + (f", the average of {len(seeds)} runs' weights with BN "
                                         "re-estimated" if len(seeds) > 1 else "")}
     return meta.replace(training=training), result
+
+
+def _check_reference(s: AdaptSettings, meta: CheckpointMeta) -> Path:
+    """The label-free check's reference network: given, the external teacher, or shipped."""
+    from ..runtime.loader import DEFAULT_TEACHER_NAME, default_model_path
+
+    path = s.check_reference or s.teacher or default_model_path(DEFAULT_TEACHER_NAME)
+    if path is None:
+        raise ValueError(f"the label-free check needs a reference network and "
+                         f"{DEFAULT_TEACHER_NAME} is not installed: give --check-reference "
+                         f"(or --teacher), or --check-fraction 0 to keep every adapted width")
+    load_teacher(path, num_classes=meta.config.num_classes, mean=meta.mean, std=meta.std)
+    return Path(path)  # loaded once now so that a wrong file fails before any work
+
+
+def _check(model: SlimSegNet, meta: CheckpointMeta, candidates: dict[str, dict],
+           check_frames: Any, reference_path: Path, teacher: Teacher, frames: Any,
+           s: AdaptSettings) -> Decision:
+    """Score the candidates on the held-back frames, load the chosen mix into ``model``."""
+    if teacher.path is not None and Path(teacher.path).resolve() == reference_path.resolve():
+        reference = teacher  # already recalibrated on the adaptation frames
+    else:
+        reference = load_teacher(reference_path, num_classes=meta.config.num_classes,
+                                 mean=meta.mean, std=meta.std)
+        assert reference.meta is not None
+        recalibrate_model(reference.model, reference.meta, frames, frames=s.recalibrate_frames)
+    assert reference.meta is not None
+    labels = ReferenceLabels(check_frames, reference.model, reference.meta)
+    scores = {}
+    for name, state in candidates.items():
+        model.load_state_dict(state)
+        scores[name] = agreement(model, meta, labels)
+    decision = decide(scores, same_shared(candidates["input"], candidates["adapted"]),
+                      s.check_margin)
+    model.load_state_dict(compose(candidates, decision, model.widths))
+    model.eval()
+    return decision
 
 
 def _adapt_once(model: SlimSegNet, meta: CheckpointMeta, frames: Any, teacher: Teacher,

@@ -61,6 +61,15 @@ class AdaptSettings:
     # with its seed (the order of frames and crops); the average keeps what the runs agree on
     # (docs/data.md, "Three runs averaged").
     runs: int = 3
+    # The label-free check (train/adapt_check.py): this fraction of the frames, in blocks of
+    # consecutive frames, is held back from recalibration and adaptation; each width keeps its
+    # adapted weights only where they agree better with the reference there (0 = no check:
+    # every width keeps the adapted weights).
+    check_fraction: float = 0.2
+    # The reference network: None = ``teacher`` when given, else the shipped teacher.
+    check_reference: str | None = None
+    # The adapted weights must beat the previous ones' agreement by more than this.
+    check_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -73,5 +82,8 @@ class AdaptSettings:
             raise ValueError(f"keep must be 'average' or 'student', got {self.keep!r}")
         if self.params not in ("all", "norm"):
             raise ValueError(f"params must be 'all' or 'norm', got {self.params!r}")
+        if not 0.0 <= self.check_fraction < 1.0 or self.check_margin < 0:
+            raise ValueError(f"check_fraction must be in [0, 1) and check_margin >= 0, got "
+                             f"{self.check_fraction} and {self.check_margin}")
         if not 0.0 <= self.average_decay < 1.0:
             raise ValueError(f"average_decay must be in [0, 1), got {self.average_decay}")
