@@ -265,9 +265,9 @@ def test_unlabelled_set_smaller_than_two_batches_is_refused(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
-def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
-                                                             make_checkpoint) -> None:
-    folder = _image_folder(tmp_path / "frames")
+def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path, make_checkpoint,
+                                                             capsys) -> None:
+    folder = _image_folder(tmp_path / "frames", n=40)
     ds = build_dataset("synthetic", None, "val", n=4, size=48, num_classes=11)
     bagio.write_dataset_bag(ds, tmp_path / "labelled")
     checkpoint = make_checkpoint(input_size=(48, 48))
@@ -276,10 +276,18 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "2", "--batch-size", "2", "--confidence", "0.5",
                  "--class-fraction", "0.5", "--teacher", str(teacher), "--distill",
-                 "--teacher-flip", "--runs", "2", "--eval-bag", str(tmp_path / "labelled")]) == 0
+                 "--teacher-flip", "--runs", "2", "--check-fraction", "0.25",
+                 "--eval-bag", str(tmp_path / "labelled")]) == 0
+    printed = capsys.readouterr().out
+    assert "| width | before | recalibrated only | adapted (every width) | kept |" in printed
     model, meta = load_checkpoint(out)
     adapted = meta.training["adapted"]
-    assert adapted["steps"] == 2 and adapted["frames"] == 8 and "images" in adapted["source"]
+    assert adapted["steps"] == 2 and adapted["frames"] == 30 and "images" in adapted["source"]
+    check = adapted["check"]  # the teacher is the reference: 10 of the 40 frames held back
+    assert check["frames"] == 10 and check["reference"] == str(teacher)
+    assert set(check["choice"]) == {str(w) for w in model.widths}
+    assert set(check["agreement"]) == {"input", "recalibrated", "adapted"}
+    assert sum(f"width {w:g}: agreement" in printed for w in model.widths) == len(model.widths)
     assert adapted["teacher"] == str(teacher) and adapted["class_fraction"] == 0.5
     assert adapted["distill"] is True and adapted["teacher_flip"] is True
     assert adapted["runs"] == 2 and adapted["seeds"] == [0, 1]
@@ -290,11 +298,9 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path,
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--teacher", str(other_classes)]) == 2
-    assert meta.training["bn_recalibrated"]["frames"] == 8
-    original, _ = load_checkpoint(checkpoint)
-    assert not torch.equal(model.net.stem.weight, original.net.stem.weight)
+    assert meta.training["bn_recalibrated"]["frames"] == 30  # the held-back frames are not used
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
-                 str(checkpoint), "--steps", "1"]) == 2  # never the input file
+                 str(checkpoint), "--steps", "1", "--check-fraction", "0"]) == 2  # never the input
     assert main(["adapt", "--images", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
 
 
@@ -303,7 +309,7 @@ def test_adapt_keeps_an_average_that_starts_at_the_recalibrated_model(tmp_path: 
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
     common = dict(runs=1, steps=1, batch_size=2, confidence=0.0, lr=1e-2, recalibrate_frames=8,
-                  threads=1)
+                  threads=1, check_fraction=0.0)  # 8 frames: too few to hold any back
 
     def adapted(**kw: object) -> dict[str, torch.Tensor]:
         model, meta = load_checkpoint(checkpoint)
@@ -348,7 +354,7 @@ def test_adapt_stops_at_its_steps_or_its_minutes_whichever_comes_first(tmp_path:
                                                                         make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
-    common = dict(batch_size=2, recalibrate_frames=8, threads=1, runs=1)
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1, runs=1, check_fraction=0.0)
     for budget, expected in ((dict(steps=2), 2), (dict(steps=2, minutes=1e-9), 0)):
         model, meta = load_checkpoint(checkpoint)
         meta, result = adapt_model(model, meta, frames, AdaptSettings(**common, **budget),
@@ -366,7 +372,7 @@ def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
     recipe = AdaptSettings()
     for name in ("steps", "minutes", "batch_size", "lr", "confidence", "class_fraction",
                  "teacher", "distill", "teacher_flip", "seed", "threads", "keep", "optimizer",
-                 "runs"):
+                 "runs", "check_fraction", "check_reference", "check_margin"):
         assert getattr(args, name) == getattr(recipe, name), name
     assert (args.bn_statistics == "frozen") == recipe.freeze_bn_statistics
 
@@ -375,7 +381,8 @@ def test_adapt_runs_average_independent_runs_and_re_estimate_bn(tmp_path: Path,
                                                                  make_checkpoint) -> None:
     frames = open_unlabeled(_image_folder(tmp_path / "frames"))
     checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
-    common = dict(batch_size=2, recalibrate_frames=8, threads=1, steps=2, keep="student")
+    common = dict(batch_size=2, recalibrate_frames=8, threads=1, steps=2, keep="student",
+                  check_fraction=0.0)
 
     def adapted(**kw: object) -> tuple[SlimSegNet, dict]:
         model, meta = load_checkpoint(checkpoint)
