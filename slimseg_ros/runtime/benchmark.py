@@ -110,7 +110,7 @@ def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
 def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
                   options: BenchOptions = BenchOptions(),
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    """Measure every width; returns the document `slimseg bench --json` writes (plus a summary)."""
     say = _start(options, progress)
     engine = _engine(checkpoint, backend, options, say)
     model, meta, source = load_model(checkpoint, allow_random=True)
