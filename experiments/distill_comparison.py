@@ -34,7 +34,7 @@ from its own train_state. Several processes may share OUT (e.g. one arm each wit
 which holds up better than one 2-thread process on a machine shared with other jobs). Usage:
   python experiments/distill_comparison.py --data-root data/camvid --out runs/distill \\
       --arms ka,recipe,shipped --seeds 0,1 --steps 800
-Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
+Prints a Markdown table (mean and spread over seeds); docs/log/training.md holds runs.
 """
 
 from __future__ import annotations
