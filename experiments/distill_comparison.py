@@ -6,7 +6,7 @@ through the deployment path on four sets (slimseg_ros.eval.study_sets):
 
   val        CamVid val (101 frames of drive 0016E5, which training saw other frames of)
   heldout    CamVid train's 0006R0 (101 frames of a drive no arm, and not the teacher, saw)
-  shift_a    val through the simulated camera of docs/data.md (gamma 1.8, gains .75/.85/1.1)
+  shift_a    val through the simulated camera of docs/log/adapt.md (gamma 1.8, gains .75/.85/1.1)
   shift_b    val through another camera: lifted shadows, warm cast, sensor noise
              (both on every second val frame)
 
