@@ -1,7 +1,7 @@
 """Label-free agreement on a replay whose camera changes half way (issue 13, part 7).
 
 Writes a bag of CamVid val (101 frames, 10 Hz) followed by the same frames through the shifted
-camera of docs/data.md (gamma 1.8, channel gains 0.75/0.85/1.1, clipped), then replays it
+camera of docs/log/adapt.md (gamma 1.8, channel gains 0.75/0.85/1.1, clipped), then replays it
 through the node:
 
 1. ``pinned``: a held cheap point (``--width``, ``resolution``) with ``agreement_period_s``

@@ -22,11 +22,11 @@ as ``seg.launch.py`` starts it (operating points, adaptive, the package's Fast D
 ``--node-profile`` says otherwise). The camera process times publish -> labels received itself
 (one clock) and reads the node's statuses: answered share, latency p50/p95, the operating points
 in use, the frames the node counted lost before it and when it first warned of them
-(docs/transport.md has the table).
+(docs/log/transport.md has the table).
 
 Camera sizes are WIDTHxHEIGHT (camera modes); ``--input-size`` is HxW (as ``slimseg bench``).
 The node is started and probed with :mod:`slimseg_ros.ros.client`; results are measurements
-(docs/node.md), not pass/fail checks.
+(docs/log/node.md), not pass/fail checks.
 """
 
 from __future__ import annotations

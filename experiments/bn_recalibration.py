@@ -19,7 +19,7 @@ what labelled robot data buys over label-free recalibration.
 Usage:
   python experiments/bn_recalibration.py --data-root data/camvid --out runs/bn_recal \
       [--frames 200]
-Prints a Markdown table and writes OUT/results.json (docs/results.md holds a run).
+Prints a Markdown table and writes OUT/results.json (docs/log/adapt.md holds a run).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ through the deployment path on four sets (slimseg_ros.eval.study_sets):
 
   val        CamVid val (101 frames of drive 0016E5, which training saw other frames of)
   heldout    CamVid train's 0006R0 (101 frames of a drive no arm, and not the teacher, saw)
-  shift_a    val through the simulated camera of docs/data.md (gamma 1.8, gains .75/.85/1.1)
+  shift_a    val through the simulated camera of docs/log/adapt.md (gamma 1.8, gains .75/.85/1.1)
   shift_b    val through another camera: lifted shadows, warm cast, sensor noise
              (both on every second val frame)
 
@@ -34,7 +34,7 @@ from its own train_state. Several processes may share OUT (e.g. one arm each wit
 which holds up better than one 2-thread process on a machine shared with other jobs). Usage:
   python experiments/distill_comparison.py --data-root data/camvid --out runs/distill \\
       --arms ka,recipe,shipped --seeds 0,1 --steps 800
-Prints a Markdown table (mean and spread over seeds); docs/results.md holds a run.
+Prints a Markdown table (mean and spread over seeds); docs/log/training.md holds runs.
 """
 
 from __future__ import annotations

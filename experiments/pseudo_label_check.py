@@ -1,6 +1,6 @@
 """How good are adapt's pseudo labels? Scores the recalibrated student, the recalibrated
 teacher_camvid, their average (MGD's targets) and the kept (confidence >= 0.7) pixels on
-26 training-sized crops of shifted val (docs/data.md).
+26 training-sized crops of shifted val (docs/log/adapt.md).
 
 Usage: python experiments/pseudo_label_check.py
 """

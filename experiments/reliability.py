@@ -1,4 +1,4 @@
-"""Reliability of the node under faults and load: measurements for docs/reliability.md.
+"""Reliability of the node under faults and load: measurements for docs/log/reliability.md.
 
     python experiments/reliability.py soak --minutes 10 --rate 30 --out runs/rel/soak.json
     python experiments/reliability.py burst --frames 500

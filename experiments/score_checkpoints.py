@@ -5,7 +5,7 @@ deployment path (frozen width, torch on the CPU), one table per metric and one J
 
   val        CamVid val (101 frames of drive 0016E5)
   heldout    CamVid train's drive 0006R0 (only meaningful for checkpoints that never trained on it)
-  shift_a    val through the simulated camera of docs/data.md (gamma 1.8, blue cast)
+  shift_a    val through the simulated camera of docs/log/adapt.md (gamma 1.8, blue cast)
   shift_b    val through another camera (lifted shadows, warm cast, sensor noise)
 
 Usage:

@@ -2,7 +2,7 @@
 
 The node runs in its own process on a small random checkpoint; frames cross real DDS. What is
 checked is what the benchmark reports and that its accounting holds, never how fast anything
-was: speed is measured by the benchmark itself (docs/node.md).
+was: speed is measured by the benchmark itself (docs/log/node.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 The node survives each and is still useful afterwards: it answers a good frame, fails on no
 frame, accounts for every message, answers every parameter call (a refusal says why) and ends a
 start on an unusable model file with one line that names the file. Small, seeded counts: the
-measurements with thousands of messages are in docs/reliability.md. Covered elsewhere, not
+measurements with thousands of messages are in docs/log/reliability.md. Covered elsewhere, not
 repeated here: hand-made malformed images and decoder noise (test_ros_node.py), a burst of
 frames (latest frame wins, test_ros_node.py), a killed camera's ghost (test_ros_node.py,
 test_ros_parts.py), signals at every moment of a start (test_ros_entry.py, test_ros_process.py,

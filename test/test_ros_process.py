@@ -8,7 +8,7 @@ frames; SIGTERM while frames stream ends the node with exit status 0 and no publ
 unusable model ends it with status 1 and one line; parameter calls are answered (and checked
 against the checkpoint) while the engines are still being built, frames meanwhile are counted as
 dropped, and SIGTERM then does not wait for the build. (How many best-effort frames cross without
-the profile depends on the machine's load: docs/node.md has the measurement.)
+the profile depends on the machine's load: docs/log/node.md has the measurement.)
 """
 
 from __future__ import annotations

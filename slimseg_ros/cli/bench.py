@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_table(doc: dict) -> str:
-    """A Markdown table of the document (what docs/benchmarks.md shows)."""
+    """A Markdown table of the document (what docs/log/benchmarks.md shows)."""
     lines = [
         f"backend {doc['backend']} on {doc['device']}, {doc['threads']} threads, input "
         f"{format_size(doc['input_size'])}, {doc['repeats']} runs "

@@ -72,7 +72,7 @@ def limit_heap_growth(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
 
     glibc raises its mmap threshold after a large block is freed, so the next large blocks
     come from the heap and stay there: decoding a few 4K PNG frames left the node larger for
-    good (docs/reliability.md, Fuzzed images). A fixed threshold returns such blocks to the
+    good (docs/log/reliability.md, Fuzzed images). A fixed threshold returns such blocks to the
     system when they are freed. No-op (False) where glibc's ``mallopt`` is not available.
     """
     try:
@@ -92,8 +92,8 @@ def run_node(make_node: Callable[[], Any], args: list[str] | None = None,
 
     With ``exit_process`` (the executables), the process ends right there once the node is down
     and the ``atexit`` functions have run: tearing down torch, ONNX Runtime and the rest module
-    by module took most of the stop's time, for nothing (docs/reliability.md, Fixed because of
-    these runs).
+    by module took most of the stop's time, for nothing (docs/log/reliability.md, Fixed because
+    of these runs).
     A build still running in another thread (abandoned) always ends the process that way.
 
     The node (a :class:`~slimseg_ros.ros.segmentation.SlimSegCore`) says which executor it

@@ -1,14 +1,15 @@
 """Backend registry: how each backend turns the frozen widths into runners, and ``auto``'s choice.
 
-``auto`` (DESIGN section 8) prefers, in order: ``tensorrt`` (torch_tensorrt importable and a CUDA
-device), ``onnxruntime`` on CUDA (its CUDA provider and a CUDA device), ``torch`` on CUDA; on a
-CPU it takes whichever of ``onnxruntime`` and ``torch`` *measured* faster on this machine, with
-the model and input size in use. That measurement (both backends built, the narrowest and widest
-widths timed interleaved) takes a few seconds once, and is cached per CPU, thread count, library
-versions, architecture and input size in ``cpu_backend_choice.json`` in the engine cache
-directory, with the load average it was taken under. A cached record is used again only while it
-is plausible (:func:`implausible_record`: the chosen backend still runs near its recorded time,
-and the record was not taken under a load that has since gone); otherwise it is measured again.
+``auto`` prefers, on a GPU, compiled engines to eager torch, the most device-specific first:
+``tensorrt`` (torch_tensorrt importable and a CUDA device), ``onnxruntime`` on CUDA (its CUDA
+provider and a CUDA device), ``torch`` on CUDA; on a CPU it takes whichever of ``onnxruntime`` and
+``torch`` *measured* faster on this machine, with the model and input size in use. That measurement
+(both backends built, the narrowest and widest widths timed interleaved) takes a few seconds once,
+and is cached per CPU, thread count, library versions, architecture and input size in
+``cpu_backend_choice.json`` in the engine cache directory, with the load average it was taken
+under. A cached record is used again only while it is plausible (:func:`implausible_record`: the
+chosen backend still runs near its recorded time, and the record was not taken under a load that
+has since gone); otherwise it is measured again.
 """
 
 from __future__ import annotations

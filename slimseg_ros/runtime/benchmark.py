@@ -11,7 +11,7 @@ moments hit all of them alike and their *ratios* are trustworthy even on a noisy
 Timing uses :func:`~slimseg_ros.runtime.timing.time_interleaved` in turns of ``block`` runs with
 the first of each turn dropped: ONNX Runtime's worker threads keep spinning after a run, and in
 plain round-robin that spin is charged to the torch reference that runs next, enough to reverse
-which backend looks faster (docs/backends.md, "Thread pools that spin, and a busy robot").
+which backend looks faster (docs/log/backends.md, "Thread pools that spin, and a busy robot").
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def _engine(checkpoint: str | None, backend: str, options: BenchOptions,
 def run_benchmark(checkpoint: str | None = None, *, backend: str = "torch",
                   options: BenchOptions = BenchOptions(),
                   progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Measure every width; returns the JSON document of DESIGN section 11 (plus a summary)."""
+    """Measure every width; returns the document `slimseg bench --json` writes (plus a summary)."""
     say = _start(options, progress)
     engine = _engine(checkpoint, backend, options, say)
     model, meta, source = load_model(checkpoint, allow_random=True)

@@ -70,7 +70,7 @@ CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 TRT_WORKSPACE_BYTES = 1 << 30  # cap: Jetson GPU memory is shared with the CPU
 # Idle intra-op threads spin briefly before sleeping: lower latency, some CPU burnt that other
-# nodes could use. Measured in docs/backends.md; module-level so experiments can flip it.
+# nodes could use. Measured in docs/log/backends.md; module-level so experiments can flip it.
 ALLOW_SPINNING = True
 # Size of ONNX Runtime's process-wide intra-op pool once this module created it; -1 when it
 # cannot be used (an older onnxruntime, or someone else created it first with unknown size).
@@ -228,7 +228,7 @@ def _use_shared_pool(ort: Any, threads: int) -> bool:
 
     One session per width each with its own pool made the first frame after a width switch
     much slower than the steady state (the previous width's threads were still spinning and
-    the new width's were asleep; docs/benchmarks.md, ONNX Runtime backend). One shared pool
+    the new width's were asleep; docs/log/benchmarks.md, ONNX Runtime backend). One shared pool
     removes that cost. ONNX Runtime allows that pool to be sized once per process, so an engine
     that asks for another size gets its own pool, as before.
     """

@@ -128,7 +128,7 @@ class MGDConfig:
     cutmix_boxes: int = 3
     cutmix_area: tuple[float, float] = (0.25, 0.5)
     # teachers also predict each frame mirrored and average the two: pseudo labels from a
-    # two-view ensemble (more accurate, docs/data.md "Three runs averaged") for one more
+    # two-view ensemble (more accurate, docs/log/adapt.md "Three runs averaged") for one more
     # teacher forward per frame
     teacher_flip: bool = False
     # labelled-only steps before the unlabelled terms start: the mean teacher is then the

@@ -221,7 +221,7 @@ def _build(cfg: TrainConfig) -> _Run:
             logger.info("encoder: %d layers from the ImageNet weights in %s", units,
                         cfg.encoder_init)
     # channels-last runs the depthwise/pointwise convs noticeably faster on CPUs (and on GPUs
-    # with tensor cores); measured in docs/benchmarks.md
+    # with tensor cores); measured in docs/log/benchmarks.md
     model = model.to(device, memory_format=torch.channels_last).train()
     external = _external_teacher(cfg, model, transform, device, out, rank == 0)
     ka = external.ka if external is not None else None

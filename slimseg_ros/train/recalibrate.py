@@ -49,7 +49,7 @@ class FrameBatches:
     With ``crop_size``, each image is scaled by a random factor in ``scale_range``, cropped
     (padded with zeros where too small) and maybe flipped, as in training but without colour
     jitter: BN statistics estimated on what the network saw in training fit its weights better
-    than statistics of whole frames (measured in docs/data.md). Without it, each image is
+    than statistics of whole frames (measured in docs/log/adapt.md). Without it, each image is
     resized to ``input_size`` as the engines resize. Every pass yields the same batches.
     """
 

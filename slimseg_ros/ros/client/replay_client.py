@@ -82,7 +82,8 @@ class ReplayClient:
                                   transform=self._pack)
 
     def _pack(self, msg: Image) -> ReceivedLabels:
-        # level 1: label maps shrink ~20x in well under a millisecond; t is set in run()
+        # level 1, the fastest: label maps are long runs of a few values, so even the cheapest
+        # level makes them small and a long replay's answers fit in memory; t is set in run()
         return ReceivedLabels(0, 0.0, self.probe.current_width(), msg.height, msg.width,
                               msg.encoding, msg.step, zlib.compress(memoryview(msg.data), 1),
                               self._current_point())
