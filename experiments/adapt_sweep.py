@@ -1,12 +1,12 @@
 """One `slimseg adapt` variant on the shifted camera, scoring both the adapting weights and their
-average from the same run (docs/data.md, "What adapt's settings do on the current model").
+average from the same run (docs/log/adapt.md, "What adapt's settings do on the current model").
 
 Usage:
   python experiments/adapt_sweep.py NAME CHECKPOINT \
     '{"lr": 5e-5, "teacher": "models/teacher_camvid.safetensors"}'
 The JSON holds AdaptSettings fields, plus optional "steps" (default 33), "loss" and "mgd" (fields
 of LossConfig / MGDConfig to override, e.g. {"loss": {"kd": "none", "boundary_weight": 0}}),
-"bags" (a folder holding shifted_train and shifted_val; default runs/shift: docs/data.md's camera),
+"bags" (a folder holding shifted_train and shifted_val; default runs/shift_a: camera A),
 "recal_after" (default true: with "runs": 1, also score each result with BN re-estimated
 afterwards) and "save" (default false: also write each scored model to
 runs/adapt/{NAME}_{kept}.safetensors).
@@ -15,7 +15,7 @@ With "runs" > 1 (default 3, as `slimseg adapt`) the results are {NAME}_soup and
 re-estimated); with "runs": 1, {NAME}_student, {NAME}_average and, with "recal_after", each again
 with its BN statistics re-estimated on the adaptation frames (_student_recal, _average_recal).
 One line per result is appended to runs/adapt/results.jsonl.
-The bags come from `python experiments/shifted_bags.py --camera a|b --out runs/shift|runs/shift_b`.
+The bags come from `python experiments/shifted_bags.py --camera a|b|c --out runs/shift_a` (or _b, _c).
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
 replacing names in slimseg_ros.train.adapt for this process only.
@@ -45,7 +45,7 @@ def main() -> None:
     name, checkpoint = sys.argv[1], sys.argv[2]
     kw = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     loss_kw, mgd_kw, steps = kw.pop("loss", {}), kw.pop("mgd", {}), kw.pop("steps", 33)
-    bags = kw.pop("bags", "runs/shift")
+    bags = kw.pop("bags", "runs/shift_a")
     recal_after = kw.pop("recal_after", True)
     save = kw.pop("save", False)
     train_bag, val_bag = f"{bags}/shifted_train", f"{bags}/shifted_val"

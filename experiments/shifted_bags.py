@@ -3,9 +3,9 @@
   OUT/shifted_train   CamVid train through the camera, no labels (the robot's recording)
   OUT/shifted_val     CamVid val through the camera, with labels (the scoring, disjoint frames)
 
-Cameras (slimseg_ros.data.camera_shifts): a = docs/data.md's (gamma 1.8, blue cast, clipped),
-b = lifted shadows, warm cast, sensor noise (a fresh noise draw per frame), c = over-exposed
-and motion-blurred.
+Cameras (slimseg_ros.data.camera_shifts): a = the first one measured (docs/log/adapt.md; gamma
+1.8, blue cast, clipped), b = lifted shadows, warm cast, sensor noise (a fresh noise draw per
+frame), c = over-exposed and motion-blurred.
 
 Usage:
   python experiments/shifted_bags.py --data-root data/camvid --camera b --out runs/shift_b

@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="the adapted checkpoint to write")
     p.add_argument("--steps", type=int, default=recipe.steps,
                    help=f"adaptation steps (default: {recipe.steps}; more steps drift further, "
-                   "docs/data.md); 0 = until --minutes")
+                   "docs/log/adapt.md); 0 = until --minutes")
     p.add_argument("--minutes", type=float, default=recipe.minutes,
                    help="also stop after this many minutes of wall clock (default: 0 = no limit)")
     p.add_argument("--confidence", type=float, default=recipe.confidence,

@@ -1,7 +1,7 @@
 """Simulated cameras: CamVid frames as another camera would have taken them.
 
 The studies score models and test ``slimseg recalibrate`` / ``slimseg adapt`` on CamVid seen
-through these (docs/data.md, docs/results.md):
+through these (docs/log/adapt.md, docs/log/training.md):
 
 - :func:`shift_a`, camera A: darker (gamma 1.8), a blue cast (channel gains 0.75 / 0.85 / 1.1),
   highlights clipped; no noise.

@@ -13,7 +13,8 @@
    ``seed + 1``, ...: one run's last weights land above or below recalibration depending on its
    seed, so the result is the runs' weights averaged, with BN statistics re-estimated for the
    average (a model soup; ``runs=1`` and ``keep="average"`` give the earlier recipe: one run's
-   weight moving average). The defaults (:class:`AdaptSettings`) and why: docs/data.md.
+   weight moving average). The defaults (:class:`AdaptSettings`): docs/data.md;
+   why: docs/log/adapt.md.
 4. A label-free check (:mod:`.adapt_check`) on frames held back from steps 1-3: each width
    keeps its adapted weights only where they agree better with a reference network (the
    teacher) than the input model and its recalibration do; otherwise the better of those two.

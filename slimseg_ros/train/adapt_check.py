@@ -1,8 +1,8 @@
 """Whether adaptation helped each width, judged without labels, and the model that follows.
 
 ``slimseg adapt`` trains on pseudo labels, and self-training can make a width worse without
-anyone seeing it (docs/data.md: longer budgets drift below recalibration). So the command holds
-back some of the robot's frames, never recalibrates or adapts on them, and scores every
+anyone seeing it (docs/log/adapt.md: longer budgets drift below recalibration). So the command
+holds back some of the robot's frames, never recalibrates or adapts on them, and scores every
 candidate there against a *reference* network's predictions (the agreement mIoU between the two
 label maps): the input model, the input model with recalibrated BN statistics, and the adapted
 model, each width alone. A width keeps its adapted weights only where they agree with the

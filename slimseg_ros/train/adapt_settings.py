@@ -1,4 +1,4 @@
-"""What ``slimseg adapt`` does by default: the recipe measured in docs/data.md.
+"""What ``slimseg adapt`` does by default: the recipe measured in docs/log/adapt.md.
 
 A module of its own without torch, so the command line takes its flags' defaults from here
 (building ``--help`` must not import torch) and the two cannot disagree.
@@ -13,10 +13,10 @@ __all__ = ["AdaptSettings"]
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    """How long and how hard to adapt (the defaults are the recipe measured in docs/data.md)."""
+    """How long and how hard to adapt (the defaults: the recipe measured in docs/log/adapt.md)."""
 
     # A budget in steps, not minutes, so a GPU does the same adaptation as a CPU: self-training
-    # drifts the longer it runs (docs/data.md, "SGD for 33 steps").
+    # drifts the longer it runs (docs/log/adapt.md, "SGD for 33 steps").
     steps: int = 33  # 0 = as many as ``minutes`` allow
     minutes: float = 0.0  # also stop after this much wall clock, all runs (0 = no limit)
     batch_size: int = 4  # pairs of frames per step (CutMix partners)
@@ -24,7 +24,7 @@ class AdaptSettings:
     confidence: float = 0.7  # pseudo labels below this mean teacher probability are ignored
     # ... except each predicted class's most confident fraction (class-balanced, CBST): the
     # threshold alone labels few pixels of thin classes (signs, poles), which adaptation then
-    # trains away. The value is the best of the paired soups in docs/data.md ("Labels as the
+    # trains away. The value is the best of the paired soups in docs/log/adapt.md ("Labels as the
     # yardstick, and class-balanced soups").
     class_fraction: float = 0.8
     # A stronger, structurally different network (the teacher issue's) as MGD's external
@@ -41,12 +41,12 @@ class AdaptSettings:
     threads: int = 0
     # Each run's result: "student" = the adapting weights after the last step; "average" = their
     # moving average, which starts at the recalibrated model and moves a little each step. One
-    # run's last weights scatter with the seed and the camera, its average less (docs/data.md);
-    # the soup of ``runs`` below is what tames the scatter of the last weights.
+    # run's last weights scatter with the seed and the camera, its average less
+    # (docs/log/adapt.md); the soup of ``runs`` below is what tames that scatter.
     keep: str = "student"
     average_decay: float = 0.99
-    # True keeps the recalibrated BN statistics while adapting; worse in docs/data.md: once the
-    # convolutions move, the frozen statistics no longer fit their outputs.
+    # True keeps the recalibrated BN statistics while adapting; worse in docs/log/adapt.md:
+    # once the convolutions move, the frozen statistics no longer fit their outputs.
     freeze_bn_statistics: bool = False
     # What learns: "all" weights, or "norm" = only the BN scales and shifts (each width owns its
     # BN, so the widths cannot disturb each other, and the shared convolutions stay as trained).
@@ -54,12 +54,12 @@ class AdaptSettings:
     # "sgd" (momentum 0.9) moves each weight in proportion to its gradient, so weights the frames
     # say little about stay; "adamw" moves every weight by about ``lr`` per step whatever its
     # gradient, so its last weights drifted below recalibration where SGD's did not
-    # (docs/data.md, "SGD for 33 steps").
+    # (docs/log/adapt.md, "SGD for 33 steps").
     optimizer: str = "sgd"
     # Independent runs (seeds seed, seed + 1, ...) from the recalibrated model, their kept
     # weights averaged and BN statistics re-estimated (a model soup). One run's result moves
     # with its seed (the order of frames and crops); the average keeps what the runs agree on
-    # (docs/data.md, "Three runs averaged").
+    # (docs/log/adapt.md, "Three runs averaged").
     runs: int = 3
     # The label-free check (train/adapt_check.py): this fraction of the frames, in blocks of
     # consecutive frames, is held back from recalibration and adaptation; each width keeps its

@@ -1,5 +1,5 @@
 #!/bin/bash
-# One device session, prepared (docs/log/gpu.md): the CUDA checks nothing else can run, then issue
+# One device session, prepared (docs/gpu.md): the CUDA checks nothing else can run, then issue
 # 14's ablation at 360x480 with what time is left. Checks' outputs land in $OUT/gpu, the
 # ablation's aggregate in $OUT/ablation_results_gpu.json, its logs and histories in $OUT/runs.tgz.
 #
