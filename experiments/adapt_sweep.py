@@ -15,7 +15,8 @@ With "runs" > 1 (default 3, as `slimseg adapt`) the results are {NAME}_soup and
 re-estimated); with "runs": 1, {NAME}_student, {NAME}_average and, with "recal_after", each again
 with its BN statistics re-estimated on the adaptation frames (_student_recal, _average_recal).
 One line per result is appended to runs/adapt/results.jsonl.
-The bags come from `python experiments/shifted_bags.py --camera a|b|c --out runs/shift_a` (or _b, _c).
+The bags come from
+`python experiments/shifted_bags.py --camera a|b|c --out runs/shift_a` (or _b, _c).
 
 An experiment harness: it swaps the loss and MGD configs and records the weight average by
 replacing names in slimseg_ros.train.adapt for this process only.
