@@ -13,7 +13,8 @@ from slimseg_ros.data.unlabeled import open_unlabeled
 from slimseg_ros.model import ModelConfig, SlimSegNet, load_checkpoint
 from slimseg_ros.train.adapt import AdaptSettings, adapt_model
 from slimseg_ros.train.adapt_check import (
-    CANDIDATES, ReferenceLabels, agreement, compose, decide, held_back, same_shared, width_owned)
+    CANDIDATES, ReferenceLabels, agreement, blend, compose, decide, held_back, same_shared,
+    width_owned)
 
 SMALL = ModelConfig(num_classes=4, head_channels=32)
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -92,6 +93,21 @@ def test_compose_takes_each_widths_bn_from_its_choice() -> None:
         compose(states, forced, WIDTHS)
 
 
+def test_a_blend_is_part_of_the_way_between_two_states() -> None:
+    states = _states()
+    half = blend(states["recalibrated"], states["adapted"], 0.5)
+    key = "net.stem.weight"
+    assert torch.allclose(half[key], states["input"][key] + 1)  # adapted = input + 2
+    assert all(torch.equal(blend(states["input"], states["adapted"], 1.0)[k], v)
+               for k, v in states["adapted"].items())
+    counters = [k for k, v in half.items() if not v.is_floating_point()]
+    assert counters and all(torch.equal(half[k], states["adapted"][k]) for k in counters)
+    d = decide(_scores([0.7] * 4), False, blend=0.5)
+    assert d.blend == 0.5 and d.lines()[0].endswith("kept adapted x0.5")
+    with pytest.raises(ValueError, match="check_blends must be"):
+        AdaptSettings(check_blends=(1.0, 0.0))
+
+
 def _folder(root: Path, n: int) -> Path:
     ds = build_dataset("synthetic", None, "val", n=n, size=48, num_classes=4)
     root.mkdir(parents=True)
@@ -132,7 +148,7 @@ def test_adapt_keeps_the_previous_weights_when_the_check_rejects_them(tmp_path: 
     assert result.check_frames == 10 and record["check"]["frames"] == 10
     assert set(result.decision.choice.values()) <= {"input", "recalibrated"}
     assert same_shared(model.state_dict(), original.state_dict())
-    assert "rejected" in result.decision.notes[0]
+    assert "rejected" in result.decision.notes[0] and result.decision.blend == 0.25  # all tried
     for name in CANDIDATES:
         assert set(result.decision.scores[name]) == set(model.widths)
     # without the check every width keeps what adaptation made of it

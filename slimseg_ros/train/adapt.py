@@ -39,8 +39,8 @@ from ..data.transforms import TrainTransform
 from ..data.unlabeled import SubsetFrames, UnlabeledView
 from ..model.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from ..model.slimseg import SlimSegNet
-from .adapt_check import Decision, ReferenceLabels, agreement, compose, decide, held_back, \
-    same_shared
+from .adapt_check import Decision, ReferenceLabels, agreement, blend, compose, decide, \
+    held_back, same_shared
 from .adapt_settings import AdaptSettings
 from .config import LossConfig, MGDConfig
 from .mgd import MGD, MeanTeacher
@@ -189,9 +189,22 @@ def _check(model: SlimSegNet, meta: CheckpointMeta, candidates: dict[str, dict],
     for name, state in candidates.items():
         model.load_state_dict(state)
         scores[name] = agreement(model, meta, labels)
-    decision = decide(scores, same_shared(candidates["input"], candidates["adapted"]),
-                      s.check_margin)
-    model.load_state_dict(compose(candidates, decision, model.widths))
+    shares = same_shared(candidates["input"], candidates["adapted"])
+    chosen, failed = dict(candidates), []
+    for t in s.check_blends:
+        if t != 1.0:  # part of the way, with BN statistics for the blended convolutions
+            model.load_state_dict(blend(candidates["recalibrated"], candidates["adapted"], t))
+            recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
+            chosen["adapted"] = {k: v.clone() for k, v in model.state_dict().items()}
+            scores["adapted"] = agreement(model, meta, labels)
+        decision = decide(scores, shares, s.check_margin, blend=t)
+        if shares or "adapted" in decision.choice.values():
+            break
+        failed.append(f"{t:g}")
+    if failed and "adapted" in decision.choice.values():
+        decision.notes.append(f"the weights {', '.join(failed)} of the way to the adapted ones "
+                              f"failed the check at a width; kept {decision.blend:g} of the way")
+    model.load_state_dict(compose(chosen, decision, model.widths))
     model.eval()
     return decision
 

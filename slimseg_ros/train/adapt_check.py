@@ -16,8 +16,12 @@ is not the near-duplicate neighbour of a frame adaptation trained on.
 Widths share their convolutions; each owns only its BN layers. So the choice is exact per width
 between candidates that share the convolutions (the input model and its recalibration always
 do; so does the adapted model when only BN parameters learned). When the adapted convolutions
-differ, they are kept only if every width improved: otherwise every width keeps the previous
-convolutions (with its better BN of the two previous candidates), and :class:`Decision` says so.
+differ, they are kept only if every width improved. Otherwise the weights part of the way from
+the recalibrated to the adapted ones (``blend``: halfway, a quarter; BN statistics re-estimated
+for them) are tried the same way, as robust fine-tuning interpolates (WiSE-FT): self-training
+that overshoots at one width has often helped every width on the way. When no blend improves
+every width, every width keeps the previous convolutions (with the better BN of the two previous
+candidates), and :class:`Decision` says so.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from ..runtime.engine import SegmentationEngine
 from ..runtime.torch_backend import build_torch_runners
 from .validate import validate
 
-__all__ = ["CANDIDATES", "Decision", "ReferenceLabels", "agreement", "compose", "decide",
-           "held_back", "width_owned"]
+__all__ = ["CANDIDATES", "Decision", "ReferenceLabels", "agreement", "blend", "compose",
+           "decide", "held_back", "same_shared", "width_owned"]
 
 CANDIDATES = ("input", "recalibrated", "adapted")
 """The candidates per width, in the order that wins ties (the earlier, the safer)."""
@@ -122,6 +126,7 @@ class Decision:
     margin: float
     shares_convolutions: bool  # the adapted model's convolutions are the input model's
     notes: list[str] = field(default_factory=list)
+    blend: float = 1.0  # how far from the recalibrated weights towards the adapted ones
 
     def improved(self, width: float) -> bool:
         """Whether the adapted model beat both previous candidates at ``width`` by the margin."""
@@ -131,9 +136,12 @@ class Decision:
     def lines(self) -> list[str]:
         """One line per width: the scores and the candidate kept; then the notes."""
         out = []
+        adapted = "adapted" if self.blend == 1.0 else f"adapted x{self.blend:g}"
         for w, kept in self.choice.items():
-            row = ", ".join(f"{c} {self.scores[c][w]:.4f}" for c in CANDIDATES)
-            out.append(f"width {w:g}: agreement {row}: kept {kept}")
+            row = ", ".join(f"{adapted if c == 'adapted' else c} {self.scores[c][w]:.4f}"
+                            for c in CANDIDATES)
+            out.append(f"width {w:g}: agreement {row}: kept "
+                       f"{adapted if kept == 'adapted' else kept}")
         return out + self.notes
 
     def as_dict(self) -> dict[str, Any]:
@@ -141,11 +149,11 @@ class Decision:
                 "agreement": {c: {str(w): round(v, 4) for w, v in s.items()}
                               for c, s in self.scores.items()},
                 "margin": self.margin, "shares_convolutions": self.shares_convolutions,
-                "notes": self.notes}
+                "blend": self.blend, "notes": self.notes}
 
 
 def decide(scores: Mapping[str, Mapping[float, float]], shares_convolutions: bool,
-           margin: float = 0.0) -> Decision:
+           margin: float = 0.0, blend: float = 1.0) -> Decision:
     """Each width's candidate from the agreement ``scores`` of :data:`CANDIDATES` per width.
 
     A width keeps the adapted weights where they beat both previous candidates by more than
@@ -160,7 +168,7 @@ def decide(scores: Mapping[str, Mapping[float, float]], shares_convolutions: boo
     widths = sorted(s["input"])
     previous = {w: max(("input", "recalibrated"), key=lambda c, w=w: (s[c][w], c == "input"))
                 for w in widths}
-    decision = Decision({}, s, margin, shares_convolutions)
+    decision = Decision({}, s, margin, shares_convolutions, blend=blend)
     better = [w for w in widths if decision.improved(w)]
     notes = []
     if shares_convolutions:
@@ -174,7 +182,14 @@ def decide(scores: Mapping[str, Mapping[float, float]], shares_convolutions: boo
                      f"{', '.join(worse)}; the widths share convolutions, so every width keeps "
                      f"the previous ones" + (f" (widths {', '.join(f'{w:g}' for w in better)} "
                                              f"scored higher adapted)" if better else ""))
-    return Decision(choice, s, margin, shares_convolutions, notes)
+    return Decision(choice, s, margin, shares_convolutions, notes, blend)
+
+
+def blend(start: Mapping[str, torch.Tensor], end: Mapping[str, torch.Tensor], t: float
+          ) -> dict[str, torch.Tensor]:
+    """``start + t * (end - start)`` for floating-point tensors; integer buffers from ``end``."""
+    return {k: torch.lerp(start[k], v, t) if v.is_floating_point() else v.clone()
+            for k, v in end.items()}
 
 
 def compose(states: Mapping[str, Mapping[str, torch.Tensor]], decision: Decision,

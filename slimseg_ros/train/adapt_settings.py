@@ -70,6 +70,9 @@ class AdaptSettings:
     check_reference: str | None = None
     # The adapted weights must beat the previous ones' agreement by more than this.
     check_margin: float = 0.0
+    # When the adapted weights fail the check at some width: how far from the recalibrated
+    # weights towards them to try next, in order (each costs a BN re-estimation and a check).
+    check_blends: tuple[float, ...] = (1.0, 0.5, 0.25)
 
     def __post_init__(self) -> None:
         if self.runs < 1:
@@ -82,6 +85,8 @@ class AdaptSettings:
             raise ValueError(f"keep must be 'average' or 'student', got {self.keep!r}")
         if self.params not in ("all", "norm"):
             raise ValueError(f"params must be 'all' or 'norm', got {self.params!r}")
+        if not self.check_blends or not all(0.0 < t <= 1.0 for t in self.check_blends):
+            raise ValueError(f"check_blends must be fractions in (0, 1], got {self.check_blends}")
         if not 0.0 <= self.check_fraction < 1.0 or self.check_margin < 0:
             raise ValueError(f"check_fraction must be in [0, 1) and check_margin >= 0, got "
                              f"{self.check_fraction} and {self.check_margin}")
