@@ -200,10 +200,13 @@ def _check(model: SlimSegNet, meta: CheckpointMeta, candidates: dict[str, dict],
         decision = decide(scores, shares, s.check_margin, blend=t)
         if shares or "adapted" in decision.choice.values():
             break
-        failed.append(f"{t:g}")
-    if failed and "adapted" in decision.choice.values():
+        failed.append(f"{t:g} (agreement " + " / ".join(
+            f"{scores['adapted'][w]:.4f}" for w in sorted(scores["adapted"])) + ")")
+    if failed:
+        kept = (f"kept {decision.blend:g} of the way" if "adapted" in decision.choice.values()
+                else "kept the previous weights")
         decision.notes.append(f"the weights {', '.join(failed)} of the way to the adapted ones "
-                              f"failed the check at a width; kept {decision.blend:g} of the way")
+                              f"failed the check at a width; {kept}")
     model.load_state_dict(compose(chosen, decision, model.widths))
     model.eval()
     return decision
