@@ -95,8 +95,9 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     if s.teacher:  # checked against the model's classes before any work
         teacher = load_teacher(s.teacher, num_classes=meta.config.num_classes, mean=meta.mean,
                                std=meta.std)
-    reference = _check_reference(s, meta) if check_frames is not None else None
+    reference = None
     if check_frames is not None:
+        reference = _check_reference(s, meta)
         log(f"holding back {len(check_idx)} of {len(adapt_idx) + len(check_idx)} frames for "
             f"the label-free check")
     candidates = {"input": copy.deepcopy(model.state_dict())}
