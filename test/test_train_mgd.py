@@ -372,7 +372,7 @@ def test_slimseg_adapt_flags_default_to_the_measured_recipe() -> None:
     recipe = AdaptSettings()
     for name in ("steps", "minutes", "batch_size", "lr", "confidence", "class_fraction",
                  "teacher", "distill", "teacher_flip", "seed", "threads", "keep", "optimizer",
-                 "runs", "check_fraction", "check_reference", "check_margin"):
+                 "runs", "params", "check_fraction", "check_reference", "check_margin"):
         assert getattr(args, name) == getattr(recipe, name), name
     assert (args.bn_statistics == "frozen") == recipe.freeze_bn_statistics
 

@@ -74,6 +74,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="each run keeps the adapting weights after its last step (default) or "
                    "their moving average (starts at the recalibrated model and moves slowly: "
                    "smaller gains and losses)")
+    p.add_argument("--params", choices=("all", "norm"), default=recipe.params,
+                   help="what learns: every weight (default), or only the BN scales and shifts, "
+                   "which each width owns, so the label-free check keeps or drops each width's "
+                   "adaptation alone")
     p.add_argument("--bn-statistics", choices=("batch", "frozen"),
                    default="frozen" if recipe.freeze_bn_statistics else "batch",
                    help="while adapting, normalise with each batch's statistics (default) or "
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                              class_fraction=args.class_fraction, teacher=args.teacher,
                              distill=args.distill, teacher_flip=args.teacher_flip,
                              threads=args.threads, keep=args.keep,
-                             optimizer=args.optimizer, runs=args.runs,
+                             optimizer=args.optimizer, runs=args.runs, params=args.params,
                              freeze_bn_statistics=args.bn_statistics == "frozen",
                              check_fraction=args.check_fraction,
                              check_reference=args.check_reference,
