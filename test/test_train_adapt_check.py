@@ -151,6 +151,11 @@ def test_adapt_keeps_the_previous_weights_when_the_check_rejects_them(tmp_path: 
     assert "rejected" in result.decision.notes[0] and result.decision.blend == 0.25  # all tried
     for name in CANDIDATES:
         assert set(result.decision.scores[name]) == set(model.widths)
+    # only BN learns: the convolutions stay the input model's (bit for bit, through the soup of
+    # three runs: (a + a + a) / 3 need not be a), so the check decides each width alone
+    model, record, result = adapted(params="norm", runs=3)
+    assert result.decision.shares_convolutions and record["check"]["shares_convolutions"]
+    assert same_shared(model.state_dict(), original.state_dict())
     # without the check every width keeps what adaptation made of it
     model, record, result = adapted(check_fraction=0.0)
     assert result.decision is None and record["check"] is None

@@ -276,9 +276,12 @@ def _adapt_once(model: SlimSegNet, meta: CheckpointMeta, frames: Any, teacher: T
 
 
 def _uniform_average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """The mean of each floating-point tensor; integer buffers (BN's counters) from the first."""
-    return {k: torch.stack([st[k] for st in states]).mean(0) if v.is_floating_point() else v
-            for k, v in states[0].items()}
+    """The mean of each floating-point tensor; integer buffers (BN's counters) from the first.
+    A tensor that every run left alone stays bit for bit (the mean of equal floats can differ in
+    the last bit, and the check tells untouched convolutions by equality)."""
+    return {k: torch.stack([st[k] for st in states]).mean(0)
+            if v.is_floating_point() and not all(torch.equal(st[k], v) for st in states[1:])
+            else v for k, v in states[0].items()}
 
 
 def adapt_checkpoint(checkpoint: str | Path, frames: Any, out: str | Path,
