@@ -130,8 +130,7 @@ class Decision:
 
     def improved(self, width: float) -> bool:
         """Whether the adapted model beat both previous candidates at ``width`` by the margin."""
-        s = self.scores
-        return s["adapted"][width] > max(s["input"][width], s["recalibrated"][width]) + self.margin
+        return _improved(self.scores, width, self.margin)
 
     def lines(self) -> list[str]:
         """One line per width: the scores and the candidate kept; then the notes."""
@@ -152,6 +151,10 @@ class Decision:
                 "blend": self.blend, "notes": self.notes}
 
 
+def _improved(s: Mapping[str, Mapping[float, float]], width: float, margin: float) -> bool:
+    return s["adapted"][width] > max(s["input"][width], s["recalibrated"][width]) + margin
+
+
 def decide(scores: Mapping[str, Mapping[float, float]], shares_convolutions: bool,
            margin: float = 0.0, blend: float = 1.0) -> Decision:
     """Each width's candidate from the agreement ``scores`` of :data:`CANDIDATES` per width.
@@ -168,8 +171,7 @@ def decide(scores: Mapping[str, Mapping[float, float]], shares_convolutions: boo
     widths = sorted(s["input"])
     previous = {w: max(("input", "recalibrated"), key=lambda c, w=w: (s[c][w], c == "input"))
                 for w in widths}
-    decision = Decision({}, s, margin, shares_convolutions, blend=blend)
-    better = [w for w in widths if decision.improved(w)]
+    better = [w for w in widths if _improved(s, w, margin)]
     notes = []
     if shares_convolutions:
         choice = {w: "adapted" if w in better else previous[w] for w in widths}
