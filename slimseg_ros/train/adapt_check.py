@@ -36,9 +36,7 @@ import torch
 from ..data.base import SegmentationDataset
 from ..model.checkpoint import CheckpointMeta
 from ..model.slimseg import SlimSegNet
-from ..runtime.engine import SegmentationEngine
-from ..runtime.torch_backend import build_torch_runners
-from .validate import validate
+from .validate import torch_engine, validate
 
 __all__ = ["CANDIDATES", "Decision", "ReferenceLabels", "agreement", "blend", "compose",
            "decide", "held_back", "same_shared", "width_owned"]
@@ -79,9 +77,7 @@ class ReferenceLabels(SegmentationDataset):
         self.transform = None
         self.frames = frames
         width = reference.widths[-1]
-        runners, used = build_torch_runners(reference, meta, device=device)
-        engine = SegmentationEngine({width: runners[width]}, meta, "torch", used, "fp32",
-                                    meta.input_size)
+        engine = torch_engine(reference, meta, (width,), device)
         self.labels = [engine.infer(frames.load(i)[0], width).astype(np.uint8)
                        for i in range(len(frames))]
 
@@ -127,10 +123,6 @@ class Decision:
     shares_convolutions: bool  # the adapted model's convolutions are the input model's
     notes: list[str] = field(default_factory=list)
     blend: float = 1.0  # how far from the recalibrated weights towards the adapted ones
-
-    def improved(self, width: float) -> bool:
-        """Whether the adapted model beat both previous candidates at ``width`` by the margin."""
-        return _improved(self.scores, width, self.margin)
 
     def lines(self) -> list[str]:
         """One line per width: the scores and the candidate kept; then the notes."""

@@ -17,7 +17,15 @@ from ..model.slimseg import SlimSegNet
 from ..runtime.engine import SegmentationEngine
 from ..runtime.torch_backend import build_torch_runners
 
-__all__ = ["validate"]
+__all__ = ["torch_engine", "validate"]
+
+
+def torch_engine(model: SlimSegNet, meta: CheckpointMeta, widths: Sequence[float],
+                 device: str = "cpu") -> SegmentationEngine:
+    """The deployment path for ``widths`` of ``model`` (fp32 torch, the model's input size)."""
+    runners, used = build_torch_runners(model, meta, device=device)
+    return SegmentationEngine({w: runners[w] for w in widths}, meta, "torch", used, "fp32",
+                              meta.input_size)
 
 
 @torch.no_grad()
@@ -28,9 +36,7 @@ def validate(model: SlimSegNet, dataset: Any, widths: Sequence[float], meta: Che
     ``dataset.load(i)`` returns ``(HxWx3 uint8 RGB, HxW uint8 labels)``; images are resized to
     ``meta.input_size`` by the engine and predictions come back at the image's size.
     """
-    runners, used = build_torch_runners(model, meta, device=device)
-    engine = SegmentationEngine({w: runners[w] for w in widths}, meta, "torch", used, "fp32",
-                                meta.input_size)
+    engine = torch_engine(model, meta, widths, device)
     n = len(dataset) if not max_images else min(len(dataset), max_images)
     samples = (dataset.load(i) for i in range(n))
     results, _ = score_engine(engine, samples, widths, meta.class_names,
