@@ -97,7 +97,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                                std=meta.std)
     reference = None
     if check_frames is not None:
-        reference = _check_reference(s, meta)
+        reference = _check_reference(s, meta, teacher)
         log(f"holding back {len(check_idx)} of {len(adapt_idx) + len(check_idx)} frames for "
             f"the label-free check")
     candidates = {"input": copy.deepcopy(model.state_dict())}
@@ -152,7 +152,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
                            "params": s.params, "optimizer": s.optimizer,
                            "check": None if decision is None else {
                                **decision.as_dict(), "frames": len(check_idx),
-                               "reference": str(reference)},
+                               "reference": str(reference.path)},
                            "method": "BN recalibration + MGD (frozen input model and the "
                                      "adapting model's weight average as teachers)"
                                      + (f", the average of {len(seeds)} runs' weights with BN "
@@ -160,8 +160,11 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
     return meta.replace(training=training), result
 
 
-def _check_reference(s: AdaptSettings, meta: CheckpointMeta) -> Path:
-    """The label-free check's reference network: given, the external teacher, or shipped."""
+def _check_reference(s: AdaptSettings, meta: CheckpointMeta, teacher: Teacher | None
+                     ) -> Teacher:
+    """The label-free check's reference network (given, the external teacher, or shipped),
+    loaded before any work so that a wrong file fails at once; the external teacher itself when
+    it is the reference."""
     from ..runtime.loader import DEFAULT_TEACHER_NAME, default_model_path
 
     path = s.check_reference or s.teacher or default_model_path(DEFAULT_TEACHER_NAME)
@@ -169,22 +172,19 @@ def _check_reference(s: AdaptSettings, meta: CheckpointMeta) -> Path:
         raise ValueError(f"the label-free check needs a reference network and "
                          f"{DEFAULT_TEACHER_NAME} is not installed: give --check-reference "
                          f"(or --teacher), or --check-fraction 0 to keep every adapted width")
-    load_teacher(path, num_classes=meta.config.num_classes, mean=meta.mean, std=meta.std)
-    return Path(path)  # loaded once now so that a wrong file fails before any work
+    if teacher is not None and teacher.path is not None \
+            and Path(teacher.path).resolve() == Path(path).resolve():
+        return teacher
+    return load_teacher(path, num_classes=meta.config.num_classes, mean=meta.mean, std=meta.std)
 
 
 def _check(model: SlimSegNet, meta: CheckpointMeta, candidates: dict[str, dict],
-           check_frames: Any, reference_path: Path, teacher: Teacher, frames: Any,
+           check_frames: Any, reference: Teacher, teacher: Teacher, frames: Any,
            s: AdaptSettings) -> Decision:
     """Score the candidates on the held-back frames, load the chosen mix into ``model``."""
-    if teacher.path is not None and Path(teacher.path).resolve() == reference_path.resolve():
-        reference = teacher  # already recalibrated on the adaptation frames
-    else:
-        reference = load_teacher(reference_path, num_classes=meta.config.num_classes,
-                                 mean=meta.mean, std=meta.std)
-        assert reference.meta is not None
-        recalibrate_model(reference.model, reference.meta, frames, frames=s.recalibrate_frames)
     assert reference.meta is not None
+    if reference is not teacher:  # the external teacher was recalibrated already
+        recalibrate_model(reference.model, reference.meta, frames, frames=s.recalibrate_frames)
     labels = ReferenceLabels(check_frames, reference.model, reference.meta)
     scores = {}
     for name, state in candidates.items():
