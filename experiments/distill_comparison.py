@@ -25,6 +25,7 @@ Arms (override lists on config/train_camvid.yaml):
             so it stays out of this comparison)
   quarter_mgd_ext  quarter_mgd with loss.teacher (given as an override) as a second teacher,
             pseudo labels where the teachers' mean probability reaches 0.7
+  eighth, eighth_mgd_ext  quarter and quarter_mgd_ext at an eighth of the labels
   quarter_mgd_warm  quarter_mgd warm-started: the first half of the steps on the labelled
             quarter alone (mgd.start_step), pseudo labels only where the mean teacher's
             probability reaches 0.7 (mgd.confidence)
@@ -73,6 +74,11 @@ ARMS["quarter_mgd_warm"] = ARMS["quarter_mgd"] + ["mgd.start_step={half}", "mgd.
 # withheld label) as MGD's second teacher beside the weight average
 ARMS["quarter_mgd_ext"] = [o for o in ARMS["quarter_mgd"]
                            if not o.startswith("mgd.external_teacher=")] + ["mgd.confidence=0.7"]
+# the same protocol at an eighth of the labels (its own fixed partition)
+for _quarter in ("quarter", "quarter_mgd_ext"):
+    ARMS[_quarter.replace("quarter", "eighth")] = [
+        o.replace("labeled_fraction=0.25", "labeled_fraction=0.125").replace(
+            "partition_quarter", "partition_eighth") for o in ARMS[_quarter]]
 
 
 def table(results: dict, arms: list[str], metric: str = "miou") -> str:
