@@ -1,7 +1,7 @@
 """Score checkpoints side by side, per width, on the studies' sets (slimseg_ros.eval.study_sets).
 
 Used to decide whether a new model replaces the shipped one: the same frames, the same
-deployment path (frozen width, torch on the CPU), one table per metric and one JSON.
+deployment path (frozen width, torch on the CPU or --device), one table per metric and one JSON.
 
   val        CamVid val (101 frames of drive 0016E5)
   heldout    CamVid train's drive 0006R0 (only meaningful for checkpoints that never trained on it)
@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--data-root", default="data/camvid")
     ap.add_argument("--sets", default="val,shift_a,shift_b")
     ap.add_argument("--json", default=None, help="write every score here")
+    ap.add_argument("--device", default="cpu", help="torch device of the deployment path")
     args = ap.parse_args()
     named = {}
     for item in args.checkpoints:
@@ -52,7 +53,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(available)}")
     sets = {s: available[s] for s in wanted}
-    scores = {name: score_checkpoint(path, sets) for name, path in named.items()}
+    scores = {name: score_checkpoint(path, sets, args.device) for name, path in named.items()}
     for metric in METRICS:
         print(f"\n{metric}\n" + table(scores, wanted, metric))
     if args.json:

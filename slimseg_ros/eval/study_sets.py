@@ -56,10 +56,10 @@ def study_sets(root: str | Path) -> dict[str, FrameSource]:
             "shift_b": frames(val, shift_b, 2)}
 
 
-def score_checkpoint(checkpoint: str | Path, sets: Mapping[str, FrameSource]
-                     ) -> dict[str, dict[str, dict[str, float]]]:
-    """``{set: {width: {"miou", "boundary_f1"}}}`` of ``checkpoint``, torch on the CPU."""
-    engine = load_engine(checkpoint, backend="torch", device="cpu", warmup_repeats=1)
+def score_checkpoint(checkpoint: str | Path, sets: Mapping[str, FrameSource],
+                     device: str = "cpu") -> dict[str, dict[str, dict[str, float]]]:
+    """``{set: {width: {"miou", "boundary_f1"}}}`` of ``checkpoint``, torch on ``device``."""
+    engine = load_engine(checkpoint, backend="torch", device=device, warmup_repeats=1)
     out = {}
     for name, frames in sets.items():
         scores, _ = score_engine(engine, frames(), engine.widths, engine.meta.class_names)
