@@ -11,8 +11,8 @@ Usage:
   python experiments/adapt_check_study.py --data-root data/camvid --camera a --bags runs/shift_a \\
       --seed 0 --out runs/adapt_study/a_s0
 Writes OUT/study.json (recalibrated and adapted, per width: agreement, mIoU on the labelled
-check frames, mIoU on shifted val), OUT/decision.json and OUT/{candidate}.safetensors (a rerun
-only scores them), prints a Markdown table. The labelled copy of the train bag
+check frames, mIoU on shifted val), OUT/decision.json and OUT/{recalibrated,adapted}.safetensors (a
+rerun only scores them), prints a Markdown table. The labelled copy of the train bag
 (BAGS/shifted_train_labelled) is written once if missing.
 """
 
@@ -63,7 +63,8 @@ def main() -> None:
     shifted_val = RosbagFrames(str(bags / "shifted_val"), "all")
     checkpoint = default_model_path(DEFAULT_MODEL_NAME)
     model, meta = load_checkpoint(checkpoint)
-    names = ("input", "recalibrated", "adapted", "kept")
+    names = ("recalibrated", "adapted")  # the pair the misses are about (the kept model is
+    # one of them or their mix per width; the input model never won the check)
     decision_path = out / "decision.json"
     if decision_path.is_file() and all((out / f"{n}.safetensors").is_file() for n in names):
         decision = json.loads(decision_path.read_text())  # adapted before: score only
@@ -71,22 +72,19 @@ def main() -> None:
         meta, result = adapt_model(model, meta, frames, settings,
                                    source=str(bags / "shifted_train"))
         assert result.decision is not None
-        states = {**result.candidates,
-                  "kept": {k: v.clone() for k, v in model.state_dict().items()}}
-        for name, state in states.items():  # every candidate on disk before any scoring
-            model.load_state_dict(state)
+        for name in names:  # on disk before any scoring
+            model.load_state_dict(result.candidates[name])
             save_checkpoint(out / f"{name}.safetensors", model, meta)
         decision = result.decision.as_dict()
         decision_path.write_text(json.dumps(decision, indent=1))
     study: dict = {"camera": args.camera, "seed": args.seed, "check_frames": len(check_idx),
                    "decision": decision, "candidates": {}}
-    for name in ("recalibrated", "adapted"):  # the pair the misses are about (kept is one of
-        # them or their mix; the input model never won the check)
+    for name in names:
         model, meta = load_checkpoint(out / f"{name}.safetensors")
         on_check = validate(model, check_with_labels, model.widths, meta)
         on_val = validate(model, shifted_val, model.widths, meta)
         study["candidates"][name] = {
-            w: {"agreement": decision["agreement"].get(name, {}).get(w),
+            w: {"agreement": decision["agreement"][name][w],
                 "check_miou": on_check[w]["miou"], "val_miou": on_val[w]["miou"]}
             for w in on_check}
     (out / "study.json").write_text(json.dumps(study, indent=1))

@@ -61,25 +61,23 @@ fi
 
 HELD="data.options={exclude_sequences: [0006R0]}"  # the drive the dev check scores on
 EVERY="data.options={exclude_sequences: []}"
-arm_args() {  # the slimseg train arguments of arm $1, in the array A
-  local seed=${1##*_s}
+TEACHER=(--config config/train_camvid_teacher.yaml "data.crop_size=[360,480]"
+         "data.scale_range=[0.5,1.5]" data.batch_size=16)
+STUDENT=(--config config/train_camvid_distill.yaml "data.crop_size=[288,384]")
+QUARTER=(--config config/train_camvid.yaml "$HELD" "data.crop_size=[288,384]"
+         "data.scale_range=[0.4,1.2]" data.labeled_fraction=0.25
+         "data.partition=$W/partition_quarter.json")
+arm_args() {  # the slimseg train arguments of arm $1 (NAME, NAME_dev/_all, NAME_sSEED), in A
+  local seed=${1##*_s} split
   [ "$seed" = "$1" ] && seed=0
+  case ${1##*_} in dev) split=$HELD ;; all) split=$EVERY ;; esac
   case ${1%_s[0-9]} in
-    teacher_dev) A=(--config config/train_camvid_teacher.yaml "$HELD" "data.crop_size=[360,480]"
-                    "data.scale_range=[0.5,1.5]" data.batch_size=16) ;;
-    teacher_all) A=(--config config/train_camvid_teacher.yaml "$EVERY" "data.crop_size=[360,480]"
-                    "data.scale_range=[0.5,1.5]" data.batch_size=16) ;;
-    student_dev) A=(--config config/train_camvid_distill.yaml "$HELD" "data.crop_size=[288,384]"
-                    "loss.ka_autoencoder=$W/ka_dev.safetensors") ;;
-    student_all) A=(--config config/train_camvid_distill.yaml "$EVERY" "data.crop_size=[288,384]"
-                    "loss.ka_autoencoder=$W/ka_all.safetensors") ;;
-    quarter) A=(--config config/train_camvid.yaml "$HELD" "data.crop_size=[288,384]"
-                "data.scale_range=[0.4,1.2]" data.labeled_fraction=0.25
-                "data.partition=$W/partition_quarter.json") ;;
-    quarter_mgd) A=(--config config/train_camvid.yaml "$HELD" "data.crop_size=[288,384]"
-                    "data.scale_range=[0.4,1.2]" data.labeled_fraction=0.25
-                    "data.partition=$W/partition_quarter.json" data.unlabeled=partition
-                    mgd.external_teacher=false mgd.confidence=0.7 mgd.class_fraction=0.8) ;;
+    teacher_dev|teacher_all) A=("${TEACHER[@]}" "$split") ;;
+    student_dev|student_all) A=("${STUDENT[@]}" "$split"
+                                "loss.ka_autoencoder=$W/ka_${1#student_}.safetensors") ;;
+    quarter) A=("${QUARTER[@]}") ;;
+    quarter_mgd) A=("${QUARTER[@]}" data.unlabeled=partition mgd.external_teacher=false
+                    mgd.confidence=0.7 mgd.class_fraction=0.8) ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
   A+=(seed="$seed")
