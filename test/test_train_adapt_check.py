@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import torch
 
 from slimseg_ros.data import build_dataset
 from slimseg_ros.data.unlabeled import open_unlabeled
-from slimseg_ros.model import ModelConfig, SlimSegNet, load_checkpoint
+from slimseg_ros.model import CheckpointMeta, ModelConfig, SlimSegNet, load_checkpoint
 from slimseg_ros.train.adapt import AdaptSettings, adapt_model
 from slimseg_ros.train.adapt_check import (
     CANDIDATES, ReferenceLabels, agreement, blend, compose, decide, held_back, same_shared,
@@ -162,3 +163,59 @@ def test_adapt_keeps_the_previous_weights_when_the_check_rejects_them(tmp_path: 
     assert not torch.equal(model.net.stem.weight, original.net.stem.weight)
     with pytest.raises(ValueError, match="check_fraction must be in"):
         AdaptSettings(check_margin=-0.1)
+
+
+def test_the_refit_makes_what_the_check_chose_again_from_every_frame(tmp_path: Path,
+                                                                     make_checkpoint) -> None:
+    from slimseg_ros.train.adapt import _refit
+    from slimseg_ros.train.recalibrate import recalibrate_model
+
+    frames = open_unlabeled(_folder(tmp_path / "frames", 40))
+    checkpoint = make_checkpoint(SMALL, input_size=(48, 48))
+    reference = make_checkpoint(SMALL, input_size=(48, 48), seed=1)
+    settings = AdaptSettings(runs=2, steps=2, batch_size=2, recalibrate_frames=40, threads=1,
+                             lr=1e-2, check_fraction=0.25, check_reference=str(reference))
+    log = lambda m: None  # noqa: E731
+
+    def run(**kw: object) -> tuple[dict[str, torch.Tensor], CheckpointMeta, object]:
+        model, meta = load_checkpoint(checkpoint)
+        meta, result = adapt_model(model, meta, frames, replace(settings, **kw), "test", log=log)
+        return model.state_dict(), meta, result
+
+    original, meta = load_checkpoint(checkpoint)
+    everywhere, _, _ = run(check_fraction=0.0)  # adapted on all 40 frames, nothing checked
+    recalibrated, _ = load_checkpoint(checkpoint)
+    recalibrate_model(recalibrated, meta, frames, frames=40)
+    # rejected: each width keeps the previous candidate it chose, made from all 40 frames
+    state, meta_out, result = run(check_margin=1.0)
+    record = meta_out.training["adapted"]
+    assert record["refit"] and record["frames"] == 40 and result.frames == 40
+    assert meta_out.training["bn_recalibrated"]["frames"] == 40
+    sources = {"input": original.state_dict(), "recalibrated": recalibrated.state_dict()}
+    moved = 0
+    for i, width in enumerate(WIDTHS):
+        source = sources[result.decision.choice[width]]
+        keys = width_owned(state, i)
+        assert keys and all(torch.equal(state[k], source[k]) for k in keys)
+        moved += any(not torch.equal(result.checked[k], state[k]) for k in keys)
+    assert moved  # the checked statistics came from 30 frames, the written ones from 40
+    # without a refit the checked weights are what is written
+    state, meta_out, result = run(check_margin=1.0, refit=False)
+    assert not result.checked and meta_out.training["adapted"]["frames"] == 30
+    assert meta_out.training["bn_recalibrated"]["frames"] == 30
+    # kept: the refit is the adaptation on every frame, and a blend is taken of it
+    for t in (1.0, 0.5):
+        scores = {"input": {w: 0.1 for w in WIDTHS}, "recalibrated": {w: 0.2 for w in WIDTHS},
+                  "adapted": {w: 0.3 for w in WIDTHS}}
+        model, start = load_checkpoint(checkpoint)
+        _, candidates, steps, _ = _refit(model, start, frames, settings, "test", None,
+                                         {"input": original.state_dict()},
+                                         decide(scores, False, blend=t), log)
+        assert steps == 2 and set(candidates) == set(CANDIDATES)
+        out = model.state_dict()
+        if t == 1.0:
+            assert all(torch.equal(out[k], v) for k, v in everywhere.items())
+        else:
+            stem = "net.stem.weight"
+            assert torch.allclose(out[stem], torch.lerp(original.state_dict()[stem],
+                                                        everywhere[stem], t))

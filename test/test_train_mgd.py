@@ -279,10 +279,12 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path, mak
                  "--teacher-flip", "--runs", "2", "--check-fraction", "0.25",
                  "--eval-bag", str(tmp_path / "labelled")]) == 0
     printed = capsys.readouterr().out
-    assert "| width | before | recalibrated only | adapted (every width) | kept |" in printed
+    assert ("| width | before | recalibrated only | adapted (every width) | kept | kept, as "
+            "checked |") in printed
     model, meta = load_checkpoint(out)
-    adapted = meta.training["adapted"]
-    assert adapted["steps"] == 2 and adapted["frames"] == 30 and "images" in adapted["source"]
+    adapted = meta.training["adapted"]  # the check's choice made again from all 40 frames
+    assert adapted["steps"] == 2 and adapted["frames"] == 40 and "images" in adapted["source"]
+    assert adapted["refit"] is True and "adapted on 40 frames" in printed
     check = adapted["check"]  # the teacher is the reference: 10 of the 40 frames held back
     assert check["frames"] == 10 and check["reference"] == str(teacher)
     assert set(check["choice"]) == {str(w) for w in model.widths}
@@ -298,7 +300,13 @@ def test_slimseg_adapt_writes_a_new_checkpoint_and_scores_it(tmp_path: Path, mak
     other_classes = make_checkpoint(SMALL, input_size=(48, 48))
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(out), "--steps", "1", "--teacher", str(other_classes)]) == 2
-    assert meta.training["bn_recalibrated"]["frames"] == 30  # the held-back frames are not used
+    assert meta.training["bn_recalibrated"]["frames"] == 40
+    assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
+                 str(out), "--steps", "1", "--runs", "1", "--check-reference", str(teacher),
+                 "--check-fraction", "0.25", "--no-refit"]) == 0
+    _, meta = load_checkpoint(out)  # as checked: the held-back frames are never used
+    assert meta.training["bn_recalibrated"]["frames"] == 30
+    assert meta.training["adapted"]["frames"] == 30 and not meta.training["adapted"]["refit"]
     assert main(["adapt", "--images", str(folder), "--checkpoint", str(checkpoint), "--out",
                  str(checkpoint), "--steps", "1", "--check-fraction", "0"]) == 2  # never the input
     assert main(["adapt", "--images", str(tmp_path / "nowhere"), "--out", str(out)]) == 2

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "re-estimated for the average. A fifth of the frames (--check-fraction) is held back "
         "from all of that: on them each width keeps its adapted weights only where they agree "
         "better with a reference network (the teacher) than the input model and its "
-        "recalibration do, and otherwise the better of those two (it says which). Writes a new "
+        "recalibration do, and otherwise the better of those two (it says which); then what it "
+        "chose is made again from every frame, the held-back ones too (--no-refit: write "
+        "what was checked; half the runtime). Writes a new "
         "checkpoint whose metadata records what it was adapted on and what the check chose. "
         "With --eval-bag (a labelled bag of the same camera) it prints mIoU per width before, "
         "after recalibration only, adapted at every width, and as kept by the check.",
@@ -92,6 +94,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--check-margin", type=float, default=recipe.check_margin,
                    help="agreement mIoU by which adapted weights must beat the previous ones "
                    f"(default: {recipe.check_margin:g})")
+    p.add_argument("--no-refit", dest="refit", action="store_false", default=recipe.refit,
+                   help="write the weights the check chose as they were checked, adapted "
+                   "without the held-back frames, instead of making them again from every "
+                   "frame (half the runtime when adapted weights are kept)")
     p.add_argument("--eval-bag", default=None,
                    help="a labelled bag of the same camera to score before and after")
     p.add_argument("--label-topic", default=None,
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                              freeze_bn_statistics=args.bn_statistics == "frozen",
                              check_fraction=args.check_fraction,
                              check_reference=args.check_reference,
-                             check_margin=args.check_margin)
+                             check_margin=args.check_margin, refit=args.refit)
     checkpoint = args.checkpoint or default_model_path()
     if checkpoint is None:
         raise ValueError("no --checkpoint and no shipped model installed")
@@ -143,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
     runs = f"{result.runs} runs of " if result.runs > 1 else ""
     for line in result.decision.lines() if result.decision else ():
         print(line)
-    print(f"adapted on {len(frames) - result.check_frames} frames of {source}: {runs}"
+    refit = " (after the check, again from every frame)" if result.checked else ""
+    print(f"adapted on {result.frames} frames of {source}{refit}: {runs}"
           f"{result.steps} steps in "
           f"{result.seconds / 60:.1f} min, "
           f"{result.pseudo_labelled:.0%} of pixels pseudo-labelled; "
@@ -156,6 +163,8 @@ def run(args: argparse.Namespace) -> int:
                   "recalibrated only": result.candidates["recalibrated"],
                   "adapted (every width)": result.candidates["adapted"],
                   "kept": {k: v.clone() for k, v in model.state_dict().items()}}
+        if result.checked:  # what the check saw, beside what was made again from every frame
+            states["kept, as checked"] = result.checked
         rows = {}
         for name, state in states.items():
             model.load_state_dict(state)

@@ -18,6 +18,8 @@
 4. A label-free check (:mod:`.adapt_check`) on frames held back from steps 1-3: each width
    keeps its adapted weights only where they agree better with a reference network (the
    teacher) than the input model and its recalibration do; otherwise the better of those two.
+5. A refit (``refit``): what the check chose is made again from every frame, the held-back ones
+   too, and composed the same way: the check chose the recipe and how far to follow it.
 
 The result is a new checkpoint (never the input file) whose metadata says what it was adapted on.
 """
@@ -63,6 +65,9 @@ class AdaptResult:
     # the check chose from, for a caller that scores them (``--eval-bag``)
     candidates: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     check_frames: int = 0
+    frames: int = 0  # the frames the written weights were made from
+    # the check's choice as it was checked, before the refit on every frame (empty: no refit)
+    checked: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _frame_batches(frames: Any, meta: CheckpointMeta, batch: int, seed: int
@@ -89,6 +94,7 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
     adapt_idx, check_idx = held_back(len(frames), s.check_fraction)
+    every_frame = frames
     check_frames = SubsetFrames(frames, check_idx) if check_idx else None
     frames = SubsetFrames(frames, adapt_idx) if check_idx else frames
     teacher = None
@@ -101,18 +107,72 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         log(f"holding back {len(check_idx)} of {len(adapt_idx) + len(check_idx)} frames for "
             f"the label-free check")
     candidates = {"input": copy.deepcopy(model.state_dict())}
+    t0 = time.monotonic()
+    external, start_meta = teacher, meta
+    meta, states, teacher, steps, confident = _recalibrate_and_adapt(
+        model, meta, frames, s, source, external, log)
+    candidates.update(states)
+    decision, checked = None, {}
+    if check_frames is not None:
+        assert reference is not None
+        log(f"scoring the candidates on the {len(check_idx)} held-back frames")
+        decision = _check(model, meta, candidates, check_frames, reference, teacher, frames, s)
+        if s.refit:
+            checked = {k: v.clone() for k, v in model.state_dict().items()}
+            frames = every_frame
+            meta, candidates, refit_steps, refit_confident = _refit(
+                model, start_meta, frames, s, source, external, candidates, decision, log)
+            if refit_steps:  # else only recalibrated: the recipe's figures are the check's
+                steps, confident = refit_steps, refit_confident
+    seconds = time.monotonic() - t0
+    result = AdaptResult(Path(), steps, seconds, confident, s.runs, decision, candidates,
+                         len(check_idx), len(frames), checked)
+    training = dict(meta.training)
+    training["adapted"] = {"source": source, "frames": len(frames), "steps": steps,
+                           "runs": s.runs, "seeds": [s.seed + r for r in range(s.runs)],
+                           "refit": bool(checked),
+                           "minutes": round(seconds / 60, 1), "confidence": s.confidence,
+                           "class_fraction": s.class_fraction,
+                           "teacher": s.teacher or "the input model", "distill": s.distill,
+                           "teacher_flip": s.teacher_flip,
+                           "lr": s.lr, "batch_pairs": s.batch_size,
+                           "pseudo_labelled": round(result.pseudo_labelled, 3),
+                           "kept": s.keep, "average_decay": s.average_decay,
+                           "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
+                           "params": s.params, "optimizer": s.optimizer,
+                           "check": None if decision is None else {
+                               **decision.as_dict(), "frames": len(check_idx),
+                               "reference": str(reference.path)},
+                           "method": "BN recalibration + MGD (frozen input model and the "
+                                     "adapting model's weight average as teachers)"
+                                     + (f", the average of {s.runs} runs' weights with BN "
+                                        "re-estimated" if s.runs > 1 else "")
+                                     + (", made again from every frame after the check"
+                                        if checked else "")}
+    return meta.replace(training=training), result
+
+
+def _recalibrate_and_adapt(model: SlimSegNet, meta: CheckpointMeta, frames: Any,
+                           s: AdaptSettings, source: str, external: Teacher | None,
+                           log: Callable[[str], None], adapt: bool = True
+                           ) -> tuple[CheckpointMeta, dict[str, dict], Teacher, int, float]:
+    """Steps 1-3 on ``frames``, from ``model``'s weights (left holding the last candidate):
+    (metadata, {"recalibrated", "adapted"} states, the teacher used, steps per run,
+    pseudo-labelled fraction). ``adapt=False`` stops after recalibration."""
     meta, used, _ = recalibrate_model(model, meta, frames, frames=s.recalibrate_frames,
                                       source=source, progress=log)
     log(f"recalibrated BN statistics on {used} frames")
-    if teacher is not None:
-        assert teacher.meta is not None
-        recalibrate_model(teacher.model, teacher.meta, frames, frames=s.recalibrate_frames)
+    if external is not None:
+        assert external.meta is not None
+        recalibrate_model(external.model, external.meta, frames, frames=s.recalibrate_frames)
         log(f"teacher {s.teacher}: recalibrated BN statistics on the same frames")
+        teacher = external
     else:
         teacher = Teacher(copy.deepcopy(model))
-    t0 = time.monotonic()
     recalibrated = copy.deepcopy(model.state_dict())
-    candidates["recalibrated"] = recalibrated
+    states: dict[str, dict] = {"recalibrated": recalibrated}
+    if not adapt:
+        return meta, states, teacher, 0, 0.0
     seeds = [s.seed + r for r in range(s.runs)]
     kept, steps, confident = [], 0, 0.0
     for seed in seeds:
@@ -129,35 +189,34 @@ def adapt_model(model: SlimSegNet, meta: CheckpointMeta, frames: Any, settings: 
         recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
         log(f"averaged the {len(kept)} runs' weights and re-estimated BN statistics")
     model.eval()
-    candidates["adapted"] = copy.deepcopy(model.state_dict())
-    decision = None
-    if check_frames is not None:
-        assert reference is not None
-        log(f"scoring the candidates on the {len(check_idx)} held-back frames")
-        decision = _check(model, meta, candidates, check_frames, reference, teacher, frames, s)
-    seconds = time.monotonic() - t0
-    result = AdaptResult(Path(), steps, seconds, confident, len(seeds), decision, candidates,
-                         len(check_idx))
-    training = dict(meta.training)
-    training["adapted"] = {"source": source, "frames": len(frames), "steps": steps,
-                           "runs": len(seeds), "seeds": seeds,
-                           "minutes": round(seconds / 60, 1), "confidence": s.confidence,
-                           "class_fraction": s.class_fraction,
-                           "teacher": s.teacher or "the input model", "distill": s.distill,
-                           "teacher_flip": s.teacher_flip,
-                           "lr": s.lr, "batch_pairs": s.batch_size,
-                           "pseudo_labelled": round(result.pseudo_labelled, 3),
-                           "kept": s.keep, "average_decay": s.average_decay,
-                           "bn_statistics": "frozen" if s.freeze_bn_statistics else "batch",
-                           "params": s.params, "optimizer": s.optimizer,
-                           "check": None if decision is None else {
-                               **decision.as_dict(), "frames": len(check_idx),
-                               "reference": str(reference.path)},
-                           "method": "BN recalibration + MGD (frozen input model and the "
-                                     "adapting model's weight average as teachers)"
-                                     + (f", the average of {len(seeds)} runs' weights with BN "
-                                        "re-estimated" if len(seeds) > 1 else "")}
-    return meta.replace(training=training), result
+    states["adapted"] = copy.deepcopy(model.state_dict())
+    return meta, states, teacher, steps, confident
+
+
+def _refit(model: SlimSegNet, meta: CheckpointMeta, frames: Any, s: AdaptSettings, source: str,
+           external: Teacher | None, candidates: dict[str, dict], decision: Decision,
+           log: Callable[[str], None]) -> tuple[CheckpointMeta, dict[str, dict], int, float]:
+    """The candidates ``decision`` chose, made again from every frame (the held-back ones too)
+    and composed as it chose them into ``model``; (metadata, candidates, steps, fraction).
+
+    The check chose a recipe and how far to follow it; its frames are then worth more as
+    training frames than as evidence already used (as a model is refitted on all the data
+    after cross-validation): holding them back cost the adapted model at every width.
+    """
+    adapt = "adapted" in decision.choice.values()
+    log(f"refitting on all {len(frames)} frames: "
+        + ("recalibration and adaptation" if adapt else "recalibration"))
+    model.load_state_dict(candidates["input"])
+    meta, states, _, steps, confident = _recalibrate_and_adapt(model, meta, frames, s, source,
+                                                               external, log, adapt=adapt)
+    if adapt and decision.blend != 1.0:
+        model.load_state_dict(blend(states["recalibrated"], states["adapted"], decision.blend))
+        recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
+        states["adapted"] = {k: v.clone() for k, v in model.state_dict().items()}
+    candidates = {**candidates, **states}
+    model.load_state_dict(compose(candidates, decision, model.widths))
+    model.eval()
+    return meta, candidates, steps, confident
 
 
 def _check_reference(s: AdaptSettings, meta: CheckpointMeta, teacher: Teacher | None
