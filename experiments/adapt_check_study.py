@@ -57,7 +57,8 @@ def main() -> None:
     for i in (0, len(frames) // 2, len(frames) - 1):
         if not np.array_equal(frames.load(i)[0], train_with_labels.load(i)[0]):
             raise SystemExit(f"{labelled_train} frame {i} differs from the unlabelled bag's")
-    settings = AdaptSettings(seed=args.seed, threads=args.threads)
+    # the candidates as the check scored them, not as a refit makes them again
+    settings = AdaptSettings(seed=args.seed, threads=args.threads, refit=False)
     _, check_idx = held_back(len(frames), settings.check_fraction)
     check_with_labels = SubsetFrames(train_with_labels, check_idx)
     shifted_val = RosbagFrames(str(bags / "shifted_val"), "all")

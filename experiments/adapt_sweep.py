@@ -68,7 +68,9 @@ def main() -> None:
         return averaged[-1]
 
     adapt._uniform_average = recorded_average  # type: ignore[assignment]
-    settings = adapt.AdaptSettings(threads=1, steps=steps, **{**kw, "keep": "student"})
+    # the recipe's own weights: a refit would adapt (and record) a second time
+    settings = adapt.AdaptSettings(threads=1, steps=steps,
+                                   **{"refit": False, **kw, "keep": "student"})
     t0 = time.time()
     model, meta = load_checkpoint(checkpoint)
     frames = open_unlabeled(train_bag)

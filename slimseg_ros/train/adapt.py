@@ -201,7 +201,8 @@ def _refit(model: SlimSegNet, meta: CheckpointMeta, frames: Any, s: AdaptSetting
 
     The check chose a recipe and how far to follow it; its frames are then worth more as
     training frames than as evidence already used (as a model is refitted on all the data
-    after cross-validation): holding them back cost the adapted model at every width.
+    after cross-validation): holding them back cost the adapted soups up to 0.005 mIoU at a
+    width (docs/log/adapt.md, "Refit").
     """
     adapt = "adapted" in decision.choice.values()
     log(f"refitting on all {len(frames)} frames: "
