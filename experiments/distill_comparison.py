@@ -49,7 +49,7 @@ from pathlib import Path
 from slimseg_ros.eval.study import format_mean_spread, markdown_table
 from slimseg_ros.eval.study_sets import HELD_OUT, SET_NAMES, score_checkpoint, study_sets
 from slimseg_ros.model.config import width_key
-from slimseg_ros.train.config import load_train_config
+from slimseg_ros.train.config import TrainConfig, load_train_config
 from slimseg_ros.train.loop import train
 
 TEACHER = "models/teacher_camvid.safetensors"
@@ -93,6 +93,28 @@ def table(results: dict, arms: list[str], metric: str = "miou") -> str:
     return markdown_table(["arm", "seeds", "width", *SET_NAMES], rows)
 
 
+def arm_overrides(arm: str, out: Path, steps: int, teacher: str = TEACHER) -> list[str]:
+    """The arm's own overrides, its placeholders filled in."""
+    return [o.format(teacher=teacher, out=out, half=steps // 2) for o in ARMS[arm]]
+
+
+def arm_config(args: argparse.Namespace, arm: str, seed: int, run_out: Path) -> TrainConfig:
+    """One arm's training configuration: the study's common settings, the arm's, the command
+    line's extra overrides (``args``: this script's, or one with the same fields)."""
+    out = Path(args.out)
+    common = [
+        f"data.root={args.data_root}", f"steps={args.steps}", f"threads={args.threads}",
+        "data.crop_size=[192,256]", f"data.options={{exclude_sequences: [{HELD_OUT}]}}",
+        "val_every=0", "checkpoint_every=50", "optim.warmup_steps=50",
+        # one stage-1 autoencoder for every KA run (trained by the first, on its own data stream)
+        f"loss.ka_autoencoder={out / 'ka_autoencoder.safetensors'}",
+        *args.overrides,
+    ]
+    return load_train_config(args.config, common + arm_overrides(arm, out, args.steps,
+                                                                 args.teacher)
+                             + [f"seed={seed}", f"out={run_out}"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -113,14 +135,6 @@ def main() -> None:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         raise SystemExit(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
-    common = [
-        f"data.root={args.data_root}", f"steps={args.steps}", f"threads={args.threads}",
-        "data.crop_size=[192,256]", f"data.options={{exclude_sequences: [{HELD_OUT}]}}",
-        "val_every=0", "checkpoint_every=50", "optim.warmup_steps=50",
-        # one stage-1 autoencoder for every KA run (trained by the first, on its own data stream)
-        f"loss.ka_autoencoder={out / 'ka_autoencoder.safetensors'}",
-        *args.overrides,
-    ]
     results_path = out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     sets = study_sets(args.data_root)
@@ -130,10 +144,8 @@ def main() -> None:
             if name in results:
                 print(f"{name}: done already", flush=True)
                 continue
-            overrides = [o.format(teacher=args.teacher, out=out, half=args.steps // 2)
-                         for o in ARMS[arm]]
-            cfg = load_train_config(args.config, common + overrides + [f"seed={seed}",
-                                                                       f"out={out / name}"])
+            overrides = arm_overrides(arm, out, args.steps, args.teacher)
+            cfg = arm_config(args, arm, seed, out / name)
             t0 = time.monotonic()
             res = train(cfg, progress=False)
             if res.stopped_by:  # its state is saved: the same command resumes this arm
