@@ -31,7 +31,7 @@ import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch.utils.data import DataLoader
@@ -52,6 +52,12 @@ def _gradient(model: torch.nn.Module, fn: Callable[[], object], seed: int) -> to
     fn()
     return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
                       for p in model.parameters()])
+
+
+def _epochs(loader: Iterable) -> Iterator:
+    """``loader``'s batches, epoch after epoch (a partition's labelled part is a few batches)."""
+    while True:
+        yield from loader
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -93,7 +99,7 @@ def main() -> None:
                  "ignore_index": run.meta.ignore_index}
     sums = {p: {"norm": 0.0, "cos_labelled": 0.0, "cos_oracle": 0.0} for p in PARTS}
     confident = 0.0
-    batches = zip(range(args.batches), run.loader, pairs)
+    batches = zip(range(args.batches), _epochs(run.loader), _epochs(pairs))
     for b, (images, labels), (u_images, u_labels) in batches:
         images = images.contiguous(memory_format=torch.channels_last)
         u0, u1 = u_images.contiguous(memory_format=torch.channels_last).chunk(2)
