@@ -11,6 +11,7 @@
 #   student_all   the same on every frame: the candidate to ship (comes back whole)
 #   quarter_sN    labelled-only on a quarter of the labels (MGD's protocol), seeds 0 and 1
 #   quarter_mgd_sN  + the other frames unlabelled, MGD with class-balanced pseudo labels (0.8)
+#                   and weights rebalanced (pixel 0.5, region 5: docs/log/mgd_diagnosis.md 5-6)
 #
 # Here, before the call:  echo /.gpu/ >> .git/info/exclude
 #                          python tools/dev/pack_camvid.py --out .gpu/camvid
@@ -77,7 +78,8 @@ arm_args() {  # the slimseg train arguments of arm $1 (NAME, NAME_dev/_all, NAME
                                 "loss.ka_autoencoder=$W/ka_${1#student_}.safetensors") ;;
     quarter) A=("${QUARTER[@]}") ;;
     quarter_mgd) A=("${QUARTER[@]}" data.unlabeled=partition mgd.external_teacher=false
-                    mgd.confidence=0.7 mgd.class_fraction=0.8) ;;
+                    mgd.confidence=0.7 mgd.class_fraction=0.8
+                    mgd.pixel_weight=0.5 mgd.region_weight=5) ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
   A+=(seed="$seed")
