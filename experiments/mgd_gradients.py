@@ -91,6 +91,8 @@ def main() -> None:
     base = run.loader.dataset.base
     _, unlabelled = labeled_partition(base, d.labeled_fraction, d.partition_seed,
                                       Path(d.partition))
+    # augmented and batched as training's unlabelled stream (loop._training_sets' seed,
+    # loop._unlabeled_batches' size), its own order: the labels are the only difference
     labelled_view = SubsetFrames(base, unlabelled, transform=TrainTransform(
         d.crop_size, d.scale_range, seed=cfg.seed + 20_011, **cfg.augment.transform_kwargs()))
     pairs = DataLoader(labelled_view, batch_size=2 * (d.unlabeled_batch_size or d.batch_size),

@@ -211,13 +211,20 @@ def _refit(model: SlimSegNet, meta: CheckpointMeta, frames: Any, s: AdaptSetting
     meta, states, _, steps, confident = _recalibrate_and_adapt(model, meta, frames, s, source,
                                                                external, log, adapt=adapt)
     if adapt and decision.blend != 1.0:
-        model.load_state_dict(blend(states["recalibrated"], states["adapted"], decision.blend))
-        recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
-        states["adapted"] = {k: v.clone() for k, v in model.state_dict().items()}
+        states["adapted"] = _part_of_the_way(model, meta, frames, s, states, decision.blend)
     candidates = {**candidates, **states}
     model.load_state_dict(compose(candidates, decision, model.widths))
     model.eval()
     return meta, candidates, steps, confident
+
+
+def _part_of_the_way(model: SlimSegNet, meta: CheckpointMeta, frames: Any, s: AdaptSettings,
+                     states: dict[str, dict], t: float) -> dict[str, torch.Tensor]:
+    """The weights ``t`` of the way from ``states``' recalibrated to its adapted ones, with BN
+    statistics re-estimated on ``frames`` for the blended convolutions; left in ``model``."""
+    model.load_state_dict(blend(states["recalibrated"], states["adapted"], t))
+    recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def _check_reference(s: AdaptSettings, meta: CheckpointMeta, teacher: Teacher | None
@@ -253,10 +260,8 @@ def _check(model: SlimSegNet, meta: CheckpointMeta, candidates: dict[str, dict],
     shares = same_shared(candidates["input"], candidates["adapted"])
     chosen, failed = dict(candidates), []
     for t in s.check_blends:
-        if t != 1.0:  # part of the way, with BN statistics for the blended convolutions
-            model.load_state_dict(blend(candidates["recalibrated"], candidates["adapted"], t))
-            recalibrate_model(model, meta, frames, frames=s.recalibrate_frames)
-            chosen["adapted"] = {k: v.clone() for k, v in model.state_dict().items()}
+        if t != 1.0:
+            chosen["adapted"] = _part_of_the_way(model, meta, frames, s, candidates, t)
             scores["adapted"] = agreement(model, meta, labels)
         decision = decide(scores, shares, s.check_margin, blend=t)
         if shares or "adapted" in decision.choice.values():
